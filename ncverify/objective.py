@@ -1,0 +1,255 @@
+"""The objective `F`, its analytic gradient and Hessian-vector products, on any array namespace.
+
+Forward pass: `H_1 = H`, `H_{m+1} = W_m H_m`, logits `Z = H_{M+1} + b 1^T`.
+Backward pass: with `G = dL/dZ`, `B_{M+1} = G`, `dF/dW_m = B_{m+1} H_m^T + lambda_{W_m} W_m`,
+`B_m = W_m^T B_{m+1}`, `dF/dH = B_1 + lambda_H H`, `dF/db = G 1 + lambda_b b`.
+The Hessian-vector product differentiates both passes once more along a direction (forward over
+reverse, written out by hand so that it runs on every namespace without autodiff).
+
+Everything here takes the namespace from its inputs (`xp = array_namespace(...)`) and never
+moves data to the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from .problem import Problem
+
+Array = Any
+
+
+@dataclass(frozen=True)
+class Params:
+    """A point of the full model: layers `W_1..W_M`, features `H` (d x N), bias `b` (or None)."""
+
+    Ws: tuple[Array, ...]
+    H: Array
+    b: Array | None = None
+
+    def arrays(self) -> Iterator[Array]:
+        yield from self.Ws
+        yield self.H
+        if self.b is not None:
+            yield self.b
+
+    def map(self, fn) -> Params:  # noqa: ANN001 - a unary array function
+        return Params(
+            tuple(fn(w) for w in self.Ws), fn(self.H), None if self.b is None else fn(self.b)
+        )
+
+    def zip_map(self, other: Params, fn) -> Params:  # noqa: ANN001
+        return Params(
+            tuple(fn(a, c) for a, c in zip(self.Ws, other.Ws, strict=True)),
+            fn(self.H, other.H),
+            None if self.b is None else fn(self.b, other.b),
+        )
+
+    @property
+    def namespace(self):  # noqa: ANN201
+        return array_namespace(self.H)
+
+
+def inner(a: Params, c: Params) -> Array:
+    """Euclidean inner product of two points (a 0-d array)."""
+    xp = a.namespace
+    return sum(xp.sum(x * y) for x, y in zip(a.arrays(), c.arrays(), strict=True))
+
+
+def norm(a: Params) -> float:
+    xp = a.namespace
+    return float(xp.sqrt(inner(a, a)))
+
+
+def one_hot(problem: Problem, xp, *, dtype=None, device=None) -> Array:  # noqa: ANN001
+    """Labels `Y` (K x N), samples ordered class by class."""
+    labels = xp.asarray(problem.labels(), device=device)
+    classes = xp.reshape(xp.arange(problem.K, device=device), (problem.K, 1))
+    return xp.astype(classes == xp.reshape(labels, (1, problem.N)), dtype or xp.float64)
+
+
+class Objective:
+    """`F` for one problem on one namespace/device/dtype.
+
+    Args:
+        problem: the instance.
+        xp: an array namespace (from `ncverify.backend`).
+        dtype: floating dtype of that namespace (float64 by default).
+        device: device of that namespace (None = its default).
+    """
+
+    def __init__(self, problem: Problem, xp, *, dtype=None, device=None) -> None:  # noqa: ANN001
+        self.problem = problem
+        self.xp = xp
+        self.dtype = dtype if dtype is not None else xp.float64
+        self.device = device
+        self.Y = one_hot(problem, xp, dtype=self.dtype, device=device)
+        self.lambda_w = [float(lam) for lam in problem.lambda_w]
+        self.lambda_h = float(problem.lambda_h)
+        self.lambda_b = 0.0 if problem.lambda_b is None else float(problem.lambda_b)
+
+    # ---- pieces ---------------------------------------------------------------------------
+    def _forward(self, p: Params) -> tuple[list[Array], Array]:
+        feats = [p.H]
+        for w in p.Ws:
+            feats.append(w @ feats[-1])
+        z = feats[-1]
+        if p.b is not None:
+            z = z + p.b[:, None]
+        return feats, z
+
+    def _loss(self, z: Array) -> tuple[Array, Array, Array | None]:
+        """Loss value, `G = dL/dZ`, and softmax probabilities for CE (None for MSE)."""
+        xp, n = self.xp, self.problem.N
+        if self.problem.loss == "mse":
+            r = z - self.Y
+            return xp.sum(r * r) / (2 * n), r / n, None
+        zmax = xp.max(z, axis=0, keepdims=True)
+        e = xp.exp(z - zmax)
+        s = xp.sum(e, axis=0, keepdims=True)
+        lse = xp.log(s) + zmax
+        prob = e / s
+        value = (xp.sum(lse) - xp.sum(z * self.Y)) / n
+        return value, (prob - self.Y) / n, prob
+
+    def regulariser(self, p: Params) -> Array:
+        xp = self.xp
+        total = self.lambda_h / 2 * xp.sum(p.H * p.H)
+        for lam, w in zip(self.lambda_w, p.Ws, strict=True):
+            total = total + lam / 2 * xp.sum(w * w)
+        if p.b is not None and self.lambda_b:
+            total = total + self.lambda_b / 2 * xp.sum(p.b * p.b)
+        return total
+
+    # ---- public API -------------------------------------------------------------------------
+    def value(self, p: Params) -> float:
+        _, z = self._forward(p)
+        loss, _, _ = self._loss(z)
+        return float(loss + self.regulariser(p))
+
+    def parts(self, p: Params) -> tuple[float, float]:
+        """(loss, regulariser) at `p`."""
+        _, z = self._forward(p)
+        loss, _, _ = self._loss(z)
+        return float(loss), float(self.regulariser(p))
+
+    def value_and_grad(self, p: Params) -> tuple[Array, Params]:
+        """`F(p)` as a 0-d array on the namespace, and its gradient as a `Params`."""
+        value, grad_loss, grad_reg = self._value_and_grad_parts(p)
+        return value, grad_loss.zip_map(grad_reg, lambda a, c: a + c)
+
+    def grad_parts(self, p: Params) -> tuple[Params, Params]:
+        """Gradient of the loss and of the regulariser separately.
+
+        At a stationary point the two cancel; their sizes set the scale against which the
+        rounding error of the sum is judged.
+        """
+        _, gl, gr = self._value_and_grad_parts(p)
+        return gl, gr
+
+    def _value_and_grad_parts(self, p: Params) -> tuple[Array, Params, Params]:
+        feats, z = self._forward(p)
+        loss, g, _ = self._loss(z)
+        value = loss + self.regulariser(p)
+        back = g
+        gws = [None] * len(p.Ws)
+        for m in range(len(p.Ws) - 1, -1, -1):
+            gws[m] = back @ feats[m].T
+            back = p.Ws[m].T @ back
+        xp = self.xp
+        gb = None if p.b is None else xp.sum(g, axis=1)
+        grad_loss = Params(tuple(gws), back, gb)
+        grad_reg = Params(
+            tuple(lam * w for lam, w in zip(self.lambda_w, p.Ws, strict=True)),
+            self.lambda_h * p.H,
+            None if p.b is None else self.lambda_b * p.b,
+        )
+        return value, grad_loss, grad_reg
+
+    def hvp(self, p: Params, v: Params) -> Params:
+        """Hessian of `F` at `p` applied to the direction `v`."""
+        xp = self.xp
+        feats, z = self._forward(p)
+        _, g, prob = self._loss(z)
+        # forward tangents dH_{m+1} = V_m H_m + W_m dH_m
+        dfeats = [v.H]
+        for m, w in enumerate(p.Ws):
+            dfeats.append(v.Ws[m] @ feats[m] + w @ dfeats[-1])
+        dz = dfeats[-1]
+        if p.b is not None:
+            dz = dz + v.b[:, None]
+        if prob is None:
+            dg = dz / self.problem.N
+        else:
+            dg = (prob * dz - prob * xp.sum(prob * dz, axis=0, keepdims=True)) / self.problem.N
+        back, dback = g, dg
+        hws = [None] * len(p.Ws)
+        for m in range(len(p.Ws) - 1, -1, -1):
+            hws[m] = dback @ feats[m].T + back @ dfeats[m].T + self.lambda_w[m] * v.Ws[m]
+            back, dback = p.Ws[m].T @ back, v.Ws[m].T @ back + p.Ws[m].T @ dback
+        hh = dback + self.lambda_h * v.H
+        hb = None if p.b is None else xp.sum(dg, axis=1) + self.lambda_b * v.b
+        return Params(tuple(hws), hh, hb)
+
+    def error_bound(self, p: Params) -> float:
+        """A bound on `|fl(F(p)) - F(p)|`, the rounding error of evaluating `F` at `p`.
+
+        Standard forward error analysis (Higham, ch. 3): a product with inner dimension `k`
+        computed in floating point is off by at most `gamma_k |A||B|` elementwise,
+        `gamma_k = k u / (1 - k u)`; errors already in `B` propagate through `|A|`.  The bound
+        is accumulated through the layers, the loss and the regulariser, then doubled as a
+        safety factor for the rounding of the bound's own arithmetic.
+        """
+        xp = self.xp
+        u = float(xp.finfo(self.dtype).eps) / 2
+
+        def gamma(k: int) -> float:
+            return k * u / (1 - k * u)
+
+        feats, z = self._forward(p)
+        err = xp.zeros_like(p.H)
+        for m, w in enumerate(p.Ws):
+            aw = xp.abs(w)
+            err = gamma(w.shape[1]) * (aw @ xp.abs(feats[m])) + aw @ err
+        if p.b is not None:
+            err = err + u * xp.abs(z)
+        n = self.problem.N
+        if self.problem.loss == "mse":
+            r = xp.abs(z - self.Y)
+            e = err + u * r
+            loss_err = float(xp.sum(2 * r * e + e * e)) / (2 * n)
+            loss_err += gamma(z.shape[0] * z.shape[1] + 2) * float(xp.sum(r * r)) / (2 * n)
+        else:
+            zmax = xp.max(z, axis=0)
+            lse_abs = xp.abs(xp.log(xp.sum(xp.exp(z - zmax[None, :]), axis=0)) + zmax)
+            zy = xp.abs(xp.sum(z * self.Y, axis=0))
+            col_err = 2 * xp.max(err, axis=0) + gamma(z.shape[0] + 4) * (lse_abs + xp.abs(zmax) + zy)
+            loss_err = float(xp.sum(col_err)) / n
+            loss_err += gamma(n + 2) * float(xp.sum(lse_abs + zy)) / n
+        reg_err = 0.0
+        for lam, w in zip(self.lambda_w, p.Ws, strict=True):
+            reg_err += gamma(w.shape[0] * w.shape[1] + 2) * lam / 2 * float(xp.sum(w * w))
+        reg_err += gamma(p.H.shape[0] * p.H.shape[1] + 2) * self.lambda_h / 2 * float(
+            xp.sum(p.H * p.H))
+        total = loss_err + reg_err
+        total += gamma(len(p.Ws) + 4) * abs(self.value(p))
+        return 2.0 * total
+
+    def features(self, p: Params) -> list[Array]:
+        """Layer features `H_1 = H, ..., H_M` (the inputs of `W_1, ..., W_M`)."""
+        feats, _ = self._forward(p)
+        return feats[:-1]
+
+    # ---- shapes ---------------------------------------------------------------------------
+    def zeros(self) -> Params:
+        xp, pr = self.xp, self.problem
+        ws = tuple(
+            xp.zeros(shape, dtype=self.dtype, device=self.device) for shape in pr.layer_shapes
+        )
+        h = xp.zeros((pr.widths[0], pr.N), dtype=self.dtype, device=self.device)
+        b = None if pr.bias == "none" else xp.zeros((pr.K,), dtype=self.dtype, device=self.device)
+        return Params(ws, h, b)

@@ -1,0 +1,303 @@
+"""Problem instances of the deep linear unconstrained-feature model.
+
+A `Problem` fixes everything a claim is checked on: the class counts `n_k`, the depth `M`,
+the widths `d, d_1, ..., d_{M-1}`, the weight decays `lambda_{W_m}`, `lambda_H` (and `lambda_b`),
+the loss and the bias mode.  Lambdas are kept as exact rationals (`Fraction`) so that regimes
+and thresholds can be decided exactly; a decimal such as `5e-4` is parsed to `1/2000`, never
+through a float.
+
+The objective it describes is
+
+$$F = L(W_M \\cdots W_1 H + b 1^T, Y) + \\sum_m \\tfrac{\\lambda_{W_m}}{2}\\|W_m\\|_F^2
+      + \\tfrac{\\lambda_H}{2}\\|H\\|_F^2 \\; (+ \\tfrac{\\lambda_b}{2}\\|b\\|^2).$$
+
+Example:
+
+>>> p = Problem.build(counts="200,100,50,50", depth=3, width=64, lambda_w="5e-4", lambda_h="5e-4")
+>>> p.K, p.N, p.bottleneck, p.lambda_w
+(4, 400, 4, (Fraction(1, 2000), Fraction(1, 2000), Fraction(1, 2000)))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from typing import Literal
+
+Loss = Literal["mse", "ce"]
+BiasMode = Literal["none", "free", "regularised"]
+
+LOSSES: tuple[str, ...] = ("mse", "ce")
+BIAS_MODES: tuple[str, ...] = ("none", "free", "regularised")
+
+
+class ProblemError(ValueError):
+    """Input no claim could accept; its message is one sentence naming the problem."""
+
+
+def exact(value: object, name: str) -> Fraction:
+    """Parse a positive finite number exactly: `"5e-4"` becomes `Fraction(1, 2000)`.
+
+    Floats are read through their shortest decimal representation, so `5e-4` (float) is also
+    `1/2000`.
+    """
+    if isinstance(value, Fraction):
+        result = value
+    elif isinstance(value, bool):
+        raise ProblemError(f"{name} must be a positive finite number, not {value!r}.")
+    elif isinstance(value, int):
+        result = Fraction(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ProblemError(f"{name} must be a positive finite number, not {value!r}.")
+        result = Fraction(repr(value))
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            result = Fraction(text)
+        except (ValueError, ZeroDivisionError):
+            raise ProblemError(
+                f"{name} must be a positive finite number, not {value!r}."
+            ) from None
+    else:
+        raise ProblemError(f"{name} must be a positive finite number, not {value!r}.")
+    if result <= 0:
+        raise ProblemError(f"{name} must be a positive finite number, not {value!s}.")
+    return result
+
+
+def _int_list(value: object, name: str) -> tuple[int, ...]:
+    """Parse `"100,100,50"` or a sequence of integers; one sentence on any malformed entry."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",")]
+        if any(p == "" for p in parts):
+            raise ProblemError(f"{name} must be a comma-separated list of integers, not {value!r}.")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        parts = [value]
+    elif isinstance(value, Sequence):
+        parts = list(value)
+    else:
+        raise ProblemError(f"{name} must be a comma-separated list of integers, not {value!r}.")
+    out = []
+    for p in parts:
+        if isinstance(p, bool):
+            raise ProblemError(f"{name} must contain integers, not {p!r}.")
+        if isinstance(p, int):
+            out.append(p)
+            continue
+        try:
+            out.append(int(str(p)))
+        except ValueError:
+            raise ProblemError(f"{name} must contain integers, not {p!r}.") from None
+    return tuple(out)
+
+
+def _fraction_list(value: object, name: str) -> tuple[Fraction, ...]:
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",")]
+        if any(p == "" for p in parts):
+            raise ProblemError(f"{name} must be a number or a comma-separated list, not {value!r}.")
+    elif isinstance(value, Sequence):
+        parts = list(value)
+    else:
+        parts = [value]
+    return tuple(exact(p, name) for p in parts)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One instance: validated on construction, immutable, hashable.
+
+    Attributes:
+        counts: samples per class `(n_1, ..., n_K)`.
+        depth: number of linear layers `M >= 1`.
+        widths: `(d, d_1, ..., d_{M-1})`: feature dimension, then hidden widths.
+        lambda_w: `(lambda_{W_1}, ..., lambda_{W_M})`, exact.
+        lambda_h: `lambda_H`, exact.
+        loss: `"mse"` or `"ce"`.
+        bias: `"none"`, `"free"` (unregularised) or `"regularised"` (with `lambda_b`).
+        lambda_b: the bias weight decay when `bias == "regularised"`, else `None`.
+    """
+
+    counts: tuple[int, ...]
+    depth: int
+    widths: tuple[int, ...]
+    lambda_w: tuple[Fraction, ...]
+    lambda_h: Fraction
+    loss: str = "mse"
+    bias: str = "none"
+    lambda_b: Fraction | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.counts) < 2:
+            raise ProblemError(f"need at least K = 2 classes, got K = {len(self.counts)}.")
+        for n in self.counts:
+            if n < 1:
+                raise ProblemError(f"every class count must be a positive integer, got {n}.")
+        if self.depth < 1:
+            raise ProblemError(f"depth must be a positive integer, got {self.depth}.")
+        if len(self.widths) != self.depth:
+            raise ProblemError(
+                f"depth {self.depth} needs {self.depth} widths (d, d_1, ..., d_{{M-1}}), "
+                f"got {len(self.widths)}."
+            )
+        for w in self.widths:
+            if w < 1:
+                raise ProblemError(f"every width must be a positive integer, got {w}.")
+        if len(self.lambda_w) != self.depth:
+            raise ProblemError(
+                f"depth {self.depth} needs one lambda_W or {self.depth} of them, "
+                f"got {len(self.lambda_w)}."
+            )
+        for lam in (*self.lambda_w, self.lambda_h):
+            if not isinstance(lam, Fraction) or lam <= 0:
+                raise ProblemError(f"every lambda must be a positive finite number, got {lam}.")
+        if self.loss not in LOSSES:
+            raise ProblemError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}.")
+        if self.bias not in BIAS_MODES:
+            raise ProblemError(
+                f"bias must be one of {', '.join(BIAS_MODES)}, not {self.bias!r}."
+            )
+        if self.bias == "regularised":
+            if self.lambda_b is None or self.lambda_b <= 0:
+                raise ProblemError("a regularised bias needs a positive lambda_b.")
+        elif self.lambda_b is not None:
+            raise ProblemError("lambda_b is only meaningful with a regularised bias.")
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        *,
+        counts: object = None,
+        classes: object = None,
+        samples: object = None,
+        depth: object = 3,
+        width: object = None,
+        widths: object = None,
+        lambda_w: object = "5e-4",
+        lambda_h: object = "5e-4",
+        lambda_b: object = None,
+        loss: str = "mse",
+        bias: str | None = None,
+    ) -> Problem:
+        """Build from loose user input (strings from the CLI, numbers from Python).
+
+        `counts` or (`classes`, `samples`) give the class sizes; `width` sets every width, or
+        `widths` lists `d, d_1, ..., d_{M-1}`; `lambda_w` is one value or one per layer; giving
+        `lambda_b` implies a regularised bias.
+        """
+        if counts is not None and (classes is not None or samples is not None):
+            raise ProblemError("give either counts or classes and samples, not both.")
+        if counts is None:
+            k = _int_list(classes if classes is not None else 4, "classes")
+            n = _int_list(samples if samples is not None else 100, "samples")
+            if len(k) != 1 or len(n) != 1:
+                raise ProblemError("classes and samples must each be a single integer.")
+            if k[0] < 2:
+                raise ProblemError(f"need at least K = 2 classes, got K = {k[0]}.")
+            counts_t = (n[0],) * k[0]
+        else:
+            counts_t = _int_list(counts, "counts")
+        depth_t = _int_list(depth, "depth")
+        if len(depth_t) != 1:
+            raise ProblemError(f"depth must be a single positive integer, not {depth!r}.")
+        m = depth_t[0]
+        if m < 1:
+            raise ProblemError(f"depth must be a positive integer, got {m}.")
+        if width is not None and widths is not None:
+            raise ProblemError("give either width or widths, not both.")
+        if widths is not None:
+            widths_t = _int_list(widths, "widths")
+        else:
+            w = _int_list(width if width is not None else 64, "width")
+            if len(w) != 1:
+                raise ProblemError("width must be a single integer; use widths for a list.")
+            widths_t = w * m
+        lw = _fraction_list(lambda_w, "lambda_W")
+        if len(lw) == 1:
+            lw = lw * m
+        lh = exact(lambda_h, "lambda_H")
+        lb = None if lambda_b is None else exact(lambda_b, "lambda_b")
+        if bias is None:
+            bias = "regularised" if lb is not None else "none"
+        return cls(
+            counts=counts_t,
+            depth=m,
+            widths=widths_t,
+            lambda_w=lw,
+            lambda_h=lh,
+            loss=loss,
+            bias=bias,
+            lambda_b=lb,
+        )
+
+    def with_(self, **changes: object) -> Problem:
+        """A copy with some fields replaced (validated again)."""
+        return replace(self, **changes)
+
+    # ---- derived quantities ---------------------------------------------------------------
+    @property
+    def K(self) -> int:  # noqa: N802 - the paper's name
+        return len(self.counts)
+
+    @property
+    def N(self) -> int:  # noqa: N802
+        return sum(self.counts)
+
+    @property
+    def M(self) -> int:  # noqa: N802
+        return self.depth
+
+    @property
+    def balanced(self) -> bool:
+        return len(set(self.counts)) == 1
+
+    @property
+    def bottleneck(self) -> int:
+        """`R = min(K, d, d_1, ..., d_{M-1})`: the largest rank any product can have."""
+        return min(self.K, *self.widths)
+
+    @property
+    def lambda_product(self) -> Fraction:
+        """`P = lambda_H * prod_m lambda_{W_m}`."""
+        p = self.lambda_h
+        for lam in self.lambda_w:
+            p *= lam
+        return p
+
+    @property
+    def layer_shapes(self) -> list[tuple[int, int]]:
+        """Shapes of `W_1, ..., W_M`: `W_m` maps width `m-1` to width `m`, the last one to `K`."""
+        dims = [*self.widths, self.K]
+        return [(dims[m + 1], dims[m]) for m in range(self.depth)]
+
+    @property
+    def n_parameters(self) -> int:
+        total = sum(a * b for a, b in self.layer_shapes) + self.widths[0] * self.N
+        return total + (self.K if self.bias != "none" else 0)
+
+    def labels(self) -> list[int]:
+        """Class index of every sample, samples ordered class by class."""
+        return [k for k, n in enumerate(self.counts) for _ in range(n)]
+
+    def describe(self) -> dict[str, object]:
+        """Every parameter, lambdas as given (float) and as exact rationals (`"1/2000"`)."""
+        return {
+            "counts": list(self.counts),
+            "K": self.K,
+            "N": self.N,
+            "depth": self.depth,
+            "widths": list(self.widths),
+            "bottleneck": self.bottleneck,
+            "loss": self.loss,
+            "bias": self.bias,
+            "lambda_w": [float(x) for x in self.lambda_w],
+            "lambda_w_exact": [str(x) for x in self.lambda_w],
+            "lambda_h": float(self.lambda_h),
+            "lambda_h_exact": str(self.lambda_h),
+            "lambda_b": None if self.lambda_b is None else float(self.lambda_b),
+            "lambda_b_exact": None if self.lambda_b is None else str(self.lambda_b),
+        }

@@ -1,0 +1,221 @@
+"""Reports: the evidence of one verification, as a readable rich report and as stable JSON.
+
+JSON schema `ncverify.report/1` (documented in docs/json.md).  Numbers are JSON numbers, never
+NaN or infinity (those become `null`); apart from `timing` and run times, the same command gives
+the same report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .backend import Backend
+    from .claim import Claim, Prediction
+    from .objective import Params
+    from .optimize import Run
+    from .problem import Problem
+
+SCHEMA = "ncverify.report/1"
+COUNTEREXAMPLE_SCHEMA = "ncverify.counterexample/1"
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as _v
+
+    try:
+        return _v("ncverify")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+def clean(x: Any) -> Any:
+    """JSON-safe copy: non-finite floats become None, numpy scalars become Python numbers."""
+    if isinstance(x, dict):
+        return {str(k): clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return clean(x.tolist())
+    if isinstance(x, bool | np.bool_):
+        return bool(x)
+    if isinstance(x, int | np.integer):
+        return int(x)
+    if isinstance(x, float | np.floating):
+        return float(x) if math.isfinite(float(x)) else None
+    return x
+
+
+@dataclass
+class Check:
+    """One piece of evidence: `passed` is None when the check was skipped (detail says why)."""
+
+    name: str
+    passed: bool | None
+    value: float | None
+    tolerance: float | None
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return clean({"name": self.name, "passed": self.passed, "value": self.value,
+                      "tolerance": self.tolerance, "detail": self.detail})
+
+
+@dataclass
+class Counterexample:
+    objective: float
+    claimed: float
+    gap: float
+    error_bound: float
+    origin: str
+    structure: dict[str, Any]
+    point: Params | None = field(default=None, repr=False)
+    path: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return clean({"objective": self.objective, "claimed": self.claimed, "gap": self.gap,
+                      "error_bound": self.error_bound, "origin": self.origin,
+                      "structure": self.structure, "path": self.path})
+
+    def save(self, directory: str, report: Report, backend: Backend) -> str:
+        """Write a self-contained `.npz` (arrays + metadata) that `ncverify recheck` re-evaluates."""
+        os.makedirs(directory, exist_ok=True)
+        arrays = {}
+        assert self.point is not None
+        for m, w in enumerate(self.point.Ws, start=1):
+            arrays[f"W{m}"] = backend.to_numpy(w).astype(np.float64)
+        arrays["H"] = backend.to_numpy(self.point.H).astype(np.float64)
+        if self.point.b is not None:
+            arrays["b"] = backend.to_numpy(self.point.b).astype(np.float64)
+        meta = {
+            "schema": COUNTEREXAMPLE_SCHEMA,
+            "ncverify": version(),
+            "claim": report.claim.id,
+            "problem": report.problem.describe(),
+            "objective": self.objective,
+            "claimed": self.claimed,
+            "gap": self.gap,
+            "error_bound": self.error_bound,
+            "origin": self.origin,
+        }
+        digest = hashlib.sha256(json.dumps(clean(meta), sort_keys=True).encode()).hexdigest()[:12]
+        path = os.path.join(directory, f"{report.claim.id}-{digest}.npz")
+        np.savez_compressed(path, meta=np.array(json.dumps(clean(meta))), **arrays)
+        self.path = path
+        return path
+
+
+@dataclass
+class Report:
+    claim: Claim
+    problem: Problem
+    backend: Backend
+    probe: bool
+    tolerances: Any
+    verdict: str = ""
+    hypotheses: list[str] = field(default_factory=list)
+    prediction: Prediction | None = None
+    predicted_point: Params | None = field(default=None, repr=False)
+    checks: list[Check] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
+    start_scales: list[float] = field(default_factory=list)
+    certificate: Any = None
+    metrics: list[dict[str, Any]] | None = None
+    counterexample: Counterexample | None = None
+    curvature_direction: Params | None = field(default=None, repr=False)
+    timing: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    # ---- summaries ----------------------------------------------------------------------------
+    def outcome_counts(self) -> dict[str, int]:
+        counts = {"at-prediction": 0, "worse": 0, "better": 0, "failed": 0}
+        for r in self.runs:
+            counts[r.outcome] = counts.get(r.outcome, 0) + 1
+        return counts
+
+    @property
+    def best_objective(self) -> float | None:
+        vals = [r.objective for r in self.runs if math.isfinite(r.objective)]
+        return min(vals) if vals else None
+
+    def prediction_json(self) -> dict[str, Any] | None:
+        pred = self.prediction
+        if pred is None:
+            return None
+        grams = None
+        if self.predicted_point is not None:
+            from .metrics import layer_geometry
+            from .objective import Objective
+
+            obj = Objective(self.problem, self.backend.xp, dtype=self.backend.dtype,
+                            device=self.backend.device)
+            g = layer_geometry(obj, self.predicted_point)[0]
+            to = self.backend.to_numpy
+            grams = {"WWt": to(g.WWt), "HtH": to(g.HtH), "WH": to(g.WH)}
+        return clean({
+            "objective": pred.objective_float,
+            "objective_digits": str(pred.objective) if pred.objective is not None else None,
+            "objective_form": pred.objective_exact,
+            "geometry": pred.geometry,
+            "unique": pred.unique,
+            "gains": [c.gain_float for c in pred.classes],
+            "gains_exact": [str(c.gain) for c in pred.classes],
+            "alive": [c.gain_float > 0 for c in pred.classes],
+            "regimes": [c.regime for c in pred.classes],
+            "lengths_w": [c.length_w for c in pred.classes],
+            "lengths_h": [c.length_h for c in pred.classes],
+            "critical_lambdas": [c.critical_lambda for c in pred.classes],
+            "bias": list(pred.bias) if pred.bias is not None else None,
+            "gram": grams,
+            "phase": pred.phase,
+            "notes": list(pred.notes),
+        })
+
+    def to_json(self) -> dict[str, Any]:
+        counts = self.outcome_counts()
+        runs = [{
+            "seed": r.seed, "scale": r.scale, "objective": r.objective,
+            "gradient_norm": r.grad_norm, "iterations": r.iterations,
+            "evaluations": r.evaluations, "time": r.time, "outcome": r.outcome,
+            "error_bound": r.error_bound, "structure": r.structure, "message": r.message,
+        } for r in self.runs]
+        numerical = None
+        if self.runs:
+            numerical = {
+                "best_objective": self.best_objective,
+                "start_scales": self.start_scales,
+                "runs": runs,
+                "counts": {"at": counts["at-prediction"], "worse": counts["worse"],
+                           "better": counts["better"], "failed": counts["failed"]},
+                "metrics": self.metrics,
+            }
+        return clean({
+            "schema": SCHEMA,
+            "ncverify": version(),
+            "claim": self.claim.id,
+            "verdict": self.verdict,
+            "probe": self.probe,
+            "problem": self.problem.describe(),
+            "hypotheses": self.hypotheses,
+            "prediction": self.prediction_json(),
+            "checks": [c.to_json() for c in self.checks],
+            "numerical": numerical,
+            "certificate": None if self.certificate is None else self.certificate.to_json(),
+            "counterexample": None if self.counterexample is None
+            else self.counterexample.to_json(),
+            "backend": self.backend.describe(),
+            "tolerances": vars(self.tolerances) if self.tolerances is not None else None,
+            "notes": self.notes,
+            "timing": self.timing,
+        })
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2, allow_nan=False)

@@ -1,0 +1,334 @@
+"""The verification pipeline: claim + problem + backend -> Report (verdict + evidence).
+
+Evidence (DESIGN.md):
+- E1 the predicted point has the claimed objective, vanishing gradient and no negative curvature;
+- E2 optimiser runs from random starts only, each classified at-prediction / worse / better;
+- E3 an independent certificate where one exists;
+- E4 the geometry of the best run against the claimed geometry (skipped where non-unique).
+
+Verdicts say no more than the evidence: `certified` needs E1, a matching certificate, a run at
+the prediction and none better; without a certificate the same is `consistent`; any point below
+the claimed optimum by more than its proven evaluation error, a failed E1, a certificate
+contradicting the claimed value or a wrong geometry at the optimum is `refuted`; no run at the
+prediction (and nothing better) or failed numerics is `inconclusive`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import mpmath
+import numpy as np
+
+from .backend import Backend
+from .certify import Certificate, separable_reduction
+from .claim import Claim, Prediction
+from .curvature import extreme_curvature
+from .metrics import layer_geometry, nc_metrics, worst
+from .objective import Objective, Params, norm
+from .optimize import DEFAULT_SCALES, Run, descend, multistart
+from .problem import Problem
+from .report import Check, Counterexample, Report
+
+VERDICTS = ("certified", "consistent", "refuted", "inconclusive", "not-applicable")
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Every tolerance of a verification, derived from the dtype's unit roundoff."""
+
+    objective: float  # relative: predicted point vs claimed optimum (on top of its error bound)
+    gradient: float  # relative to ||grad loss|| + ||grad regulariser||
+    curvature: float  # relative to the largest curvature
+    at_prediction: float  # relative: a run counts as reaching the prediction
+    certificate: float  # relative: certificate vs claimed optimum
+    geometry: float  # NC distances and relative errors of the best run
+
+    @classmethod
+    def for_eps(cls, eps: float) -> Tolerances:
+        if eps < 1e-10:  # float64
+            return cls(1e-10, 1e-8, 1e-6, 1e-8, 1e-10, 1e-5)
+        return cls(1e-4, 1e-3, 1e-3, 1e-4, 1e-4, 1e-2)
+
+
+@dataclass
+class Settings:
+    restarts: int = 8
+    seed: int = 0
+    scales: tuple[float, ...] = DEFAULT_SCALES
+    certificate: bool = True
+    optimise: bool = True
+    probe: bool = False
+    max_iter: int = 20000
+    curvature_steps: int = 60
+    save_dir: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def verify(
+    claim: Claim,
+    problem: Problem,
+    backend: Backend | None = None,
+    settings: Settings | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Report:
+    """Check `claim` on `problem` and return the report."""
+    backend = backend or Backend.create()
+    settings = settings or Settings()
+    tol = Tolerances.for_eps(backend.eps)
+    timing: dict[str, float] = {}
+    t_start = time.perf_counter()
+    report = Report(claim=claim, problem=problem, backend=backend, probe=settings.probe,
+                    tolerances=tol)
+    report.hypotheses = claim.hypotheses(problem)
+    if report.hypotheses and not settings.probe:
+        report.verdict = "not-applicable"
+        report.timing = {"total": time.perf_counter() - t_start}
+        return report
+
+    t0 = time.perf_counter()
+    pred = claim.closed_form(problem)
+    report.prediction = pred
+    timing["closed_form"] = time.perf_counter() - t0
+    objective = Objective(problem, backend.xp, dtype=backend.dtype, device=backend.device)
+    claimed = pred.objective
+
+    # ---- E1: the predicted point -----------------------------------------------------------
+    t0 = time.perf_counter()
+    point = claim.minimiser(problem, backend)
+    report.predicted_point = point
+    e1_ok = _check_predicted_point(report, objective, point, claimed, tol, settings)
+    timing["predicted_point"] = time.perf_counter() - t0
+
+    # ---- E2: random-start optimisation -----------------------------------------------------
+    runs: list[Run] = []
+    if settings.optimise:
+        t0 = time.perf_counter()
+
+        def on_run(i: int, run: Run) -> None:
+            if progress is not None:
+                progress("optimiser runs", i + 1, settings.restarts)
+
+        runs = multistart(problem, backend, restarts=settings.restarts, seed=settings.seed,
+                          scales=settings.scales, max_iter=settings.max_iter, progress=on_run)
+        for run in runs:
+            _classify(run, objective, claimed, tol)
+        timing["optimise"] = time.perf_counter() - t0
+    report.runs = runs
+    report.start_scales = list(settings.scales)
+
+    # ---- E3: certificate -------------------------------------------------------------------
+    cert: Certificate | None = None
+    if settings.certificate and "separable-reduction" in claim.certificates:
+        t0 = time.perf_counter()
+        cert = separable_reduction(problem)
+        if cert is not None:
+            _evaluate_certificate(report, cert, objective, backend, claimed, tol)
+        timing["certificate"] = time.perf_counter() - t0
+    report.certificate = cert
+
+    # ---- E4: geometry of the best run ------------------------------------------------------
+    best = min(runs, key=lambda r: r.objective) if runs else None
+    if best is not None and math.isfinite(best.objective):
+        try:
+            report.metrics = nc_metrics(objective, best.point, point)
+        except Exception as exc:  # noqa: BLE001 - a metric failure is reported, not raised
+            report.notes.append(f"metrics could not be computed: {exc}")
+    _check_geometry(report, pred, best, tol)
+
+    # ---- counterexample and verdict --------------------------------------------------------
+    _find_counterexample(report, objective, point, claimed, best, cert, e1_ok, settings)
+    report.verdict = _verdict(report, runs, cert, e1_ok)
+    timing["total"] = time.perf_counter() - t_start
+    report.timing = timing
+    if report.counterexample is not None and settings.save_dir:
+        report.counterexample.save(settings.save_dir, report, backend)
+    return report
+
+
+# ---- E1 ---------------------------------------------------------------------------------------
+def _check_predicted_point(report: Report, objective: Objective, point: Params,
+                           claimed: mpmath.mpf, tol: Tolerances, settings: Settings) -> bool:
+    value = objective.value(point)
+    err = objective.error_bound(point)
+    allowed = err + tol.objective * abs(float(claimed))
+    diff = abs(value - float(claimed))
+    ok_value = diff <= allowed
+    report.checks.append(Check(
+        "E1 objective", ok_value, diff, allowed,
+        f"F(predicted point) = {value:.16g} vs claimed optimum {mpmath.nstr(claimed, 17)} "
+        f"(evaluation error bound {err:.2e})"))
+    grad_loss, grad_reg = objective.grad_parts(point)
+    g = grad_loss.zip_map(grad_reg, lambda a, c: a + c)
+    gnorm = norm(g)
+    scale = norm(grad_loss) + norm(grad_reg)
+    allowed_g = tol.gradient * scale + 100 * objective_eps(objective)
+    ok_grad = gnorm <= allowed_g
+    report.checks.append(Check(
+        "E1 stationarity", ok_grad, gnorm, allowed_g,
+        f"||grad F|| at the predicted point; the loss and regulariser gradients have norms "
+        f"summing to {scale:.3e} and must cancel"))
+    ok_curv = True
+    if settings.curvature_steps > 0:
+        curv = extreme_curvature(objective, point, steps=settings.curvature_steps)
+        allowed_c = tol.curvature * max(abs(curv.largest), 1e-300)
+        ok_curv = curv.smallest >= -allowed_c
+        report.checks.append(Check(
+            "E1 curvature", ok_curv, curv.smallest, -allowed_c,
+            f"smallest Ritz value of the Hessian after {curv.steps} Lanczos steps (largest "
+            f"{curv.largest:.3e}); a negative value proves a descent direction, a non-negative "
+            "one only that none was found"))
+        report.curvature_direction = curv.direction if not ok_curv else None
+    return ok_value and ok_grad and ok_curv
+
+
+def objective_eps(objective: Objective) -> float:
+    return float(objective.xp.finfo(objective.dtype).eps)
+
+
+# ---- E2 ---------------------------------------------------------------------------------------
+def _classify(run: Run, objective: Objective, claimed: mpmath.mpf, tol: Tolerances) -> None:
+    f_claim = float(claimed)
+    if not math.isfinite(run.objective):
+        run.outcome = "failed"
+        return
+    err = objective.error_bound(run.point)
+    run.error_bound = err
+    if run.objective < f_claim - err:
+        run.outcome = "better"
+    elif abs(run.objective - f_claim) <= tol.at_prediction * abs(f_claim) + err:
+        run.outcome = "at-prediction"
+    else:
+        run.outcome = "worse"
+    run.structure = structure(objective, run.point)
+
+
+def structure(objective: Objective, p: Params) -> dict[str, object]:
+    """Which classes are alive (non-zero class mean at layer 1) and the rank of `W Hbar`."""
+    geom = layer_geometry(objective, p)[0]
+    xp = objective.xp
+    lengths = [float(v) for v in xp.linalg.vector_norm(geom.Hbar, axis=0)]
+    top = max(lengths) if lengths else 0.0
+    alive = [k for k, v in enumerate(lengths) if v > 1e-6 * max(top, 1e-300) and v > 1e-12]
+    sv = np.linalg.svd(np.asarray(_host(geom.WH)), compute_uv=False)
+    rank = int(np.sum(sv > 1e-6 * max(float(sv[0]) if sv.size else 0.0, 1e-300))) if sv.size else 0
+    if sv.size and sv[0] <= 1e-12:
+        rank = 0
+    return {"alive_classes": alive, "rank_WH": rank,
+            "singular_values_WH": [float(s) for s in sv]}
+
+
+def _host(a):  # noqa: ANN001, ANN202
+    if hasattr(a, "detach"):
+        return a.detach().cpu().numpy()
+    if hasattr(a, "get"):
+        return a.get()
+    try:
+        return np.asarray(a)
+    except Exception:  # noqa: BLE001 - array-api-strict refuses __array__
+        return np.from_dlpack(a)
+
+
+# ---- E3 ---------------------------------------------------------------------------------------
+def _evaluate_certificate(report: Report, cert: Certificate, objective: Objective,
+                          backend: Backend, claimed: mpmath.mpf, tol: Tolerances) -> None:
+    if cert.point is not None:
+        point = cert.point.map(lambda a: backend.asarray(np.asarray(a)))
+        cert.point = point
+        cert.primal = objective.value(point)
+        cert.primal_error = objective.error_bound(point)
+        cert.gap = abs(cert.primal - cert.bound) / max(abs(cert.bound), 1e-300)
+    exact = cert.bound_exact if cert.bound_exact is not None else mpmath.mpf(cert.bound)
+    diff = float(claimed - exact)
+    allowed = tol.certificate * abs(float(exact))
+    report.checks.append(Check(
+        "E3 certificate", abs(diff) <= allowed, diff, allowed,
+        f"claimed optimum minus the {cert.kind} optimum ({mpmath.nstr(exact, 17)})"))
+
+
+# ---- E4 ---------------------------------------------------------------------------------------
+def _check_geometry(report: Report, pred: Prediction, best: Run | None, tol: Tolerances) -> None:
+    if best is None:
+        return
+    if not pred.unique:
+        report.checks.append(Check("E4 geometry", None, None, tol.geometry,
+                                   "skipped: the claim says the minimiser is not unique"))
+        return
+    if best.outcome != "at-prediction":
+        report.checks.append(Check("E4 geometry", None, None, tol.geometry,
+                                   "skipped: the best run did not reach the prediction"))
+        return
+    rows = report.metrics or []
+    if pred.geometry == "zero":
+        size = max((r.get("norm_WH") or 0.0) for r in rows) if rows else 0.0
+        ok = size <= tol.geometry
+        report.checks.append(Check("E4 geometry", ok, size, tol.geometry,
+                                   "the best run should be the zero solution: largest ||W Hbar||"))
+        return
+    d = worst(rows, "nc_")
+    r = worst(rows, "rel_")
+    value = max(v for v in (d, r) if v is not None) if (d is not None or r is not None) else None
+    ok = value is not None and value <= tol.geometry
+    report.checks.append(Check(
+        "E4 geometry", ok, value, tol.geometry,
+        f"largest NC2/NC3 distance ({d:.2e}) and relative error ({r:.2e}) over all layers "
+        f"against the claimed {pred.geometry}" if value is not None else "no metric defined"))
+
+
+# ---- counterexample ---------------------------------------------------------------------------
+def _find_counterexample(report: Report, objective: Objective, point: Params,
+                         claimed: mpmath.mpf, best: Run | None, cert: Certificate | None,
+                         e1_ok: bool, settings: Settings) -> None:
+    f_claim = float(claimed)
+    candidates: list[tuple[float, float, Params, str]] = []
+    for run in report.runs:
+        if run.outcome == "better":
+            candidates.append((run.objective, run.error_bound, run.point,
+                               f"random-start run {run.seed} (scale {run.scale})"))
+    if cert is not None and cert.point is not None and cert.primal is not None:
+        if cert.primal < f_claim - cert.primal_error:
+            candidates.append((cert.primal, cert.primal_error, cert.point,
+                               f"{cert.kind} certificate's minimiser"))
+    if not e1_ok and not candidates:
+        # the prediction is not a minimiser: descend from it (labelled as such, not E2 evidence)
+        start = point
+        if report.curvature_direction is not None:
+            start = point.zip_map(report.curvature_direction, lambda a, d: a + 1e-3 * d)
+        end, info = descend(objective, start, max_iter=settings.max_iter)
+        value = info["objective"]
+        err = objective.error_bound(end)
+        if value < f_claim - err:
+            candidates.append((value, err, end, "descent from the predicted point"))
+    if not candidates:
+        return
+    value, err, p, origin = min(candidates, key=lambda c: c[0])
+    report.counterexample = Counterexample(
+        objective=value, claimed=f_claim, gap=f_claim - value, error_bound=err, origin=origin,
+        structure=structure(objective, p), point=p)
+
+
+# ---- verdict ----------------------------------------------------------------------------------
+def _verdict(report: Report, runs: list[Run], cert: Certificate | None, e1_ok: bool) -> str:
+    if report.counterexample is not None:
+        return "refuted"
+    failed = {c.name for c in report.checks if c.passed is False}
+    if "E1 objective" in failed or "E1 stationarity" in failed or "E1 curvature" in failed:
+        return "refuted"
+    if "E3 certificate" in failed:
+        # the certificate contradicts the claimed value: a rigorous lower bound above it, or
+        # (caught above) a feasible point below it
+        return "refuted" if cert is not None and cert.rigorous else "inconclusive"
+    at = [r for r in runs if r.outcome == "at-prediction"]
+    if "E4 geometry" in failed and at:
+        return "refuted"
+    if runs and not at:
+        return "inconclusive"
+    if any(r.outcome == "failed" for r in runs) and not at:
+        return "inconclusive"
+    if cert is not None and runs:
+        return "certified"
+    # no certificate, or no optimiser search (certified needs both): say only consistent
+    return "consistent"

@@ -1,0 +1,71 @@
+"""Balanced data, unregularised last-layer bias, MSE: a simplex ETF at every layer.
+
+With `n_k = n` and a free bias, the optimal bias is `b* = (1/K) 1`, the feature means are centred
+at every layer, and the relations of the bias-free claim hold with `I_K` replaced by the centring
+matrix `C = I_K - (1/K) 1 1^T`: `Hbar_m^T Hbar_m ∝ C`, `(W_M...W_m)(W_M...W_m)^T ∝ C`,
+`W_M...W_m ∝ Hbar_m^T` — a simplex ETF (needs `R >= K-1`).  There are `K-1` active modes instead
+of `K`, so the optimum is `(K-1)/K` times the bias-free value, the zero regime included.
+
+Source: Dang et al., "Neural Collapse in Deep Linear Networks: From Balanced to Imbalanced Data",
+ICML 2023 (balanced MSE with bias); M = 1: Zhou et al. 2022; THEOREMS.md §3.2.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ncverify.claim import Step
+from ncverify.geometry import simplex_directions
+from ncverify.problem import Problem
+from theorems.mse_balanced_biasfree import MSEBalancedBiasFree
+
+
+class MSEBalancedBias(MSEBalancedBiasFree):
+    id = "mse-balanced-bias"
+    title = "Balanced MSE with a free bias: simplex ETF at every layer"
+    source = "Dang et al. 2023 (ICML), arXiv 2301.00437: balanced MSE theorem with bias"
+    status = "proven (M = 1: Zhou et al. 2022)"
+    bias = "free"
+    geometry_name = "simplex ETF"
+
+    def hypotheses(self, problem: Problem) -> list[str]:
+        unmet = []
+        if problem.loss != "mse":
+            unmet.append("the loss must be MSE")
+        if problem.bias != "free":
+            unmet.append("the last layer must have an unregularised bias")
+        if not problem.balanced:
+            unmet.append("the classes must be balanced (all n_k equal)")
+        return unmet
+
+    def n_modes(self, problem: Problem) -> int:
+        """The target `sqrt(n) C` has K-1 non-zero singular values."""
+        return problem.K - 1
+
+    def frame(self, problem: Problem, r: int) -> tuple[np.ndarray, np.ndarray]:
+        e = simplex_directions(problem.K)[:, :r]
+        return e, e
+
+    def bias_value(self, problem: Problem) -> np.ndarray:
+        return np.full(problem.K, 1.0 / problem.K)
+
+    def default_problem(self) -> Problem:
+        return Problem.build(classes=4, samples=100, depth=3, width=64, bias="free")
+
+    def derivation(self) -> list[Step]:
+        steps = super().derivation()[:-1]
+        return [
+            Step("Given A, the optimal free bias is the mean residual; the mean of the features costs "
+                 "regularisation and changes no loss, so the features are centred and the target "
+                 "becomes sqrt(n) C.",
+                 r"b^* = \tfrac1K\mathbf 1 - \tfrac1K W\bar H\mathbf 1,\quad \bar H\mathbf 1 = 0",
+                 "test", "tests/test_claims.py::test_bias_is_mean_residual"),
+            *steps,
+            Step("The balanced factorisation of A = sqrt(n) gamma C is a simplex ETF at every layer.",
+                 r"W\bar H = \gamma C,\; \bar H^T\bar H \propto C,\; WW^T \propto C,\; b^*=\tfrac1K"
+                 r"\mathbf 1", "test",
+                 "tests/test_claims.py::test_predicted_point_is_stationary_with_claimed_value"),
+        ]
+
+
+claim = MSEBalancedBias()

@@ -1,0 +1,130 @@
+"""Balanced data, no bias, MSE: every global minimiser is an orthogonal frame at every layer.
+
+With `n_k = n` for all classes, every global minimiser has NC1 and, when it is non-zero and the
+bottleneck `R >= K`, for every layer m: `Hbar_m^T Hbar_m ∝ I_K`,
+`(W_M...W_m)(W_M...W_m)^T ∝ I_K` and `W_M...W_m ∝ Hbar_m^T` — an orthogonal frame, not a simplex
+ETF.  The scale is the class gain `gamma = (W Hbar)_{kk}`: for `M = 1`,
+`gamma = max(0, 1 - sqrt(rho))`; for `M >= 2` the largest root of
+`gamma^{M-1}(1-gamma)^{M+1} = rho` while `rho < thr_M = (M-1)^{M-1}/M^{2M}`, else zero, with
+`rho = K^{M+1} n P`.  If `R < K` the matrices are multiples of a rank-R orthogonal projection and
+the minimiser is not unique.
+
+Source: Dang et al., "Neural Collapse in Deep Linear Networks: From Balanced to Imbalanced Data",
+ICML 2023 (balanced bias-free MSE result); THEOREMS.md §3.1.
+"""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from ncverify.backend import Backend
+from ncverify.claim import Claim, ClassPrediction, Prediction, Step, to_backend
+from ncverify.geometry import balanced_layers
+from ncverify.objective import Params
+from ncverify.problem import Problem
+from theorems import _balanced as bal
+
+
+class MSEBalancedBiasFree(Claim):
+    id = "mse-balanced-biasfree"
+    title = "Balanced MSE without bias: orthogonal frame at every layer"
+    source = "Dang et al. 2023 (ICML), arXiv 2301.00437: balanced bias-free MSE theorem"
+    status = "proven (M = 1: Tirer & Bruna 2022)"
+    loss = "mse"
+    bias = "none"
+    certificates = ("separable-reduction",)
+
+    def hypotheses(self, problem: Problem) -> list[str]:
+        unmet = []
+        if problem.loss != "mse":
+            unmet.append("the loss must be MSE")
+        if problem.bias != "none":
+            unmet.append("the model must have no bias")
+        if not problem.balanced:
+            unmet.append("the classes must be balanced (all n_k equal)")
+        return unmet
+
+    # ---- the mathematics, in overridable pieces ---------------------------------------------
+    def gain(self, problem: Problem) -> tuple[sp.Expr, str]:
+        """The class gain gamma and its regime, from the threshold rule."""
+        return bal.threshold_gain(problem.depth, bal.rho_of(problem, problem.counts[0]))
+
+    def n_modes(self, problem: Problem) -> int:
+        """Modes of the target `sqrt(n) I_K`: K, of which at most R can be alive."""
+        return problem.K
+
+    def frame(self, problem: Problem, r: int) -> tuple[np.ndarray, np.ndarray]:
+        """Left and right singular vectors of `W Hbar D` (K x r): the first r classes."""
+        e = np.eye(problem.K)[:, :r]
+        return e, e
+
+    def bias_value(self, problem: Problem) -> np.ndarray | None:
+        return None
+
+    # ---- closed form --------------------------------------------------------------------------
+    def closed_form(self, problem: Problem) -> Prediction:
+        n = problem.counts[0]
+        g, regime = self.gain(problem)
+        modes = self.n_modes(problem)
+        alive = min(modes, problem.bottleneck) if g != 0 else 0
+        value = bal.mode_value(problem, n, g) * alive + mpmath.mpf(n) / (2 * problem.N) * (
+            modes - alive
+        )
+        lw, lh = bal.lengths(problem, n, float(sp.N(g, 30)))
+        crit = bal.critical_lambda(problem, n)
+        classes = []
+        for k in range(problem.K):
+            cut = k >= problem.bottleneck and g != 0 and modes == problem.K
+            reg = "bottleneck" if cut else regime
+            gk = sp.Integer(0) if cut else g
+            classes.append(ClassPrediction(n, reg, gk, 0.0 if cut else lw, 0.0 if cut else lh, crit))
+        unique = regime != "tie" and (g == 0 or problem.bottleneck >= modes)
+        notes = []
+        if g != 0 and problem.bottleneck < modes:
+            notes.append(f"bottleneck R = {problem.bottleneck} < {modes} modes: the minimiser is a "
+                         "rank-R projection and is not unique")
+        if regime == "tie":
+            notes.append("rho equals the collapse threshold: zero and the positive root tie")
+        rho = bal.rho_of(problem, n)
+        thr = bal.collapse_threshold(problem.depth)
+        return Prediction(
+            objective=value,
+            classes=tuple(classes),
+            bias=None if self.bias_value(problem) is None else tuple(self.bias_value(problem)),
+            unique=unique,
+            geometry="zero" if g == 0 else self.geometry_name,
+            notes=tuple(notes),
+            phase={"rho": float(rho), "rho_exact": str(rho), "threshold": float(thr),
+                   "threshold_exact": str(thr),
+                   "distance": abs(float(mpmath.log(mpmath.mpf(rho.numerator) / rho.denominator
+                                                    / (mpmath.mpf(thr.numerator) / thr.denominator)))
+                                   ) / (problem.depth + 1)},
+            objective_exact=f"{alive} phi(gamma) + {modes - alive} n/(2N), gamma = {sp.N(g, 20)}",
+        )
+
+    geometry_name = "orthogonal frame"
+
+    def minimiser(self, problem: Problem, backend: Backend) -> Params:
+        n = problem.counts[0]
+        g, _ = self.gain(problem)
+        gf = float(sp.N(g, 30))
+        r = min(self.n_modes(problem), problem.bottleneck) if gf > 0 else 0
+        left, right = self.frame(problem, r)
+        point = balanced_layers(problem, left, np.full(r, np.sqrt(n) * gf), right,
+                                self.bias_value(problem))
+        return to_backend(point, backend)
+
+    def derivation(self) -> list[Step]:
+        return [
+            *bal.scalar_steps("K modes, each with target sqrt(n)"),
+            Step("The balanced factorisation of A = sqrt(n) gamma I_K is an orthogonal frame at every "
+                 "layer; the predicted point built from it is stationary with the claimed value.",
+                 r"W\bar H = \gamma I_K,\; \bar H^T\bar H \propto I_K,\; WW^T \propto I_K,\; "
+                 r"W \propto \bar H^T", "test",
+                 "tests/test_claims.py::test_predicted_point_is_stationary_with_claimed_value"),
+        ]
+
+
+claim = MSEBalancedBiasFree()
