@@ -42,7 +42,9 @@ class Backend:
         return float(np.finfo(self.dtype_name).eps)
 
     @classmethod
-    def create(cls, name: str = "numpy", device: str | None = None, dtype: str = "float64") -> Backend:
+    def create(
+        cls, name: str = "numpy", device: str | None = None, dtype: str = "float64"
+    ) -> Backend:
         if name not in BACKENDS:
             raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}.")
         if dtype not in DTYPES:

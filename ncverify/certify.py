@@ -12,6 +12,7 @@ The convex-dual certificate for one-layer problems lives beside it (`convex_dual
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -37,14 +38,22 @@ class Certificate:
     rigorous: bool
     detail: str = ""
     bound_exact: mpmath.mpf | None = None
+    exact: bool = False  # True when `bound` is the optimum itself, not only a lower bound
     point: Params | None = field(default=None, repr=False)
     primal_error: float = 0.0  # proven bound on the rounding error of `primal`
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
-        return {"kind": self.kind, "bound": self.bound, "primal": self.primal, "gap": self.gap,
-                "solver": self.solver, "status": self.status, "rigorous": self.rigorous,
-                "detail": self.detail}
+        return {
+            "kind": self.kind,
+            "bound": self.bound,
+            "primal": self.primal,
+            "gap": self.gap,
+            "solver": self.solver,
+            "status": self.status,
+            "rigorous": self.rigorous,
+            "detail": self.detail,
+        }
 
 
 def separable_applies(problem: Problem) -> bool:
@@ -93,7 +102,7 @@ def separable_reduction(problem: Problem) -> Certificate | None:
     notes = []
     if any(ties):
         notes.append("a mode sits exactly at its collapse threshold: the minimiser is not unique")
-    cut = [c for c in mode_counts[problem.bottleneck:] if c > 0]
+    cut = [c for c in mode_counts[problem.bottleneck :] if c > 0]
     if cut and alive and cut[0] == mode_counts[problem.bottleneck - 1]:
         notes.append("the bottleneck cuts between equal modes: the minimiser is not unique")
     bound = float(total)
@@ -107,10 +116,20 @@ def separable_reduction(problem: Problem) -> Certificate | None:
         solver="sympy real-root isolation + mpmath interval arithmetic",
         status="optimal",
         rigorous=True,
-        detail=(f"{len(mode_counts)} modes, {min(len(mode_counts), problem.bottleneck)} may be "
-                f"active (R = {problem.bottleneck}); exact per-mode global minimisation resting "
-                "on lemmas 2-3, which the test suite checks"),
+        detail=(
+            f"{len(mode_counts)} modes, {min(len(mode_counts), problem.bottleneck)} may be "
+            f"active (R = {problem.bottleneck}); exact per-mode global minimisation resting "
+            "on lemmas 2-3, which the test suite checks"
+        ),
         bound_exact=total,
+        exact=True,
         point=point,
         notes=notes,
     )
+
+
+#: Certificate kinds by name: each takes a problem and returns a Certificate, or None when it
+#: does not apply to that instance.  Claims list the kinds they support in `certificates`.
+CERTIFIERS: dict[str, Callable[[Problem], Certificate | None]] = {
+    "separable-reduction": separable_reduction,
+}

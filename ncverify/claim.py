@@ -78,6 +78,15 @@ class Prediction:
         return float(self.objective)
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A structured point proposed by a claim's own counterexample search."""
+
+    point: Params
+    origin: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
 class Claim:
     """Base class of a claim; subclasses fill in the mathematics."""
 
@@ -102,9 +111,18 @@ class Claim:
     def derivation(self) -> list[Step]:
         raise NotImplementedError
 
+    def search(self, problem: Problem, backend: Backend, settings: Any) -> list[Candidate]:
+        """Claim-specific counterexample candidates (structured points), none by default.
+
+        Each candidate is a full point on `backend`; the engine evaluates it on the full
+        objective with its rounding-error bound, exactly like an optimiser run.
+        """
+        return []
+
     def default_problem(self) -> Problem:
-        return Problem.build(classes=4, samples=100, depth=3, width=64, loss=self.loss,
-                             bias=self.bias)
+        return Problem.build(
+            classes=4, samples=100, depth=3, width=64, loss=self.loss, bias=self.bias
+        )
 
     def statement(self) -> str:
         """The claim in words: the first paragraph of its module's docstring."""

@@ -24,7 +24,9 @@ class Curvature:
     direction: Params | None  # Ritz vector of the smallest value
 
 
-def extreme_curvature(objective: Objective, p: Params, *, steps: int = 60, seed: int = 0) -> Curvature:
+def extreme_curvature(
+    objective: Objective, p: Params, *, steps: int = 60, seed: int = 0
+) -> Curvature:
     xp = objective.xp
     flat = Flattener(objective.problem, xp)
     n = flat.size

@@ -47,8 +47,18 @@ def _cubic_min(a: float, fa: float, ga: float, b: float, fb: float, gb: float) -
     return (lo + hi) / 2
 
 
-def wolfe_search(fun_grad: FunGrad, xp, x: Array, f0: float, g0: Array, d: Array,  # noqa: ANN001
-                 alpha: float, c1: float = 1e-4, c2: float = 0.9, max_eval: int = 25):
+def wolfe_search(
+    fun_grad: FunGrad,
+    xp,
+    x: Array,
+    f0: float,
+    g0: Array,
+    d: Array,  # noqa: ANN001
+    alpha: float,
+    c1: float = 1e-4,
+    c2: float = 0.9,
+    max_eval: int = 25,
+):
     """Strong-Wolfe step along `d`; returns `(alpha, f, g, evaluations)` or None on failure."""
     dg0 = _dot(xp, g0, d)
     prev_a, prev_f, prev_dg = 0.0, f0, dg0
@@ -95,9 +105,16 @@ def wolfe_search(fun_grad: FunGrad, xp, x: Array, f0: float, g0: Array, d: Array
     return None
 
 
-def minimise(fun_grad: FunGrad, x0: Array, xp, *, memory: int = 20,  # noqa: ANN001
-             max_iter: int = 20000, gtol: float = 0.0,
-             callback: Callable[[int, float], None] | None = None) -> LBFGSResult:
+def minimise(
+    fun_grad: FunGrad,
+    x0: Array,
+    xp,
+    *,
+    memory: int = 20,  # noqa: ANN001
+    max_iter: int = 20000,
+    gtol: float = 0.0,
+    callback: Callable[[int, float], None] | None = None,
+) -> LBFGSResult:
     """Minimise until no further decrease is possible (or `||grad|| <= gtol`, or `max_iter`)."""
     x = x0
     f, g = fun_grad(x)

@@ -39,8 +39,11 @@ class LayerGeometry:
 
 def class_means(objective: Objective, h: Array) -> Array:
     xp = array_namespace(h)
-    counts = xp.asarray([float(c) for c in objective.problem.counts], dtype=h.dtype,
-                        device=getattr(h, "device", None))
+    counts = xp.asarray(
+        [float(c) for c in objective.problem.counts],
+        dtype=h.dtype,
+        device=getattr(h, "device", None),
+    )
     return (h @ objective.Y.T) / counts[None, :]
 
 
@@ -71,8 +74,9 @@ def layer_geometry(objective: Objective, p: Params) -> list[LayerGeometry]:
     for m, h in enumerate(feats):
         means = class_means(objective, h)
         c = classifiers[m]
-        out.append(LayerGeometry(c @ c.T, means.T @ means, c @ means, c, means,
-                                 nc1(objective, h, means)))
+        out.append(
+            LayerGeometry(c @ c.T, means.T @ means, c @ means, c, means, nc1(objective, h, means))
+        )
     return out
 
 
@@ -101,8 +105,9 @@ def row_scales(geom: LayerGeometry) -> Array:
     return xp.where(den > 0, num / safe, xp.zeros_like(den))
 
 
-def nc_metrics(objective: Objective, run: Params, predicted: Params,
-               pred_objective: Objective | None = None) -> list[dict[str, float | None]]:
+def nc_metrics(
+    objective: Objective, run: Params, predicted: Params, pred_objective: Objective | None = None
+) -> list[dict[str, float | None]]:
     """NC metrics of `run` per layer, each against the same layer of `predicted`.
 
     `pred_objective` evaluates the predicted point when it lives on another backend.

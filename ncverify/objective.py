@@ -227,14 +227,17 @@ class Objective:
             zmax = xp.max(z, axis=0)
             lse_abs = xp.abs(xp.log(xp.sum(xp.exp(z - zmax[None, :]), axis=0)) + zmax)
             zy = xp.abs(xp.sum(z * self.Y, axis=0))
-            col_err = 2 * xp.max(err, axis=0) + gamma(z.shape[0] + 4) * (lse_abs + xp.abs(zmax) + zy)
+            col_err = 2 * xp.max(err, axis=0) + gamma(z.shape[0] + 4) * (
+                lse_abs + xp.abs(zmax) + zy
+            )
             loss_err = float(xp.sum(col_err)) / n
             loss_err += gamma(n + 2) * float(xp.sum(lse_abs + zy)) / n
         reg_err = 0.0
         for lam, w in zip(self.lambda_w, p.Ws, strict=True):
             reg_err += gamma(w.shape[0] * w.shape[1] + 2) * lam / 2 * float(xp.sum(w * w))
-        reg_err += gamma(p.H.shape[0] * p.H.shape[1] + 2) * self.lambda_h / 2 * float(
-            xp.sum(p.H * p.H))
+        reg_err += (
+            gamma(p.H.shape[0] * p.H.shape[1] + 2) * self.lambda_h / 2 * float(xp.sum(p.H * p.H))
+        )
         total = loss_err + reg_err
         total += gamma(len(p.Ws) + 4) * abs(self.value(p))
         return 2.0 * total

@@ -15,7 +15,6 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import lbfgs
-
 from .backend import Backend
 from .objective import Objective, Params
 from .problem import Problem
@@ -64,8 +63,11 @@ class Flattener:
             xp.reshape(x[a:b], s)
             for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.shapes, strict=True)
         ]
-        return Params(tuple(parts[: self.depth]), parts[self.depth],
-                      parts[self.depth + 1] if self.has_bias else None)
+        return Params(
+            tuple(parts[: self.depth]),
+            parts[self.depth],
+            parts[self.depth + 1] if self.has_bias else None,
+        )
 
     def flatten(self, p: Params):  # noqa: ANN201
         xp = self.xp
@@ -74,8 +76,10 @@ class Flattener:
 
 def random_start(problem: Problem, rng: np.random.Generator, scale: float) -> Params:
     """A random point: fan-in scaled Gaussian layers and features, zero bias (host arrays)."""
-    ws = tuple(rng.normal(0.0, scale / np.sqrt(cols), size=(rows, cols))
-               for rows, cols in problem.layer_shapes)
+    ws = tuple(
+        rng.normal(0.0, scale / np.sqrt(cols), size=(rows, cols))
+        for rows, cols in problem.layer_shapes
+    )
     h = rng.normal(0.0, scale / np.sqrt(problem.widths[0]), size=(problem.widths[0], problem.N))
     b = None if problem.bias == "none" else np.zeros(problem.K)
     return Params(ws, h, b)
@@ -91,9 +95,13 @@ def descend(objective: Objective, start: Params, *, max_iter: int = 20000) -> tu
 
     with threadpool_limits(limits=1, user_api="blas"):
         res = lbfgs.minimise(fun_grad, flat.flatten(start), objective.xp, max_iter=max_iter)
-    return flat.unflatten(res.x), {"iterations": res.iterations, "evaluations": res.evaluations,
-                                   "message": res.message, "grad_norm": res.grad_norm,
-                                   "objective": res.f}
+    return flat.unflatten(res.x), {
+        "iterations": res.iterations,
+        "evaluations": res.evaluations,
+        "message": res.message,
+        "grad_norm": res.grad_norm,
+        "objective": res.f,
+    }
 
 
 def multistart(
@@ -118,9 +126,17 @@ def multistart(
         t0 = time.perf_counter()
         end, info = descend(objective, start, max_iter=max_iter)
         elapsed = time.perf_counter() - t0
-        run = Run(seed=i, scale=scale, objective=info["objective"], grad_norm=info["grad_norm"],
-                  iterations=info["iterations"], evaluations=info["evaluations"], time=elapsed,
-                  point=end, message=info["message"])
+        run = Run(
+            seed=i,
+            scale=scale,
+            objective=info["objective"],
+            grad_norm=info["grad_norm"],
+            iterations=info["iterations"],
+            evaluations=info["evaluations"],
+            time=elapsed,
+            point=end,
+            message=info["message"],
+        )
         runs.append(run)
         if progress is not None:
             progress(i, run)

@@ -58,9 +58,7 @@ def exact(value: object, name: str) -> Fraction:
         try:
             result = Fraction(text)
         except (ValueError, ZeroDivisionError):
-            raise ProblemError(
-                f"{name} must be a positive finite number, not {value!r}."
-            ) from None
+            raise ProblemError(f"{name} must be a positive finite number, not {value!r}.") from None
     else:
         raise ProblemError(f"{name} must be a positive finite number, not {value!r}.")
     if result <= 0:
@@ -157,9 +155,7 @@ class Problem:
         if self.loss not in LOSSES:
             raise ProblemError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}.")
         if self.bias not in BIAS_MODES:
-            raise ProblemError(
-                f"bias must be one of {', '.join(BIAS_MODES)}, not {self.bias!r}."
-            )
+            raise ProblemError(f"bias must be one of {', '.join(BIAS_MODES)}, not {self.bias!r}.")
         if self.bias == "regularised":
             if self.lambda_b is None or self.lambda_b <= 0:
                 raise ProblemError("a regularised bias needs a positive lambda_b.")

@@ -65,8 +65,15 @@ class Check:
     detail: str
 
     def to_json(self) -> dict[str, Any]:
-        return clean({"name": self.name, "passed": self.passed, "value": self.value,
-                      "tolerance": self.tolerance, "detail": self.detail})
+        return clean(
+            {
+                "name": self.name,
+                "passed": self.passed,
+                "value": self.value,
+                "tolerance": self.tolerance,
+                "detail": self.detail,
+            }
+        )
 
 
 @dataclass
@@ -81,9 +88,17 @@ class Counterexample:
     path: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return clean({"objective": self.objective, "claimed": self.claimed, "gap": self.gap,
-                      "error_bound": self.error_bound, "origin": self.origin,
-                      "structure": self.structure, "path": self.path})
+        return clean(
+            {
+                "objective": self.objective,
+                "claimed": self.claimed,
+                "gap": self.gap,
+                "error_bound": self.error_bound,
+                "origin": self.origin,
+                "structure": self.structure,
+                "path": self.path,
+            }
+        )
 
     def save(self, directory: str, report: Report, backend: Backend) -> str:
         """Write a self-contained `.npz` (arrays + metadata) that `ncverify recheck` re-evaluates."""
@@ -131,6 +146,8 @@ class Report:
     metrics: list[dict[str, Any]] | None = None
     counterexample: Counterexample | None = None
     curvature_direction: Params | None = field(default=None, repr=False)
+    search_candidates: list[Any] = field(default_factory=list, repr=False)
+    claimed_minus_bound: float | None = None
     timing: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -155,67 +172,87 @@ class Report:
             from .metrics import layer_geometry
             from .objective import Objective
 
-            obj = Objective(self.problem, self.backend.xp, dtype=self.backend.dtype,
-                            device=self.backend.device)
+            obj = Objective(
+                self.problem, self.backend.xp, dtype=self.backend.dtype, device=self.backend.device
+            )
             g = layer_geometry(obj, self.predicted_point)[0]
             to = self.backend.to_numpy
             grams = {"WWt": to(g.WWt), "HtH": to(g.HtH), "WH": to(g.WH)}
-        return clean({
-            "objective": pred.objective_float,
-            "objective_digits": str(pred.objective) if pred.objective is not None else None,
-            "objective_form": pred.objective_exact,
-            "geometry": pred.geometry,
-            "unique": pred.unique,
-            "gains": [c.gain_float for c in pred.classes],
-            "gains_exact": [str(c.gain) for c in pred.classes],
-            "alive": [c.gain_float > 0 for c in pred.classes],
-            "regimes": [c.regime for c in pred.classes],
-            "lengths_w": [c.length_w for c in pred.classes],
-            "lengths_h": [c.length_h for c in pred.classes],
-            "critical_lambdas": [c.critical_lambda for c in pred.classes],
-            "bias": list(pred.bias) if pred.bias is not None else None,
-            "gram": grams,
-            "phase": pred.phase,
-            "notes": list(pred.notes),
-        })
+        return clean(
+            {
+                "objective": pred.objective_float,
+                "objective_digits": str(pred.objective) if pred.objective is not None else None,
+                "objective_form": pred.objective_exact,
+                "geometry": pred.geometry,
+                "unique": pred.unique,
+                "gains": [c.gain_float for c in pred.classes],
+                "gains_exact": [str(c.gain) for c in pred.classes],
+                "alive": [c.gain_float > 0 for c in pred.classes],
+                "regimes": [c.regime for c in pred.classes],
+                "lengths_w": [c.length_w for c in pred.classes],
+                "lengths_h": [c.length_h for c in pred.classes],
+                "critical_lambdas": [c.critical_lambda for c in pred.classes],
+                "bias": list(pred.bias) if pred.bias is not None else None,
+                "gram": grams,
+                "phase": pred.phase,
+                "notes": list(pred.notes),
+            }
+        )
 
     def to_json(self) -> dict[str, Any]:
         counts = self.outcome_counts()
-        runs = [{
-            "seed": r.seed, "scale": r.scale, "objective": r.objective,
-            "gradient_norm": r.grad_norm, "iterations": r.iterations,
-            "evaluations": r.evaluations, "time": r.time, "outcome": r.outcome,
-            "error_bound": r.error_bound, "structure": r.structure, "message": r.message,
-        } for r in self.runs]
+        runs = [
+            {
+                "seed": r.seed,
+                "scale": r.scale,
+                "objective": r.objective,
+                "gradient_norm": r.grad_norm,
+                "iterations": r.iterations,
+                "evaluations": r.evaluations,
+                "time": r.time,
+                "outcome": r.outcome,
+                "error_bound": r.error_bound,
+                "structure": r.structure,
+                "message": r.message,
+            }
+            for r in self.runs
+        ]
         numerical = None
         if self.runs:
             numerical = {
                 "best_objective": self.best_objective,
                 "start_scales": self.start_scales,
                 "runs": runs,
-                "counts": {"at": counts["at-prediction"], "worse": counts["worse"],
-                           "better": counts["better"], "failed": counts["failed"]},
+                "counts": {
+                    "at": counts["at-prediction"],
+                    "worse": counts["worse"],
+                    "better": counts["better"],
+                    "failed": counts["failed"],
+                },
                 "metrics": self.metrics,
             }
-        return clean({
-            "schema": SCHEMA,
-            "ncverify": version(),
-            "claim": self.claim.id,
-            "verdict": self.verdict,
-            "probe": self.probe,
-            "problem": self.problem.describe(),
-            "hypotheses": self.hypotheses,
-            "prediction": self.prediction_json(),
-            "checks": [c.to_json() for c in self.checks],
-            "numerical": numerical,
-            "certificate": None if self.certificate is None else self.certificate.to_json(),
-            "counterexample": None if self.counterexample is None
-            else self.counterexample.to_json(),
-            "backend": self.backend.describe(),
-            "tolerances": vars(self.tolerances) if self.tolerances is not None else None,
-            "notes": self.notes,
-            "timing": self.timing,
-        })
+        return clean(
+            {
+                "schema": SCHEMA,
+                "ncverify": version(),
+                "claim": self.claim.id,
+                "verdict": self.verdict,
+                "probe": self.probe,
+                "problem": self.problem.describe(),
+                "hypotheses": self.hypotheses,
+                "prediction": self.prediction_json(),
+                "checks": [c.to_json() for c in self.checks],
+                "numerical": numerical,
+                "certificate": None if self.certificate is None else self.certificate.to_json(),
+                "counterexample": None
+                if self.counterexample is None
+                else self.counterexample.to_json(),
+                "backend": self.backend.describe(),
+                "tolerances": vars(self.tolerances) if self.tolerances is not None else None,
+                "notes": self.notes,
+                "timing": self.timing,
+            }
+        )
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, allow_nan=False)

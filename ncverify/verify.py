@@ -24,7 +24,7 @@ import mpmath
 import numpy as np
 
 from .backend import Backend
-from .certify import Certificate, separable_reduction
+from .certify import CERTIFIERS, Certificate
 from .claim import Claim, Prediction
 from .curvature import extreme_curvature
 from .metrics import layer_geometry, nc_metrics, worst
@@ -81,8 +81,9 @@ def verify(
     tol = Tolerances.for_eps(backend.eps)
     timing: dict[str, float] = {}
     t_start = time.perf_counter()
-    report = Report(claim=claim, problem=problem, backend=backend, probe=settings.probe,
-                    tolerances=tol)
+    report = Report(
+        claim=claim, problem=problem, backend=backend, probe=settings.probe, tolerances=tol
+    )
     report.hypotheses = claim.hypotheses(problem)
     if report.hypotheses and not settings.probe:
         report.verdict = "not-applicable"
@@ -112,21 +113,37 @@ def verify(
             if progress is not None:
                 progress("optimiser runs", i + 1, settings.restarts)
 
-        runs = multistart(problem, backend, restarts=settings.restarts, seed=settings.seed,
-                          scales=settings.scales, max_iter=settings.max_iter, progress=on_run)
+        runs = multistart(
+            problem,
+            backend,
+            restarts=settings.restarts,
+            seed=settings.seed,
+            scales=settings.scales,
+            max_iter=settings.max_iter,
+            progress=on_run,
+        )
         for run in runs:
             _classify(run, objective, claimed, tol)
         timing["optimise"] = time.perf_counter() - t0
     report.runs = runs
     report.start_scales = list(settings.scales)
 
+    # ---- claim-specific counterexample search (structured candidates) ----------------------
+    if settings.optimise:
+        t0 = time.perf_counter()
+        report.search_candidates = list(claim.search(problem, backend, settings))
+        if report.search_candidates:
+            timing["search"] = time.perf_counter() - t0
+
     # ---- E3: certificate -------------------------------------------------------------------
     cert: Certificate | None = None
-    if settings.certificate and "separable-reduction" in claim.certificates:
+    if settings.certificate:
         t0 = time.perf_counter()
-        cert = separable_reduction(problem)
-        if cert is not None:
-            _evaluate_certificate(report, cert, objective, backend, claimed, tol)
+        for kind in claim.certificates:  # the first kind that applies to this instance
+            cert = CERTIFIERS[kind](problem)
+            if cert is not None:
+                _evaluate_certificate(report, cert, objective, backend, claimed, tol)
+                break
         timing["certificate"] = time.perf_counter() - t0
     report.certificate = cert
 
@@ -150,37 +167,61 @@ def verify(
 
 
 # ---- E1 ---------------------------------------------------------------------------------------
-def _check_predicted_point(report: Report, objective: Objective, point: Params,
-                           claimed: mpmath.mpf, tol: Tolerances, settings: Settings) -> bool:
+def _check_predicted_point(
+    report: Report,
+    objective: Objective,
+    point: Params,
+    claimed: mpmath.mpf,
+    tol: Tolerances,
+    settings: Settings,
+) -> bool:
     value = objective.value(point)
     err = objective.error_bound(point)
     allowed = err + tol.objective * abs(float(claimed))
     diff = abs(value - float(claimed))
     ok_value = diff <= allowed
-    report.checks.append(Check(
-        "E1 objective", ok_value, diff, allowed,
-        f"F(predicted point) = {value:.16g} vs claimed optimum {mpmath.nstr(claimed, 17)} "
-        f"(evaluation error bound {err:.2e})"))
+    report.checks.append(
+        Check(
+            "E1 objective",
+            ok_value,
+            diff,
+            allowed,
+            f"F(predicted point) = {value:.16g} vs claimed optimum {mpmath.nstr(claimed, 17)} "
+            f"(evaluation error bound {err:.2e})",
+        )
+    )
     grad_loss, grad_reg = objective.grad_parts(point)
     g = grad_loss.zip_map(grad_reg, lambda a, c: a + c)
     gnorm = norm(g)
     scale = norm(grad_loss) + norm(grad_reg)
     allowed_g = tol.gradient * scale + 100 * objective_eps(objective)
     ok_grad = gnorm <= allowed_g
-    report.checks.append(Check(
-        "E1 stationarity", ok_grad, gnorm, allowed_g,
-        f"||grad F|| at the predicted point; the loss and regulariser gradients have norms "
-        f"summing to {scale:.3e} and must cancel"))
+    report.checks.append(
+        Check(
+            "E1 stationarity",
+            ok_grad,
+            gnorm,
+            allowed_g,
+            f"||grad F|| at the predicted point; the loss and regulariser gradients have norms "
+            f"summing to {scale:.3e} and must cancel",
+        )
+    )
     ok_curv = True
     if settings.curvature_steps > 0:
         curv = extreme_curvature(objective, point, steps=settings.curvature_steps)
         allowed_c = tol.curvature * max(abs(curv.largest), 1e-300)
         ok_curv = curv.smallest >= -allowed_c
-        report.checks.append(Check(
-            "E1 curvature", ok_curv, curv.smallest, -allowed_c,
-            f"smallest Ritz value of the Hessian after {curv.steps} Lanczos steps (largest "
-            f"{curv.largest:.3e}); a negative value proves a descent direction, a non-negative "
-            "one only that none was found"))
+        report.checks.append(
+            Check(
+                "E1 curvature",
+                ok_curv,
+                curv.smallest,
+                -allowed_c,
+                f"smallest Ritz value of the Hessian after {curv.steps} Lanczos steps (largest "
+                f"{curv.largest:.3e}); a negative value proves a descent direction, a non-negative "
+                "one only that none was found",
+            )
+        )
         report.curvature_direction = curv.direction if not ok_curv else None
     return ok_value and ok_grad and ok_curv
 
@@ -217,8 +258,7 @@ def structure(objective: Objective, p: Params) -> dict[str, object]:
     rank = int(np.sum(sv > 1e-6 * max(float(sv[0]) if sv.size else 0.0, 1e-300))) if sv.size else 0
     if sv.size and sv[0] <= 1e-12:
         rank = 0
-    return {"alive_classes": alive, "rank_WH": rank,
-            "singular_values_WH": [float(s) for s in sv]}
+    return {"alive_classes": alive, "rank_WH": rank, "singular_values_WH": [float(s) for s in sv]}
 
 
 def _host(a):  # noqa: ANN001, ANN202
@@ -233,8 +273,14 @@ def _host(a):  # noqa: ANN001, ANN202
 
 
 # ---- E3 ---------------------------------------------------------------------------------------
-def _evaluate_certificate(report: Report, cert: Certificate, objective: Objective,
-                          backend: Backend, claimed: mpmath.mpf, tol: Tolerances) -> None:
+def _evaluate_certificate(
+    report: Report,
+    cert: Certificate,
+    objective: Objective,
+    backend: Backend,
+    claimed: mpmath.mpf,
+    tol: Tolerances,
+) -> None:
     if cert.point is not None:
         point = cert.point.map(lambda a: backend.asarray(np.asarray(a)))
         cert.point = point
@@ -243,10 +289,17 @@ def _evaluate_certificate(report: Report, cert: Certificate, objective: Objectiv
         cert.gap = abs(cert.primal - cert.bound) / max(abs(cert.bound), 1e-300)
     exact = cert.bound_exact if cert.bound_exact is not None else mpmath.mpf(cert.bound)
     diff = float(claimed - exact)
+    report.claimed_minus_bound = diff
     allowed = tol.certificate * abs(float(exact))
-    report.checks.append(Check(
-        "E3 certificate", abs(diff) <= allowed, diff, allowed,
-        f"claimed optimum minus the {cert.kind} optimum ({mpmath.nstr(exact, 17)})"))
+    report.checks.append(
+        Check(
+            "E3 certificate",
+            abs(diff) <= allowed,
+            diff,
+            allowed,
+            f"claimed optimum minus the {cert.kind} optimum ({mpmath.nstr(exact, 17)})",
+        )
+    )
 
 
 # ---- E4 ---------------------------------------------------------------------------------------
@@ -254,44 +307,92 @@ def _check_geometry(report: Report, pred: Prediction, best: Run | None, tol: Tol
     if best is None:
         return
     if not pred.unique:
-        report.checks.append(Check("E4 geometry", None, None, tol.geometry,
-                                   "skipped: the claim says the minimiser is not unique"))
+        report.checks.append(
+            Check(
+                "E4 geometry",
+                None,
+                None,
+                tol.geometry,
+                "skipped: the claim says the minimiser is not unique",
+            )
+        )
         return
     if best.outcome != "at-prediction":
-        report.checks.append(Check("E4 geometry", None, None, tol.geometry,
-                                   "skipped: the best run did not reach the prediction"))
+        report.checks.append(
+            Check(
+                "E4 geometry",
+                None,
+                None,
+                tol.geometry,
+                "skipped: the best run did not reach the prediction",
+            )
+        )
         return
     rows = report.metrics or []
     if pred.geometry == "zero":
         size = max((r.get("norm_WH") or 0.0) for r in rows) if rows else 0.0
         ok = size <= tol.geometry
-        report.checks.append(Check("E4 geometry", ok, size, tol.geometry,
-                                   "the best run should be the zero solution: largest ||W Hbar||"))
+        report.checks.append(
+            Check(
+                "E4 geometry",
+                ok,
+                size,
+                tol.geometry,
+                "the best run should be the zero solution: largest ||W Hbar||",
+            )
+        )
         return
     d = worst(rows, "nc_")
     r = worst(rows, "rel_")
     value = max(v for v in (d, r) if v is not None) if (d is not None or r is not None) else None
     ok = value is not None and value <= tol.geometry
-    report.checks.append(Check(
-        "E4 geometry", ok, value, tol.geometry,
-        f"largest NC2/NC3 distance ({d:.2e}) and relative error ({r:.2e}) over all layers "
-        f"against the claimed {pred.geometry}" if value is not None else "no metric defined"))
+    report.checks.append(
+        Check(
+            "E4 geometry",
+            ok,
+            value,
+            tol.geometry,
+            f"largest NC2/NC3 distance ({d:.2e}) and relative error ({r:.2e}) over all layers "
+            f"against the claimed {pred.geometry}"
+            if value is not None
+            else "no metric defined",
+        )
+    )
 
 
 # ---- counterexample ---------------------------------------------------------------------------
-def _find_counterexample(report: Report, objective: Objective, point: Params,
-                         claimed: mpmath.mpf, best: Run | None, cert: Certificate | None,
-                         e1_ok: bool, settings: Settings) -> None:
+def _find_counterexample(
+    report: Report,
+    objective: Objective,
+    point: Params,
+    claimed: mpmath.mpf,
+    best: Run | None,
+    cert: Certificate | None,
+    e1_ok: bool,
+    settings: Settings,
+) -> None:
     f_claim = float(claimed)
     candidates: list[tuple[float, float, Params, str]] = []
     for run in report.runs:
         if run.outcome == "better":
-            candidates.append((run.objective, run.error_bound, run.point,
-                               f"random-start run {run.seed} (scale {run.scale})"))
+            candidates.append(
+                (
+                    run.objective,
+                    run.error_bound,
+                    run.point,
+                    f"random-start run {run.seed} (scale {run.scale})",
+                )
+            )
+    for cand in report.search_candidates:
+        value = objective.value(cand.point)
+        err = objective.error_bound(cand.point)
+        if value < f_claim - err:
+            candidates.append((value, err, cand.point, cand.origin))
     if cert is not None and cert.point is not None and cert.primal is not None:
         if cert.primal < f_claim - cert.primal_error:
-            candidates.append((cert.primal, cert.primal_error, cert.point,
-                               f"{cert.kind} certificate's minimiser"))
+            candidates.append(
+                (cert.primal, cert.primal_error, cert.point, f"{cert.kind} certificate's minimiser")
+            )
     if not e1_ok and not candidates:
         # the prediction is not a minimiser: descend from it (labelled as such, not E2 evidence)
         start = point
@@ -306,8 +407,14 @@ def _find_counterexample(report: Report, objective: Objective, point: Params,
         return
     value, err, p, origin = min(candidates, key=lambda c: c[0])
     report.counterexample = Counterexample(
-        objective=value, claimed=f_claim, gap=f_claim - value, error_bound=err, origin=origin,
-        structure=structure(objective, p), point=p)
+        objective=value,
+        claimed=f_claim,
+        gap=f_claim - value,
+        error_bound=err,
+        origin=origin,
+        structure=structure(objective, p),
+        point=p,
+    )
 
 
 # ---- verdict ----------------------------------------------------------------------------------
@@ -317,10 +424,12 @@ def _verdict(report: Report, runs: list[Run], cert: Certificate | None, e1_ok: b
     failed = {c.name for c in report.checks if c.passed is False}
     if "E1 objective" in failed or "E1 stationarity" in failed or "E1 curvature" in failed:
         return "refuted"
-    if "E3 certificate" in failed:
-        # the certificate contradicts the claimed value: a rigorous lower bound above it, or
-        # (caught above) a feasible point below it
-        return "refuted" if cert is not None and cert.rigorous else "inconclusive"
+    if "E3 certificate" in failed and cert is not None:
+        below_bound = report.claimed_minus_bound is not None and report.claimed_minus_bound < 0
+        if cert.rigorous and (below_bound or cert.exact):
+            # a rigorous lower bound above the claimed value, or an exact optimum that differs
+            return "refuted"
+        return "inconclusive"  # a loose bound proves nothing either way
     at = [r for r in runs if r.outcome == "at-prediction"]
     if "E4 geometry" in failed and at:
         return "refuted"

@@ -41,7 +41,9 @@ def mode_value(problem: Problem, count: int, g: sp.Expr) -> mpmath.mpf:
         gv = mp(g)
         pv = mp(problem.lambda_product)
         loss = mpmath.mpf(count) * (gv - 1) ** 2 / (2 * problem.N)
-        reg = mpmath.mpf(m + 1) / 2 * mpmath.root(pv * count, m + 1) * gv ** (mpmath.mpf(2) / (m + 1))
+        reg = (
+            mpmath.mpf(m + 1) / 2 * mpmath.root(pv * count, m + 1) * gv ** (mpmath.mpf(2) / (m + 1))
+        )
         return loss + reg
 
 
@@ -69,8 +71,12 @@ def _stationarity_identity() -> sp.Expr:
     total = sp.Integer(0)
     for m in range(1, 7):
         cprime = P ** sp.Rational(1, m + 1) * n ** sp.Rational(1, m + 1)
-        total += sp.powsimp(sp.expand_power_base((K * n * cprime / n) ** (m + 1), force=True),
-                            force=True) - K ** (m + 1) * n * P
+        total += (
+            sp.powsimp(
+                sp.expand_power_base((K * n * cprime / n) ** (m + 1), force=True), force=True
+            )
+            - K ** (m + 1) * n * P
+        )
     return sp.simplify(total)
 
 
@@ -80,8 +86,9 @@ def _zero_comparison_identity() -> sp.Expr:
     for m in range(1, 7):
         q = sp.Rational(2, m + 1)
         cprime = n * (1 - gamma) * gamma ** (1 - q) / N  # from phi'(gamma) = 0
-        phi = lambda g: n * (g - 1) ** 2 / (2 * N) + sp.Rational(m + 1, 2) * cprime * g**q  # noqa: E731
-        total += sp.simplify(phi(gamma) - n / (2 * N) - n / (2 * N) * gamma * (m - 1 - m * gamma))
+        excess = n * (gamma - 1) ** 2 / (2 * N) + sp.Rational(m + 1, 2) * cprime * gamma**q
+        excess -= n / (2 * N)  # phi(0)
+        total += sp.simplify(excess - n / (2 * N) * gamma * (m - 1 - m * gamma))
     return total
 
 
@@ -91,9 +98,16 @@ def _mode_identity() -> sp.Expr:
     for m in range(1, 7):
         q = sp.Rational(2, m + 1)
         s = sp.sqrt(n) * gamma
-        lhs = (s - sp.sqrt(n)) ** 2 / (2 * N) + sp.Rational(m + 1, 2) * P ** sp.Rational(1, m + 1) * s**q
-        rhs = n * (gamma - 1) ** 2 / (2 * N) + sp.Rational(m + 1, 2) * P ** sp.Rational(
-            1, m + 1) * n ** sp.Rational(1, m + 1) * gamma**q
+        lhs = (s - sp.sqrt(n)) ** 2 / (2 * N) + sp.Rational(m + 1, 2) * P ** sp.Rational(
+            1, m + 1
+        ) * s**q
+        rhs = (
+            n * (gamma - 1) ** 2 / (2 * N)
+            + sp.Rational(m + 1, 2)
+            * P ** sp.Rational(1, m + 1)
+            * n ** sp.Rational(1, m + 1)
+            * gamma**q
+        )
         total += sp.simplify(sp.expand_power_base(lhs - rhs, force=True))
     return sp.simplify(total)
 
@@ -101,29 +115,52 @@ def _mode_identity() -> sp.Expr:
 def scalar_steps(modes: str) -> list[Step]:
     """The derivation from lemma 1 to the exact per-mode minimisation (shared by 3.1 and 3.2)."""
     return [
-        Step("At a minimiser all samples of a class share one feature vector (NC1): given the "
-             "weights, F is strictly convex in H and the targets of a class coincide.",
-             r"h_{k,i} = \bar h_k \quad \forall i", "lemma", "tests/test_lemmas.py::test_lemma1_nc1"),
-        Step("The regulariser of any factorisation of A = W_M ... W_1 Hbar D is bounded below by a "
-             "Schatten-q quasi-norm, with equality exactly for balanced layers.",
-             r"\sum_m \tfrac{\lambda_{W_m}}{2}\|W_m\|^2 + \tfrac{\lambda_H}{2}\|\bar H D\|^2 \ge "
-             r"\tfrac{M+1}{2} P^{1/(M+1)} \sum_i \sigma_i(A)^{q}", "lemma",
-             "tests/test_lemmas.py::test_lemma2_factorisation_bound"),
-        Step(f"By von Neumann's trace inequality A shares the target's singular vectors, so the "
-             f"problem splits into one scalar problem per mode ({modes}).",
-             r"\min_A \tfrac{1}{2N}\|A - D\|^2 + c\sum_i \sigma_i(A)^q = \sum_i \min_{s\ge 0}"
-             r"\tfrac{1}{2N}(s - d_i)^2 + c\, s^q", "lemma",
-             "tests/test_lemmas.py::test_lemma3_separation"),
-        Step("In the gain gamma = s / sqrt(n) each mode's problem is phi(gamma).",
-             r"\varphi(\gamma) = \tfrac{n(\gamma-1)^2}{2N} + \tfrac{M+1}{2}P^{1/(M+1)}n^{1/(M+1)}"
-             r"\gamma^{q}", "sympy", "theorems/_balanced.py::_mode_identity", _mode_identity),
-        Step("A stationary gamma > 0 solves a polynomial equation in rho = N^{M+1} P / n^M "
-             "(here K^{M+1} n P).",
-             r"\gamma^{M-1}(1-\gamma)^{M+1} = \rho", "sympy",
-             "theorems/_balanced.py::_stationarity_identity", _stationarity_identity),
-        Step("At a stationary point phi(gamma) - phi(0) has the sign of (M-1) - M gamma: the "
-             "positive root beats zero iff gamma > (M-1)/M, i.e. iff rho < thr_M; equality is a tie.",
-             r"\varphi(\gamma) - \varphi(0) = \tfrac{n}{2N}\gamma(M-1-M\gamma),\quad "
-             r"\mathrm{thr}_M = \tfrac{(M-1)^{M-1}}{M^{2M}}", "sympy",
-             "theorems/_balanced.py::_zero_comparison_identity", _zero_comparison_identity),
+        Step(
+            "At a minimiser all samples of a class share one feature vector (NC1): given the "
+            "weights, F is strictly convex in H and the targets of a class coincide.",
+            r"h_{k,i} = \bar h_k \quad \forall i",
+            "lemma",
+            "tests/test_lemmas.py::test_lemma1_nc1",
+        ),
+        Step(
+            "The regulariser of any factorisation of A = W_M ... W_1 Hbar D is bounded below by a "
+            "Schatten-q quasi-norm, with equality exactly for balanced layers.",
+            r"\sum_m \tfrac{\lambda_{W_m}}{2}\|W_m\|^2 + \tfrac{\lambda_H}{2}\|\bar H D\|^2 \ge "
+            r"\tfrac{M+1}{2} P^{1/(M+1)} \sum_i \sigma_i(A)^{q}",
+            "lemma",
+            "tests/test_lemmas.py::test_lemma2_factorisation_bound",
+        ),
+        Step(
+            f"By von Neumann's trace inequality A shares the target's singular vectors, so the "
+            f"problem splits into one scalar problem per mode ({modes}).",
+            r"\min_A \tfrac{1}{2N}\|A - D\|^2 + c\sum_i \sigma_i(A)^q = \sum_i \min_{s\ge 0}"
+            r"\tfrac{1}{2N}(s - d_i)^2 + c\, s^q",
+            "lemma",
+            "tests/test_lemmas.py::test_lemma3_separation",
+        ),
+        Step(
+            "In the gain gamma = s / sqrt(n) each mode's problem is phi(gamma).",
+            r"\varphi(\gamma) = \tfrac{n(\gamma-1)^2}{2N} + \tfrac{M+1}{2}P^{1/(M+1)}n^{1/(M+1)}"
+            r"\gamma^{q}",
+            "sympy",
+            "theorems/_balanced.py::_mode_identity",
+            _mode_identity,
+        ),
+        Step(
+            "A stationary gamma > 0 solves a polynomial equation in rho = N^{M+1} P / n^M "
+            "(here K^{M+1} n P).",
+            r"\gamma^{M-1}(1-\gamma)^{M+1} = \rho",
+            "sympy",
+            "theorems/_balanced.py::_stationarity_identity",
+            _stationarity_identity,
+        ),
+        Step(
+            "At a stationary point phi(gamma) - phi(0) has the sign of (M-1) - M gamma: the "
+            "positive root beats zero iff gamma > (M-1)/M, i.e. iff rho < thr_M; equality is a tie.",
+            r"\varphi(\gamma) - \varphi(0) = \tfrac{n}{2N}\gamma(M-1-M\gamma),\quad "
+            r"\mathrm{thr}_M = \tfrac{(M-1)^{M-1}}{M^{2M}}",
+            "sympy",
+            "theorems/_balanced.py::_zero_comparison_identity",
+            _zero_comparison_identity,
+        ),
     ]

@@ -55,16 +55,22 @@ class MSEBalancedBias(MSEBalancedBiasFree):
     def derivation(self) -> list[Step]:
         steps = super().derivation()[:-1]
         return [
-            Step("Given A, the optimal free bias is the mean residual; the mean of the features costs "
-                 "regularisation and changes no loss, so the features are centred and the target "
-                 "becomes sqrt(n) C.",
-                 r"b^* = \tfrac1K\mathbf 1 - \tfrac1K W\bar H\mathbf 1,\quad \bar H\mathbf 1 = 0",
-                 "test", "tests/test_claims.py::test_bias_is_mean_residual"),
+            Step(
+                "Given A, the optimal free bias is the mean residual; the mean of the features costs "
+                "regularisation and changes no loss, so the features are centred and the target "
+                "becomes sqrt(n) C.",
+                r"b^* = \tfrac1K\mathbf 1 - \tfrac1K W\bar H\mathbf 1,\quad \bar H\mathbf 1 = 0",
+                "test",
+                "tests/test_claims.py::test_bias_is_mean_residual",
+            ),
             *steps,
-            Step("The balanced factorisation of A = sqrt(n) gamma C is a simplex ETF at every layer.",
-                 r"W\bar H = \gamma C,\; \bar H^T\bar H \propto C,\; WW^T \propto C,\; b^*=\tfrac1K"
-                 r"\mathbf 1", "test",
-                 "tests/test_claims.py::test_predicted_point_is_stationary_with_claimed_value"),
+            Step(
+                "The balanced factorisation of A = sqrt(n) gamma C is a simplex ETF at every layer.",
+                r"W\bar H = \gamma C,\; \bar H^T\bar H \propto C,\; WW^T \propto C,\; b^*=\tfrac1K"
+                r"\mathbf 1",
+                "test",
+                "tests/test_claims.py::test_predicted_point_is_stationary_with_claimed_value",
+            ),
         ]
 
 

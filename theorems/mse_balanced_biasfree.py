@@ -79,12 +79,16 @@ class MSEBalancedBiasFree(Claim):
             cut = k >= problem.bottleneck and g != 0 and modes == problem.K
             reg = "bottleneck" if cut else regime
             gk = sp.Integer(0) if cut else g
-            classes.append(ClassPrediction(n, reg, gk, 0.0 if cut else lw, 0.0 if cut else lh, crit))
+            classes.append(
+                ClassPrediction(n, reg, gk, 0.0 if cut else lw, 0.0 if cut else lh, crit)
+            )
         unique = regime != "tie" and (g == 0 or problem.bottleneck >= modes)
         notes = []
         if g != 0 and problem.bottleneck < modes:
-            notes.append(f"bottleneck R = {problem.bottleneck} < {modes} modes: the minimiser is a "
-                         "rank-R projection and is not unique")
+            notes.append(
+                f"bottleneck R = {problem.bottleneck} < {modes} modes: the minimiser is a "
+                "rank-R projection and is not unique"
+            )
         if regime == "tie":
             notes.append("rho equals the collapse threshold: zero and the positive root tie")
         rho = bal.rho_of(problem, n)
@@ -92,15 +96,28 @@ class MSEBalancedBiasFree(Claim):
         return Prediction(
             objective=value,
             classes=tuple(classes),
-            bias=None if self.bias_value(problem) is None else tuple(self.bias_value(problem)),
+            bias=None
+            if self.bias_value(problem) is None
+            else tuple(float(x) for x in self.bias_value(problem)),
             unique=unique,
             geometry="zero" if g == 0 else self.geometry_name,
             notes=tuple(notes),
-            phase={"rho": float(rho), "rho_exact": str(rho), "threshold": float(thr),
-                   "threshold_exact": str(thr),
-                   "distance": abs(float(mpmath.log(mpmath.mpf(rho.numerator) / rho.denominator
-                                                    / (mpmath.mpf(thr.numerator) / thr.denominator)))
-                                   ) / (problem.depth + 1)},
+            phase={
+                "rho": float(rho),
+                "rho_exact": str(rho),
+                "threshold": float(thr),
+                "threshold_exact": str(thr),
+                "distance": abs(
+                    float(
+                        mpmath.log(
+                            mpmath.mpf(rho.numerator)
+                            / rho.denominator
+                            / (mpmath.mpf(thr.numerator) / thr.denominator)
+                        )
+                    )
+                )
+                / (problem.depth + 1),
+            },
             objective_exact=f"{alive} phi(gamma) + {modes - alive} n/(2N), gamma = {sp.N(g, 20)}",
         )
 
@@ -112,18 +129,22 @@ class MSEBalancedBiasFree(Claim):
         gf = float(sp.N(g, 30))
         r = min(self.n_modes(problem), problem.bottleneck) if gf > 0 else 0
         left, right = self.frame(problem, r)
-        point = balanced_layers(problem, left, np.full(r, np.sqrt(n) * gf), right,
-                                self.bias_value(problem))
+        point = balanced_layers(
+            problem, left, np.full(r, np.sqrt(n) * gf), right, self.bias_value(problem)
+        )
         return to_backend(point, backend)
 
     def derivation(self) -> list[Step]:
         return [
             *bal.scalar_steps("K modes, each with target sqrt(n)"),
-            Step("The balanced factorisation of A = sqrt(n) gamma I_K is an orthogonal frame at every "
-                 "layer; the predicted point built from it is stationary with the claimed value.",
-                 r"W\bar H = \gamma I_K,\; \bar H^T\bar H \propto I_K,\; WW^T \propto I_K,\; "
-                 r"W \propto \bar H^T", "test",
-                 "tests/test_claims.py::test_predicted_point_is_stationary_with_claimed_value"),
+            Step(
+                "The balanced factorisation of A = sqrt(n) gamma I_K is an orthogonal frame at every "
+                "layer; the predicted point built from it is stationary with the claimed value.",
+                r"W\bar H = \gamma I_K,\; \bar H^T\bar H \propto I_K,\; WW^T \propto I_K,\; "
+                r"W \propto \bar H^T",
+                "test",
+                "tests/test_claims.py::test_predicted_point_is_stationary_with_claimed_value",
+            ),
         ]
 
 

@@ -1,0 +1,312 @@
+"""The `ncverify` command line: list, show, derive, check, recheck.
+
+Exit codes of `check` and `recheck`: 0 certified/consistent, 1 refuted, 2 bad input,
+3 inconclusive, 4 not-applicable.  `check --all` exits 0 when every instance ran, 3 when any was
+inconclusive, 2 on bad input.  Bad input is one sentence on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from . import render
+from .backend import Backend, BackendError
+from .problem import Problem, ProblemError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Verify Neural Collapse claims about global minimisers of deep linear networks.",
+)
+out = Console()
+err = Console(stderr=True)
+
+EXIT = {"certified": 0, "consistent": 0, "refuted": 1, "inconclusive": 3, "not-applicable": 4}
+
+
+class BadInput(Exception):
+    """Raised for input no claim could accept; reported as one sentence with exit code 2."""
+
+
+def fail(message: str) -> None:
+    err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def claims() -> dict:
+    import theorems
+
+    return theorems.registry()
+
+
+def get_claim(claim_id: str):  # noqa: ANN201
+    registry = claims()
+    if claim_id not in registry:
+        fail(f"unknown claim {claim_id!r}; known claims: {', '.join(registry)}.")
+    return registry[claim_id]
+
+
+@app.command("list")
+def list_claims(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+) -> None:
+    """List the registered claims."""
+    registry = claims()
+    if as_json:
+        print(json.dumps([c.describe() for c in registry.values()], indent=2))
+        return
+    out.print(render.claim_table(registry.values()))
+
+
+@app.command()
+def show(claim_id: Annotated[str, typer.Argument(metavar="CLAIM")]) -> None:
+    """Show a claim: statement, source, status, hypotheses and its default instance."""
+    claim = get_claim(claim_id)
+    out.print(render.claim_page(claim))
+
+
+@app.command()
+def derive(
+    claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
+    fmt: Annotated[str, typer.Option("--format", help="text, markdown or latex.")] = "text",
+) -> None:
+    """Print the worked derivation of a claim, each step with how it is checked."""
+    claim = get_claim(claim_id)
+    if fmt not in ("text", "markdown", "latex"):
+        fail(f"unknown format {fmt!r}; choose text, markdown or latex.")
+    print(render.derivation(claim, fmt))
+
+
+def build_problem(
+    claim,
+    counts,
+    classes,
+    samples,
+    depth,
+    width,
+    widths,
+    lambda_w,  # noqa: ANN001, ANN201, PLR0913
+    lambda_h,
+    lambda_b,
+    bias,
+    loss,
+):
+    """A Problem from CLI options, falling back to the claim's default instance."""
+    default = claim.default_problem()
+    given = any(
+        v is not None
+        for v in (
+            counts,
+            classes,
+            samples,
+            depth,
+            width,
+            widths,
+            lambda_w,
+            lambda_h,
+            lambda_b,
+            bias,
+            loss,
+        )
+    )
+    if not given:
+        return default
+    if counts is None and classes is None and samples is None:
+        counts = ",".join(str(c) for c in default.counts)
+    if widths is None and width is None:
+        width = str(default.widths[0])
+    return Problem.build(
+        counts=counts,
+        classes=classes,
+        samples=samples,
+        depth=depth if depth is not None else default.depth,
+        width=width,
+        widths=widths,
+        lambda_w=lambda_w if lambda_w is not None else _one_or_list(default.lambda_w),
+        lambda_h=lambda_h if lambda_h is not None else str(default.lambda_h),
+        lambda_b=lambda_b,
+        loss=loss if loss is not None else default.loss,
+        bias=bias if bias is not None else (None if lambda_b is not None else default.bias),
+    )
+
+
+@app.command()
+def check(  # noqa: PLR0913
+    claim_id: Annotated[str | None, typer.Argument(metavar="CLAIM")] = None,
+    all_claims: Annotated[
+        bool, typer.Option("--all", help="Check every claim on its default.")
+    ] = False,
+    counts: Annotated[str | None, typer.Option(help="Class counts, e.g. 200,100,50,50.")] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="Number of classes K (with --samples).")
+    ] = None,
+    samples: Annotated[
+        str | None, typer.Option(help="Samples per class n (with --classes).")
+    ] = None,
+    depth: Annotated[str | None, typer.Option(help="Number of linear layers M.")] = None,
+    width: Annotated[
+        str | None, typer.Option(help="Feature dimension and every hidden width.")
+    ] = None,
+    widths: Annotated[str | None, typer.Option(help="d,d_1,...,d_{M-1}.")] = None,
+    lambda_w: Annotated[
+        str | None, typer.Option("--lambda-w", help="One value or one per layer.")
+    ] = None,
+    lambda_h: Annotated[
+        str | None, typer.Option("--lambda-h", help="Feature weight decay.")
+    ] = None,
+    lambda_b: Annotated[
+        str | None, typer.Option("--lambda-b", help="Bias weight decay (regularised bias).")
+    ] = None,
+    bias: Annotated[str | None, typer.Option(help="none, free or regularised.")] = None,
+    loss: Annotated[str | None, typer.Option(help="mse or ce.")] = None,
+    restarts: Annotated[str, typer.Option(help="Random-start optimiser runs.")] = "8",
+    seed: Annotated[str, typer.Option(help="Seed of every random choice.")] = "0",
+    probe: Annotated[
+        bool, typer.Option("--probe", help="Run the checks even outside the hypotheses.")
+    ] = False,
+    no_certificate: Annotated[bool, typer.Option("--no-certificate", help="Skip E3.")] = False,
+    no_optimise: Annotated[
+        bool, typer.Option("--no-optimise", help="Skip the random-start runs (E2).")
+    ] = False,
+    backend: Annotated[
+        str, typer.Option(help="numpy, array-api-strict, torch, cupy or jax.")
+    ] = "numpy",
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, ...")] = None,
+    dtype: Annotated[str, typer.Option(help="float64 or float32.")] = "float64",
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="Write the JSON report to a file, or - for stdout.")
+    ] = None,
+    save_counterexample: Annotated[
+        str | None,
+        typer.Option("--save-counterexample", help="Directory for counterexample files."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
+) -> None:
+    """Check one claim on one instance (or every claim on its default with --all)."""
+    from .verify import Settings, verify
+
+    try:
+        n_restarts = int(restarts)
+        n_seed = int(seed)
+    except ValueError:
+        fail(f"restarts and seed must be integers, not {restarts!r} / {seed!r}.")
+    if n_restarts < 0:
+        fail(f"restarts must be a non-negative integer, not {n_restarts}.")
+    if all_claims and claim_id is not None:
+        fail("give either a claim or --all, not both.")
+    if not all_claims and claim_id is None:
+        fail("name a claim to check (see `ncverify list`) or give --all.")
+    try:
+        be = Backend.create(backend, device, dtype)
+    except BackendError as exc:
+        fail(str(exc))
+    settings = Settings(
+        restarts=max(n_restarts, 1),
+        seed=n_seed,
+        certificate=not no_certificate,
+        optimise=not no_optimise and n_restarts > 0,
+        probe=probe,
+        save_dir=save_counterexample,
+    )
+    if all_claims:
+        reports = []
+        for claim in claims().values():
+            with render.progress(err, enabled=not quiet and err.is_terminal) as bar:
+                reports.append(verify(claim, claim.default_problem(), be, settings, bar))
+        out.print(render.summary_table(reports))
+        _write_json(json_out, [r.to_json() for r in reports])
+        inconclusive = any(r.verdict == "inconclusive" for r in reports)
+        raise typer.Exit(3 if inconclusive else 0)
+    claim = get_claim(claim_id)
+    try:
+        problem = build_problem(
+            claim,
+            counts,
+            classes,
+            samples,
+            depth,
+            width,
+            widths,
+            lambda_w,
+            lambda_h,
+            lambda_b,
+            bias,
+            loss,
+        )
+    except ProblemError as exc:
+        fail(str(exc))
+    with render.progress(err, enabled=not quiet and err.is_terminal) as bar:
+        report = verify(claim, problem, be, settings, bar)
+    if json_out == "-":
+        print(report.dumps())
+    else:
+        out.print(render.report(report))
+        _write_json(json_out, report.to_json())
+    raise typer.Exit(EXIT[report.verdict])
+
+
+def _one_or_list(values: tuple) -> str:
+    return str(values[0]) if len(set(values)) == 1 else ",".join(str(v) for v in values)
+
+
+def _write_json(path: str | None, payload: object) -> None:
+    if path is None:
+        return
+    text = json.dumps(payload, indent=2, allow_nan=False)
+    if path == "-":
+        print(text)
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    except OSError as exc:
+        fail(f"cannot write the JSON report to {path!r}: {exc.strerror}.")
+
+
+@app.command()
+def recheck(
+    path: Annotated[str, typer.Argument(metavar="FILE", help="A saved counterexample (.npz).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Re-evaluate a saved counterexample from scratch and print the verdict it supports."""
+    from .recheck import RecheckError, recheck_file
+
+    try:
+        result = recheck_file(path)
+    except RecheckError as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps(result, indent=2, allow_nan=False))
+    else:
+        out.print(render.recheck(result))
+    raise typer.Exit(EXIT[result["verdict"]])
+
+
+def main() -> None:
+    """Console-script entry point: usage errors also become one sentence and exit code 2."""
+    try:  # typer >= 0.20 vendors click; older versions use click itself
+        from typer._click.exceptions import ClickException
+    except ImportError:  # pragma: no cover
+        from click import ClickException
+
+    try:
+        rc = app(standalone_mode=False)
+    except ClickException as exc:
+        err.print(f"error: {exc.format_message()}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

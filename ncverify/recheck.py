@@ -1,0 +1,100 @@
+"""Re-evaluate a saved counterexample from scratch, in a fresh process.
+
+The file holds the claim id, the problem and the point; nothing computed by the run that saved
+it is trusted: the claimed optimum is recomputed from the claim's closed form, the point's
+objective and its rounding-error bound are recomputed, and the verdict follows from them alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from typing import Any
+
+import numpy as np
+
+from .backend import Backend
+from .objective import Objective, Params
+from .problem import Problem, ProblemError
+from .report import COUNTEREXAMPLE_SCHEMA
+
+
+class RecheckError(ValueError):
+    """A file that cannot be rechecked; the message is one sentence."""
+
+
+def load(path: str) -> tuple[dict[str, Any], Params]:
+    if not os.path.exists(path):
+        raise RecheckError(f"no such file: {path!r}.")
+    try:
+        data = np.load(path, allow_pickle=False)
+        meta = json.loads(str(data["meta"]))
+        depth = meta["problem"]["depth"]
+        ws = tuple(np.asarray(data[f"W{m}"], dtype=np.float64) for m in range(1, depth + 1))
+        h = np.asarray(data["H"], dtype=np.float64)
+        b = np.asarray(data["b"], dtype=np.float64) if "b" in data.files else None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
+        raise RecheckError(f"{path!r} is not an ncverify counterexample file.") from None
+    if meta.get("schema") != COUNTEREXAMPLE_SCHEMA:
+        raise RecheckError(
+            f"{path!r} has schema {meta.get('schema')!r}, expected {COUNTEREXAMPLE_SCHEMA!r}."
+        )
+    return meta, Params(ws, h, b)
+
+
+def problem_from(meta: dict[str, Any]) -> Problem:
+    p = meta["problem"]
+    try:
+        return Problem.build(
+            counts=p["counts"],
+            depth=p["depth"],
+            widths=p["widths"],
+            lambda_w=p["lambda_w_exact"],
+            lambda_h=p["lambda_h_exact"],
+            lambda_b=p["lambda_b_exact"],
+            loss=p["loss"],
+            bias=p["bias"],
+        )
+    except (ProblemError, KeyError) as exc:
+        raise RecheckError(f"the saved problem is invalid: {exc}") from None
+
+
+def recheck_file(path: str) -> dict[str, Any]:
+    import theorems
+
+    meta, point = load(path)
+    problem = problem_from(meta)
+    registry = theorems.registry()
+    if meta["claim"] not in registry:
+        raise RecheckError(f"the file names an unknown claim {meta['claim']!r}.")
+    claim = registry[meta["claim"]]
+    shapes = [w.shape for w in point.Ws]
+    if shapes != problem.layer_shapes or point.H.shape != (problem.widths[0], problem.N):
+        raise RecheckError("the saved arrays do not match the saved problem's shapes.")
+    claimed = claim.closed_form(problem).objective
+    backend = Backend.create("numpy")
+    objective = Objective(problem, backend.xp)
+    value = objective.value(point)
+    bound = objective.error_bound(point)
+    beats = value < float(claimed) - bound
+    verdict = "refuted" if beats else "inconclusive"
+    detail = (
+        f"F(saved point) = {value:.17g}, claimed optimum {float(claimed):.17g}, gap "
+        f"{float(claimed) - value:.3e}, evaluation error bound {bound:.3e}: "
+        + (
+            "the point beats the claimed optimum by more than the bound."
+            if beats
+            else "the point does not beat the claimed optimum beyond the bound."
+        )
+    )
+    return {
+        "claim": claim.id,
+        "verdict": verdict,
+        "objective": value,
+        "claimed": float(claimed),
+        "gap": float(claimed) - value,
+        "error_bound": bound,
+        "problem": problem.describe(),
+        "detail": detail,
+    }

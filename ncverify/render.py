@@ -1,0 +1,267 @@
+"""Human-readable output: rich tables for reports, claim pages and derivations in three formats."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from .claim import Claim
+from .report import Report
+
+VERDICT_STYLE = {
+    "certified": "bold green",
+    "consistent": "green",
+    "refuted": "bold red",
+    "inconclusive": "yellow",
+    "not-applicable": "cyan",
+}
+
+
+def _fmt(x: Any, digits: int = 6) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+@contextlib.contextmanager
+def progress(console, enabled: bool) -> Iterator:  # noqa: ANN001
+    """A progress callback `(phase, done, total)`; a no-op when not on a terminal."""
+    if not enabled:
+        yield None
+        return
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    tasks: dict[str, Any] = {}
+
+    def update(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(phase, total=total)
+        bar.update(tasks[phase], completed=done)
+
+    with bar:
+        yield update
+
+
+def claim_table(claims: Iterable[Claim]) -> Table:
+    t = Table(title="Registered claims")
+    for col in ("id", "title", "loss", "bias", "certificates", "status"):
+        t.add_column(col)
+    for c in claims:
+        t.add_row(c.id, c.title, c.loss, c.bias, ", ".join(c.certificates) or "-", c.status)
+    return t
+
+
+def claim_page(claim: Claim) -> Group:
+    p = claim.default_problem()
+    body = Text()
+    body.append(claim.statement() + "\n\n")
+    body.append("source: ", style="bold")
+    body.append(claim.source + "\n")
+    body.append("status: ", style="bold")
+    body.append(claim.status + "\n")
+    body.append("certificates: ", style="bold")
+    body.append((", ".join(claim.certificates) or "none") + "\n")
+    body.append("default instance: ", style="bold")
+    body.append(
+        f"counts {list(p.counts)}, depth {p.depth}, widths {list(p.widths)}, "
+        f"lambda_W {[str(x) for x in p.lambda_w]}, lambda_H {p.lambda_h}, "
+        f"loss {p.loss}, bias {p.bias}\n"
+    )
+    extra = getattr(claim, "thresholds_text", None)
+    if callable(extra):
+        body.append("thresholds: ", style="bold")
+        body.append(extra() + "\n")
+    return Group(Panel(body, title=f"{claim.id}: {claim.title}"))
+
+
+def derivation(claim: Claim, fmt: str) -> str:
+    steps = claim.derivation()
+    lines = []
+    if fmt == "markdown":
+        lines.append(f"## Derivation: {claim.title}\n")
+        for i, s in enumerate(steps, 1):
+            lines.append(f"**Step {i}.** {s.text}\n")
+            lines.append(f"$$\n{s.formula}\n$$\n")
+            lines.append(f"*Checked:* {_how(s)}\n")
+    elif fmt == "latex":
+        lines.append(f"\\section*{{Derivation: {claim.title}}}")
+        lines.append("\\begin{enumerate}")
+        for s in steps:
+            lines.append(
+                f"  \\item {s.text}\n  \\[ {s.formula} \\]\n  \\emph{{Checked: {_how(s)}}}"
+            )
+        lines.append("\\end{enumerate}")
+    else:
+        lines.append(f"Derivation: {claim.title}")
+        for i, s in enumerate(steps, 1):
+            lines.append(f"\n{i}. {s.text}\n   {s.formula}\n   checked: {_how(s)}")
+    return "\n".join(lines)
+
+
+def _how(step) -> str:  # noqa: ANN001
+    return {
+        "sympy": f"sympy identity ({step.reference})",
+        "test": f"numerically on random instances ({step.reference})",
+        "lemma": f"cited lemma, checked by {step.reference}",
+    }.get(step.check, step.reference)
+
+
+def report(r: Report) -> Group:
+    parts: list[Any] = []
+    verdict = Text(r.verdict.upper(), style=VERDICT_STYLE.get(r.verdict, "bold"))
+    head = Text.assemble(f"{r.claim.id}  ", verdict, " (probe)" if r.probe else "")
+    p = r.problem
+    parts.append(head)
+    parts.append(
+        Text(
+            f"K={p.K} counts={list(p.counts)} depth={p.depth} widths={list(p.widths)} "
+            f"lambda_W={[str(x) for x in p.lambda_w]} lambda_H={p.lambda_h} "
+            f"loss={p.loss} bias={p.bias}"
+            + (f" lambda_b={p.lambda_b}" if p.lambda_b is not None else "")
+            + f"  backend={r.backend.name}/{r.backend.device_name}/{r.backend.dtype_name}"
+        )
+    )
+    if r.hypotheses:
+        parts.append(Text("unmet hypotheses: " + "; ".join(r.hypotheses), style="cyan"))
+    if r.prediction is not None:
+        pred = r.prediction
+        parts.append(
+            Text(
+                f"claimed optimum {pred.objective_float:.15g}  geometry: {pred.geometry}"
+                f"{'' if pred.unique else ' (not unique)'}"
+            )
+        )
+        t = Table(title="per class")
+        for col in ("class", "count", "regime", "gain", "||w_k||", "||hbar_k||", "critical lambda"):
+            t.add_column(col)
+        for k, c in enumerate(pred.classes):
+            t.add_row(
+                str(k),
+                str(c.count),
+                c.regime,
+                _fmt(c.gain_float, 10),
+                _fmt(c.length_w),
+                _fmt(c.length_h),
+                _fmt(c.critical_lambda),
+            )
+        parts.append(t)
+        if pred.bias is not None:
+            parts.append(Text(f"bias b* = {[round(b, 10) for b in pred.bias]}"))
+        if pred.phase.get("distance") is not None:
+            parts.append(
+                Text(
+                    f"distance to the nearest phase boundary (log lambda): "
+                    f"{pred.phase['distance']:.4g}"
+                )
+            )
+        for note in pred.notes:
+            parts.append(Text(f"note: {note}", style="dim"))
+    if r.checks:
+        t = Table(title="evidence")
+        for col in ("check", "passed", "value", "tolerance", "detail"):
+            t.add_column(col)
+        for c in r.checks:
+            style = {True: "green", False: "red", None: "yellow"}[c.passed]
+            t.add_row(
+                c.name,
+                Text({True: "yes", False: "NO", None: "skipped"}[c.passed], style=style),
+                _fmt(c.value, 3),
+                _fmt(c.tolerance, 3),
+                c.detail,
+            )
+        parts.append(t)
+    if r.runs:
+        counts = r.outcome_counts()
+        parts.append(
+            Text(
+                f"optimiser: {len(r.runs)} random-start runs (scales {r.start_scales}): "
+                f"{counts['at-prediction']} at the prediction, {counts['worse']} in worse local minima "
+                f"or saddles, {counts['better']} better, {counts['failed']} failed; best "
+                f"{_fmt(r.best_objective, 15)}"
+            )
+        )
+        worse = [run for run in r.runs if run.outcome == "worse" and run.structure]
+        if worse:
+            shapes = sorted({str(w.structure["alive_classes"]) for w in worse})
+            parts.append(
+                Text(f"  worse runs end with alive classes {', '.join(shapes)}", style="dim")
+            )
+    if r.certificate is not None:
+        c = r.certificate
+        parts.append(
+            Text(
+                f"certificate [{c.kind}] bound {c.bound:.15g}, primal "
+                f"{_fmt(c.primal, 15)}, gap {_fmt(c.gap, 3)}, rigorous: "
+                f"{'yes' if c.rigorous else 'no'} ({c.solver}; {c.detail})"
+            )
+        )
+    if r.counterexample is not None:
+        ce = r.counterexample
+        parts.append(
+            Text(
+                f"COUNTEREXAMPLE from {ce.origin}: objective {ce.objective:.15g} < claimed "
+                f"{ce.claimed:.15g} (gap {ce.gap:.3e} > error bound {ce.error_bound:.3e}); "
+                f"alive classes {ce.structure.get('alive_classes')}, rank(W Hbar) "
+                f"{ce.structure.get('rank_WH')}" + (f"; saved to {ce.path}" if ce.path else ""),
+                style="red",
+            )
+        )
+    for note in r.notes:
+        parts.append(Text(f"note: {note}", style="dim"))
+    if r.timing:
+        parts.append(Text(f"time {r.timing.get('total', 0.0):.2f} s", style="dim"))
+    return Group(*parts)
+
+
+def summary_table(reports: list[Report]) -> Table:
+    t = Table(title="ncverify check --all")
+    for col in (
+        "claim",
+        "instance",
+        "verdict",
+        "claimed optimum",
+        "best run",
+        "at/worse/better",
+        "certificate",
+        "time (s)",
+    ):
+        t.add_column(col)
+    for r in reports:
+        p = r.problem
+        counts = r.outcome_counts()
+        t.add_row(
+            r.claim.id,
+            f"counts={list(p.counts)} M={p.depth} d={p.widths[0]}",
+            Text(r.verdict, style=VERDICT_STYLE.get(r.verdict, "")),
+            _fmt(r.prediction.objective_float if r.prediction else None, 10),
+            _fmt(r.best_objective, 10),
+            f"{counts['at-prediction']}/{counts['worse']}/{counts['better']}",
+            r.certificate.kind if r.certificate is not None else "-",
+            f"{r.timing.get('total', 0.0):.1f}",
+        )
+    return t
+
+
+def recheck(result: dict) -> Group:
+    verdict = Text(result["verdict"].upper(), style=VERDICT_STYLE.get(result["verdict"], "bold"))
+    return Group(
+        Text.assemble(f"recheck {result['claim']}: ", verdict),
+        Text(result["detail"]),
+    )
