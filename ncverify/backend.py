@@ -61,7 +61,7 @@ class Backend:
         if self.name == "cupy":
             return a.get()
         if self.name == "array-api-strict":
-            return np.from_dlpack(a)
+            return np.from_dlpack(a.to_device(self.xp.Device("CPU_DEVICE")))
         return np.asarray(a)
 
     def describe(self) -> dict[str, str]:
@@ -86,10 +86,17 @@ def _numpy(device: str | None, dtype: str) -> Backend:
 
 
 def _strict(device: str | None, dtype: str) -> Backend:
-    if device not in (None, "cpu"):
-        raise BackendError(f"array-api-strict has no device {device!r}; use cpu.")
+    """array-api-strict; by default on its virtual `device1`, which numpy cannot read, so that
+    any hidden conversion to numpy inside the pipeline is an error instead of passing silently."""
     xp = _require("array_api_strict", "array-api-strict")
-    return Backend("array-api-strict", xp, None, getattr(xp, dtype), "cpu", dtype)
+    devices = {"cpu": xp.Device("CPU_DEVICE"), "device1": xp.Device("device1"),
+               "device2": xp.Device("device2")}
+    name = device or "device1"
+    if name not in devices:
+        raise BackendError(
+            f"array-api-strict has no device {name!r}; use device1 (default), device2 or cpu."
+        )
+    return Backend("array-api-strict", xp, devices[name], getattr(xp, dtype), name, dtype)
 
 
 def _torch(device: str | None, dtype: str) -> Backend:

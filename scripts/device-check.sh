@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Device check (under 5 minutes), for a machine with an accelerator and no network.
+# Installs the project from the wheels carried in wheels/ (see prepare-device-wheels.sh) into a
+# virtual environment that sees the machine's own torch, runs the `gpu` tests, times one check
+# on CPU and on CUDA side by side, and prints a summary.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv --system-site-packages /tmp/ncv-device
+PY=/tmp/ncv-device/bin/python
+$PY -m pip install -q --no-index --find-links wheels --no-deps wheels/ncverify-*.whl
+$PY -m pip install -q --no-index --find-links wheels ncverify array-api-strict 2>&1 | tail -2
+$PY - <<'PY'
+import torch
+print(f"torch {torch.__version__}, cuda available: {torch.cuda.is_available()}, "
+      f"device: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-'}")
+PY
+echo "== gpu tests"
+$PY -m pytest -q -m gpu tests/test_backends.py 2>&1 | tail -3
+echo "== timing: one check, torch CPU vs torch CUDA (same instance, same run)"
+$PY - <<'PY'
+import time
+import theorems
+from ncverify import Backend, Problem, Settings, verify
+
+claim = theorems.get("mse-balanced-biasfree")
+problem = Problem.build(counts="100,100,100,100", depth=3, width=64)
+rows = []
+for device in ("cpu", "cuda"):
+    be = Backend.create("torch", device)
+    t = time.perf_counter()
+    rep = verify(claim, problem, be, Settings(restarts=4))
+    rows.append((device, time.perf_counter() - t, rep.verdict, rep.best_objective))
+for device, secs, verdict, best in rows:
+    print(f"{device:5s} {secs:8.2f} s  verdict {verdict:10s} best {best:.15g}")
+print(f"CUDA / CPU time ratio: {rows[1][1] / rows[0][1]:.3f}")
+PY
