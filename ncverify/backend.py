@@ -89,8 +89,11 @@ def _strict(device: str | None, dtype: str) -> Backend:
     """array-api-strict; by default on its virtual `device1`, which numpy cannot read, so that
     any hidden conversion to numpy inside the pipeline is an error instead of passing silently."""
     xp = _require("array_api_strict", "array-api-strict")
-    devices = {"cpu": xp.Device("CPU_DEVICE"), "device1": xp.Device("device1"),
-               "device2": xp.Device("device2")}
+    devices = {
+        "cpu": xp.Device("CPU_DEVICE"),
+        "device1": xp.Device("device1"),
+        "device2": xp.Device("device2"),
+    }
     name = device or "device1"
     if name not in devices:
         raise BackendError(

@@ -7,7 +7,8 @@ minimised globally and exactly by `ncverify.symbolic.minimise_mode`.  Nothing of
 closed form is used.  The certificate also builds a feasible point attaining the value, so a
 claimed optimum above it is refuted by a concrete point.
 
-The convex-dual certificate for one-layer problems lives beside it (`convex_dual`) once added.
+The `convex-dual` certificate for one-layer problems (any counts, MSE or CE, any bias mode)
+lives in `ncverify.convex` and is registered here.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 
+from .convex import convex_dual  # imports Certificate lazily: no import cycle
 from .geometry import balanced_layers, simplex_directions
 from .objective import Params
 from .problem import Problem
@@ -38,7 +40,10 @@ class Certificate:
     rigorous: bool
     detail: str = ""
     bound_exact: mpmath.mpf | None = None
-    exact: bool = False  # True when `bound` is the optimum itself, not only a lower bound
+    # True when the certificate determines the optimum: `bound` is the optimum itself
+    # (separable-reduction), or the program is no relaxation, so that `[bound, primal]`
+    # brackets the optimum (convex-dual with d >= K)
+    exact: bool = False
     point: Params | None = field(default=None, repr=False)
     primal_error: float = 0.0  # proven bound on the rounding error of `primal`
     notes: list[str] = field(default_factory=list)
@@ -132,4 +137,5 @@ def separable_reduction(problem: Problem) -> Certificate | None:
 #: does not apply to that instance.  Claims list the kinds they support in `certificates`.
 CERTIFIERS: dict[str, Callable[[Problem], Certificate | None]] = {
     "separable-reduction": separable_reduction,
+    "convex-dual": convex_dual,
 }

@@ -72,6 +72,9 @@ class Prediction:
     notes: tuple[str, ...] = ()
     phase: dict[str, Any] = field(default_factory=dict)
     objective_exact: str = ""  # a closed-form expression of the optimum, for the report
+    # a rigorous enclosure (lo, hi) of the claimed optimum, where the claim proves one
+    # (interval arithmetic); counterexamples are certified against it
+    objective_enclosure: tuple[mpmath.mpf, mpmath.mpf] | None = None
 
     @property
     def objective_float(self) -> float:

@@ -1,4 +1,4 @@
-"""The `ncverify` command line: list, show, derive, check, recheck.
+"""The `ncverify` command line: list, show, derive, check, sweep, recheck.
 
 Exit codes of `check` and `recheck`: 0 certified/consistent, 1 refuted, 2 bad input,
 3 inconclusive, 4 not-applicable.  `check --all` exits 0 when every instance ran, 3 when any was
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,6 +17,9 @@ from rich.console import Console
 from . import render
 from .backend import Backend, BackendError
 from .problem import Problem, ProblemError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .verify import Settings
 
 app = typer.Typer(
     add_completion=False,
@@ -76,12 +79,20 @@ def show(claim_id: Annotated[str, typer.Argument(metavar="CLAIM")]) -> None:
 def derive(
     claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
     fmt: Annotated[str, typer.Option("--format", help="text, markdown or latex.")] = "text",
+    check: Annotated[
+        bool, typer.Option("--check", help="Run each step's sympy identity and print the outcome.")
+    ] = False,
 ) -> None:
     """Print the worked derivation of a claim, each step with how it is checked."""
     claim = get_claim(claim_id)
     if fmt not in ("text", "markdown", "latex"):
         fail(f"unknown format {fmt!r}; choose text, markdown or latex.")
-    print(render.derivation(claim, fmt))
+    results = None
+    if check:
+        results = [s.verify_identity() if s.check == "sympy" else None for s in claim.derivation()]
+    print(render.derivation(claim, fmt, results))
+    if results is not None and False in results:
+        raise typer.Exit(1)
 
 
 def build_problem(
@@ -190,31 +201,14 @@ def check(  # noqa: PLR0913
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
 ) -> None:
     """Check one claim on one instance (or every claim on its default with --all)."""
-    from .verify import Settings, verify
+    from .verify import verify
 
-    try:
-        n_restarts = int(restarts)
-        n_seed = int(seed)
-    except ValueError:
-        fail(f"restarts and seed must be integers, not {restarts!r} / {seed!r}.")
-    if n_restarts < 0:
-        fail(f"restarts must be a non-negative integer, not {n_restarts}.")
+    settings = run_settings(restarts, seed, probe, no_certificate, no_optimise, save_counterexample)
     if all_claims and claim_id is not None:
         fail("give either a claim or --all, not both.")
     if not all_claims and claim_id is None:
         fail("name a claim to check (see `ncverify list`) or give --all.")
-    try:
-        be = Backend.create(backend, device, dtype)
-    except BackendError as exc:
-        fail(str(exc))
-    settings = Settings(
-        restarts=max(n_restarts, 1),
-        seed=n_seed,
-        certificate=not no_certificate,
-        optimise=not no_optimise and n_restarts > 0,
-        probe=probe,
-        save_dir=save_counterexample,
-    )
+    be = make_backend(backend, device, dtype)
     if all_claims:
         reports = []
         for claim in claims().values():
@@ -250,6 +244,241 @@ def check(  # noqa: PLR0913
         out.print(render.report(report))
         _write_json(json_out, report.to_json())
     raise typer.Exit(EXIT[report.verdict])
+
+
+@app.command()
+def sweep(  # noqa: PLR0913
+    claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
+    counts: Annotated[str | None, typer.Option(help="Class counts, e.g. 200,100,50,50.")] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="Number of classes K (with --samples); may be a range.")
+    ] = None,
+    samples: Annotated[
+        str | None, typer.Option(help="Samples per class n (with --classes); may be a range.")
+    ] = None,
+    depth: Annotated[
+        str | None, typer.Option(help="Number of linear layers M; may be a range.")
+    ] = None,
+    width: Annotated[
+        str | None, typer.Option(help="Feature dimension and every hidden width; may be a range.")
+    ] = None,
+    widths: Annotated[str | None, typer.Option(help="d,d_1,...,d_{M-1}.")] = None,
+    lambda_w: Annotated[
+        str | None,
+        typer.Option(
+            "--lambda-w",
+            help="One value, one per layer, or a range start:stop:count[:log] (every layer).",
+        ),
+    ] = None,
+    lambda_h: Annotated[
+        str | None,
+        typer.Option("--lambda-h", help="Feature weight decay, a range, or tied (= lambda_W)."),
+    ] = None,
+    lambda_b: Annotated[
+        str | None, typer.Option("--lambda-b", help="Bias weight decay; may be a range.")
+    ] = None,
+    bias: Annotated[str | None, typer.Option(help="none, free or regularised.")] = None,
+    loss: Annotated[str | None, typer.Option(help="mse or ce.")] = None,
+    restarts: Annotated[str, typer.Option(help="Random-start optimiser runs.")] = "8",
+    seed: Annotated[str, typer.Option(help="Seed of every random choice (each point).")] = "0",
+    probe: Annotated[
+        bool, typer.Option("--probe", help="Run the checks even outside the hypotheses.")
+    ] = False,
+    no_certificate: Annotated[bool, typer.Option("--no-certificate", help="Skip E3.")] = False,
+    no_optimise: Annotated[
+        bool, typer.Option("--no-optimise", help="Skip the random-start runs (E2).")
+    ] = False,
+    backend: Annotated[
+        str, typer.Option(help="numpy, array-api-strict, torch, cupy or jax.")
+    ] = "numpy",
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, ...")] = None,
+    dtype: Annotated[str, typer.Option(help="float64 or float32.")] = "float64",
+    save_counterexample: Annotated[
+        str | None,
+        typer.Option("--save-counterexample", help="Directory for counterexample files."),
+    ] = None,
+    out_file: Annotated[
+        str | None,
+        typer.Option("--out", help="Results file (JSON lines), each point appended as it ends."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue --out: skip every point already in it.")
+    ] = False,
+    plot_file: Annotated[
+        str | None, typer.Option("--plot", help="Phase diagram (.png, .svg or .pdf).")
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Address of an existing Dask scheduler (default: a local cluster)."),
+    ] = None,
+    workers: Annotated[
+        str | None, typer.Option(help="Worker processes of the local cluster (default: cores).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
+) -> None:
+    """Check a claim at every point of a grid (through Dask): results file, table, phase diagram.
+
+    Exit codes: 0 when every point ran (refutations are findings), 3 when any point was
+    inconclusive or failed, 2 on bad input, 130 when interrupted (finish with --resume).
+    """
+    from . import sweep as sw
+
+    claim = get_claim(claim_id)
+    settings = run_settings(restarts, seed, probe, no_certificate, no_optimise, save_counterexample)
+    make_backend(backend, device, dtype)
+    tied = lambda_h is not None and lambda_h.strip().lower() == "tied"
+    if tied and lambda_w is None:
+        lambda_w = _one_or_list(claim.default_problem().lambda_w)
+    options = {
+        "counts": counts,
+        "classes": classes,
+        "samples": samples,
+        "depth": depth,
+        "width": width,
+        "widths": widths,
+        "lambda_w": lambda_w,
+        "lambda_h": None if tied else lambda_h,
+        "lambda_b": lambda_b,
+        "bias": bias,
+        "loss": loss,
+    }
+    extra = ["--restarts", restarts, "--seed", seed]
+    extra += [
+        flag
+        for flag, on in (
+            ("--probe", probe),
+            ("--no-certificate", no_certificate),
+            ("--no-optimise", no_optimise),
+        )
+        if on
+    ]
+    if (backend, device, dtype) != ("numpy", None, "float64"):
+        extra += ["--backend", backend, "--dtype", dtype] + (["--device", device] if device else [])
+    spec = (backend, device, dtype)
+    try:
+        if scheduler is not None and workers is not None:
+            raise sw.SweepError("give either --scheduler or --workers, not both.")
+        n_workers = None
+        if workers is not None:
+            if not workers.strip().isdigit() or int(workers) < 1:
+                raise sw.SweepError(f"--workers must be a positive integer, not {workers!r}.")
+            n_workers = int(workers)
+        axes, points = sw.expand(options, tied)
+        if plot_file is not None:
+            sw.check_plot_path(plot_file)
+            sw.plot_axes(axes)
+        tasks: list[sw.PointTask] = []
+        for point in points:
+            args = {k: point.options[k] for k in options}
+            problem = build_problem(claim, **args)
+            key = sw.point_key(claim.id, problem, settings, spec)
+            if any(t.key == key for t in tasks):
+                raise sw.SweepError("the grid repeats a point; check the ranges.")
+            coords = {name: c.to_json() for name, c in point.coordinates.items()}
+            tasks.append(
+                sw.PointTask(
+                    key,
+                    point.index,
+                    claim.id,
+                    problem,
+                    settings,
+                    spec,
+                    coords,
+                    tied,
+                    sw.check_command(claim.id, point.options, extra),
+                )
+            )
+        results = sw.ResultsFile(out_file, resume)
+    except (sw.SweepError, ProblemError) as exc:
+        fail(str(exc))
+    if results.dropped:
+        err.print(
+            f"note: dropped {results.dropped} incomplete or repeated line(s) of {out_file}.",
+            highlight=False,
+            markup=False,
+        )
+    try:
+        with render.progress(err, enabled=not quiet and err.is_terminal) as bar:
+            update = None if bar is None else (lambda done, total: bar("points", done, total))
+            with sw.dask_client(scheduler, n_workers) as client:
+                outcome = sw.execute(tasks, results, client, update)
+    except sw.SweepError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        done = sum(t.key in results for t in tasks)
+        where = (
+            f"are in {out_file}; finish with --resume" if out_file else "were not saved (no --out)"
+        )
+        err.print(
+            f"interrupted: {done} of {len(tasks)} points {where}.", highlight=False, markup=False
+        )
+        raise typer.Exit(130) from None
+    records = [outcome.records[t.key] for t in tasks if t.key in outcome.records]
+    title = sw.title(claim.id, tasks[0].problem, axes, tied)
+    # off a terminal (a file, a pipe) rich would assume 80 columns and truncate the cells
+    wide = out if out.is_terminal else Console(file=out.file, width=220)
+    wide.print(sw.summary_table(records, axes, title))
+    out.print(
+        f"{len(tasks)} points: {outcome.computed} computed, {outcome.reused} reused"
+        + (f" from {out_file}" if outcome.reused else "")
+        + (f", {outcome.resubmitted} resubmitted after lost workers" if outcome.resubmitted else "")
+        + (f"; results in {out_file}" if out_file else ""),
+        highlight=False,
+        markup=False,
+    )
+    for t in tasks:
+        if t.key in outcome.failures:
+            err.print(
+                f"point {t.index} ({t.command}) failed: {outcome.failures[t.key]}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+    if plot_file is not None and records:
+        try:
+            sw.plot(records, axes, plot_file, title)
+        except OSError as exc:
+            fail(f"cannot write the plot {plot_file!r}: {exc.strerror}.")
+        out.print(f"phase diagram in {plot_file}", highlight=False, markup=False)
+    inconclusive = outcome.failures or any(r["verdict"] == "inconclusive" for r in records)
+    raise typer.Exit(3 if inconclusive else 0)
+
+
+def run_settings(  # noqa: PLR0913
+    restarts: str,
+    seed: str,
+    probe: bool,
+    no_certificate: bool,
+    no_optimise: bool,
+    save_counterexample: str | None,
+) -> Settings:
+    """The verification settings from the run options of `check` (and `sweep`)."""
+    from .verify import Settings
+
+    try:
+        n_restarts = int(restarts)
+        n_seed = int(seed)
+    except ValueError:
+        fail(f"restarts and seed must be integers, not {restarts!r} / {seed!r}.")
+    if n_restarts < 0:
+        fail(f"restarts must be a non-negative integer, not {n_restarts}.")
+    return Settings(
+        restarts=max(n_restarts, 1),
+        seed=n_seed,
+        certificate=not no_certificate,
+        optimise=not no_optimise and n_restarts > 0,
+        probe=probe,
+        save_dir=save_counterexample,
+    )
+
+
+def make_backend(backend: str, device: str | None, dtype: str) -> Backend:
+    """The backend named by `--backend/--device/--dtype`; an absent one is bad input."""
+    try:
+        return Backend.create(backend, device, dtype)
+    except BackendError as exc:
+        fail(str(exc))
+        raise  # unreachable: fail() exits
 
 
 def _one_or_list(values: tuple) -> str:

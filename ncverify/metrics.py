@@ -56,7 +56,11 @@ def nc1(objective: Objective, h: Array, means: Array) -> float | None:
     centred = means - h_g[:, None]
     sigma_b = centred @ centred.T / pr.K
     scale = float(xp.max(xp.abs(sigma_b))) if sigma_b.shape[0] else 0.0
-    if scale <= 1e-300:
+    # Sigma_B = 0 (the zero solution) leaves NC1 undefined.  An optimiser run that converged to
+    # zero stops at features of rounding size (~1e-16), whose ratio is noise of order one; at a
+    # critical point the layers are balanced, so class means below sqrt(eps) in norm occur only
+    # there: treat Sigma_B below eps as zero.
+    if scale <= float(xp.finfo(h.dtype).eps):
         return None
     return float(xp.linalg.trace(sigma_w @ xp.linalg.pinv(sigma_b, rtol=1e-10))) / pr.K
 

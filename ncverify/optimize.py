@@ -3,13 +3,25 @@
 Every run starts at random — seeded, never at or near a prediction — at one of several start
 scales: `W_m` has i.i.d. `N(0, s^2 / d_{m-1})` entries and `H` has `N(0, s^2 / d)` entries.
 The minimiser is `ncverify.lbfgs` on the flattened parameters, on the backend's namespace.
+
+Runs are independent: run `i` depends only on `(seed, i)` and its scale, and it is computed with
+single-threaded BLAS, so its result is the same bit for bit whether the runs execute one after
+the other or in parallel worker processes (`jobs`).  Worker processes are the default on the
+numpy backend, where a run is too small for threaded BLAS to pay (and threaded BLAS reductions
+would make the last bits depend on the thread count); other backends run serially.
 """
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
+import os
+import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -20,6 +32,9 @@ from .objective import Objective, Params
 from .problem import Problem
 
 DEFAULT_SCALES: tuple[float, ...] = (0.5, 1.0, 2.0)
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -38,6 +53,23 @@ class Run:
     outcome: str = ""  # set by the verifier: at-prediction / worse / better / failed
     error_bound: float = 0.0  # proven bound on the rounding error of `objective`
     structure: dict | None = None
+
+
+def single_threaded_blas(fn: Callable[_P, _T]) -> Callable[_P, _T]:
+    """Decorate `fn` to run with one BLAS thread (threadpoolctl), restoring the limit after.
+
+    The verifier's products are small or memory-bound: with threaded BLAS on a few shared cores
+    they mostly wait for each other (a 64 x 64 pseudo-inverse took 30x longer with 2 threads
+    while another process ran), and threaded reductions would tie the last bits of a result to
+    the thread count.  Parallelism comes from running restarts in separate processes instead.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 class Flattener:
@@ -85,23 +117,151 @@ def random_start(problem: Problem, rng: np.random.Generator, scale: float) -> Pa
     return Params(ws, h, b)
 
 
-def descend(objective: Objective, start: Params, *, max_iter: int = 20000) -> tuple[Params, dict]:
-    """Minimise from `start` (arrays on the objective's namespace) with array-API L-BFGS."""
+def descend(
+    objective: Objective,
+    start: Params,
+    *,
+    max_iter: int = 20000,
+    callback: Callable[[int, float, Params], None] | None = None,
+) -> tuple[Params, dict]:
+    """Minimise from `start` (arrays on the objective's namespace) with array-API L-BFGS.
+
+    `callback(iteration, F, point)` is called after every iteration (e.g. to trace NC metrics).
+    The returned `objective` is `objective.value` at the end point, the layer-by-layer
+    evaluation that `Objective.error_bound` bounds, not the optimiser's own last value (which
+    may come from reassociated products and differ in the last bits).
+    """
     flat = Flattener(objective.problem, objective.xp)
 
     def fun_grad(x):  # noqa: ANN001, ANN202
         value, grad = objective.value_and_grad(flat.unflatten(x))
         return float(value), flat.flatten(grad)
 
+    # One BLAS thread: the products here are small, threads only contend (and, for reductions,
+    # would make the last bits depend on the thread count); parallelism is across runs instead.
     with threadpool_limits(limits=1, user_api="blas"):
-        res = lbfgs.minimise(fun_grad, flat.flatten(start), objective.xp, max_iter=max_iter)
-    return flat.unflatten(res.x), {
+        trace = None if callback is None else (lambda it, f, x: callback(it, f, flat.unflatten(x)))
+        res = lbfgs.minimise(
+            fun_grad, flat.flatten(start), objective.xp, max_iter=max_iter, callback=trace
+        )
+        end = flat.unflatten(res.x)
+        value = objective.value(end)
+    return end, {
         "iterations": res.iterations,
         "evaluations": res.evaluations,
         "message": res.message,
         "grad_norm": res.grad_norm,
-        "objective": res.f,
+        "objective": value,
     }
+
+
+def run_scales(scales: tuple[float, ...], restarts: int) -> list[float]:
+    """The start scale of each run: `scales` in turn while there are no more runs than scales;
+    with more runs, `restarts` scales spaced geometrically from the smallest given scale to the
+    largest.
+
+    Why not cycle: in a deep network (`M >= 2`) which classes survive is decided early, by how
+    each class's initial product magnitude (about `s^{M+1}`) compares with that class's
+    separatrix, so the band of start scales that reaches a minimiser with some classes collapsed
+    narrows like `1/(M+1)` in `log s`.  A grid with ratio 2 misses it (200,100,50,50 at depths 5,
+    6, 8 inside the collapse gap: no run of 8 at the prediction); the geometric spacing of 8 runs
+    over `[0.5, 2]` (ratio 1.22) reaches it at every depth 2..9 that was tried.
+    """
+    if restarts <= len(scales):
+        return [float(scales[i]) for i in range(restarts)]
+    lo, hi = min(scales), max(scales)
+    return [float(x) for x in np.geomspace(lo, hi, restarts)]
+
+
+def default_jobs(backend: Backend, restarts: int) -> int:
+    """Worker processes for `restarts` runs: the usable CPUs on numpy, else 1.
+
+    `NCVERIFY_JOBS` overrides it (1 = serial); results do not depend on it.
+    """
+    env = os.environ.get("NCVERIFY_JOBS", "").strip()
+    if env:
+        try:
+            return max(1, min(int(env), restarts))
+        except ValueError:
+            pass
+    if backend.name != "numpy" or restarts < 2:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, restarts))
+
+
+def one_run(
+    problem: Problem,
+    backend: Backend,
+    objective: Objective,
+    *,
+    seed: int,
+    index: int,
+    scale: float,
+    max_iter: int,
+) -> Run:
+    """Run `index` of `multistart(problem, seed=seed)` at start scale `scale`."""
+    rng = np.random.default_rng([seed, index])
+    start = random_start(problem, rng, scale).map(backend.asarray)
+    t0 = time.perf_counter()
+    end, info = descend(objective, start, max_iter=max_iter)
+    return Run(
+        seed=index,
+        scale=scale,
+        objective=info["objective"],
+        grad_norm=info["grad_norm"],
+        iterations=info["iterations"],
+        evaluations=info["evaluations"],
+        time=time.perf_counter() - t0,
+        point=end,
+        message=info["message"],
+    )
+
+
+# One objective per worker process, built on its first task (a worker serves one multistart).
+_WORKER: dict[str, object] = {}
+
+
+def _worker_run(
+    problem: Problem,
+    backend_spec: tuple[str, str, str],
+    seed: int,
+    index: int,
+    scale: float,
+    max_iter: int,
+) -> Run:
+    key = (problem, backend_spec)
+    if _WORKER.get("key") != key:
+        name, device, dtype = backend_spec
+        backend = Backend.create(name, device, dtype)
+        _WORKER.update(
+            key=key,
+            backend=backend,
+            objective=Objective(problem, backend.xp, dtype=backend.dtype, device=backend.device),
+        )
+    backend = _WORKER["backend"]
+    run = one_run(
+        problem,
+        backend,  # type: ignore[arg-type]
+        _WORKER["objective"],  # type: ignore[arg-type]
+        seed=seed,
+        index=index,
+        scale=scale,
+        max_iter=max_iter,
+    )
+    run.point = run.point.map(backend.to_numpy)  # type: ignore[attr-defined]
+    return run
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # fork starts a worker in milliseconds and shares the already imported modules; spawn is the
+    # portable fallback (macOS and Windows default to it for good reasons)
+    if sys.platform.startswith("linux"):
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
 
 
 def multistart(
@@ -113,31 +273,39 @@ def multistart(
     scales: tuple[float, ...] = DEFAULT_SCALES,
     max_iter: int = 20000,
     progress: Callable[[int, Run], None] | None = None,
+    jobs: int | None = None,
 ) -> list[Run]:
-    """`restarts` seeded random-start runs, cycling through `scales`."""
+    """`restarts` seeded random-start runs at the scales of `run_scales(scales, restarts)`.
+
+    `jobs` worker processes run them (default `default_jobs`); the runs, their order and their
+    results are the same for every `jobs`, only `Run.time` differs.  `progress(i, run)` is called
+    for the runs in index order.
+    """
     if restarts < 1:
         raise ValueError("restarts must be at least 1.")
-    objective = Objective(problem, backend.xp, dtype=backend.dtype, device=backend.device)
-    runs = []
-    for i in range(restarts):
-        scale = scales[i % len(scales)]
-        rng = np.random.default_rng([seed, i])
-        start = random_start(problem, rng, scale).map(backend.asarray)
-        t0 = time.perf_counter()
-        end, info = descend(objective, start, max_iter=max_iter)
-        elapsed = time.perf_counter() - t0
-        run = Run(
-            seed=i,
-            scale=scale,
-            objective=info["objective"],
-            grad_norm=info["grad_norm"],
-            iterations=info["iterations"],
-            evaluations=info["evaluations"],
-            time=elapsed,
-            point=end,
-            message=info["message"],
-        )
-        runs.append(run)
-        if progress is not None:
-            progress(i, run)
+    per_run = run_scales(scales, restarts)
+    jobs = default_jobs(backend, restarts) if jobs is None else max(1, min(jobs, restarts))
+    runs: list[Run] = []
+    if jobs == 1:
+        objective = Objective(problem, backend.xp, dtype=backend.dtype, device=backend.device)
+        for i in range(restarts):
+            run = one_run(
+                problem, backend, objective, seed=seed, index=i, scale=per_run[i], max_iter=max_iter
+            )
+            runs.append(run)
+            if progress is not None:
+                progress(i, run)
+        return runs
+    spec = (backend.name, backend.device_name, backend.dtype_name)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=_pool_context()) as pool:
+        futures = [
+            pool.submit(_worker_run, problem, spec, seed, i, per_run[i], max_iter)
+            for i in range(restarts)
+        ]
+        for i, future in enumerate(futures):
+            run = future.result()
+            run.point = run.point.map(backend.asarray)
+            runs.append(run)
+            if progress is not None:
+                progress(i, run)
     return runs

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from rich.console import Group
@@ -91,28 +92,76 @@ def claim_page(claim: Claim) -> Group:
     return Group(Panel(body, title=f"{claim.id}: {claim.title}"))
 
 
-def derivation(claim: Claim, fmt: str) -> str:
+def derivation(claim: Claim, fmt: str, results: Sequence[bool | None] | None = None) -> str:
+    """The worked derivation of `claim` as `text`, `markdown` or `latex`.
+
+    Each step gives its sentence, its formula and how it is checked.  `results[i]`, where given,
+    is the outcome of step i's sympy identity (`Step.verify_identity()`, run by the caller; `None`
+    for steps that have none) and is printed beside the check.  Markdown escapes the step
+    sentences (formulas go in `$$` blocks for arithmatex); LaTeX escapes everything outside math.
+    """
     steps = claim.derivation()
+    outcome = list(results) if results is not None else [None] * len(steps)
     lines = []
     if fmt == "markdown":
-        lines.append(f"## Derivation: {claim.title}\n")
-        for i, s in enumerate(steps, 1):
-            lines.append(f"**Step {i}.** {s.text}\n")
+        lines.append(f"## Derivation: {_md(claim.title)}\n")
+        for i, (s, ok) in enumerate(zip(steps, outcome, strict=True), 1):
+            lines.append(f"**Step {i}.** {_md(s.text)}\n")
             lines.append(f"$$\n{s.formula}\n$$\n")
-            lines.append(f"*Checked:* {_how(s)}\n")
+            how = {
+                "sympy": f"sympy identity `{s.reference}`",
+                "test": f"numerically on random instances, by `{s.reference}`",
+                "lemma": f"cited lemma, checked by `{s.reference}`",
+            }.get(s.check, f"`{s.reference}`")
+            lines.append(f"*Checked:* {how}{_result(ok)}\n")
     elif fmt == "latex":
-        lines.append(f"\\section*{{Derivation: {claim.title}}}")
+        lines.append(f"\\section*{{Derivation: {_tex(claim.title)}}}")
         lines.append("\\begin{enumerate}")
-        for s in steps:
+        for s, ok in zip(steps, outcome, strict=True):
+            how = _tex(_how(s) + _result(ok))
             lines.append(
-                f"  \\item {s.text}\n  \\[ {s.formula} \\]\n  \\emph{{Checked: {_how(s)}}}"
+                f"  \\item {_tex(s.text)}\n  \\[ {s.formula} \\]\n  \\emph{{Checked: {how}}}"
             )
         lines.append("\\end{enumerate}")
     else:
         lines.append(f"Derivation: {claim.title}")
-        for i, s in enumerate(steps, 1):
-            lines.append(f"\n{i}. {s.text}\n   {s.formula}\n   checked: {_how(s)}")
+        for i, (s, ok) in enumerate(zip(steps, outcome, strict=True), 1):
+            lines.append(f"\n{i}. {s.text}\n   {s.formula}\n   checked: {_how(s)}{_result(ok)}")
     return "\n".join(lines)
+
+
+def _result(ok: bool | None) -> str:
+    if ok is None:
+        return ""
+    return " - holds (simplifies to 0)" if ok else " - FAILED (does not simplify to 0)"
+
+
+_MD_ENTITIES = {"<": "&lt;", ">": "&gt;", "$": "&#36;"}
+
+
+def _md(text: str) -> str:
+    """Escape what Markdown (or arithmatex, for `$`) would interpret in a sentence."""
+    text = re.sub(r"([\\`*_\[\]#])", r"\\\1", text)
+    return "".join(_MD_ENTITIES.get(ch, ch) for ch in text)
+
+
+_TEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def _tex(text: str) -> str:
+    """Escape LaTeX's special characters in running text."""
+    return "".join(_TEX.get(ch, ch) for ch in text)
 
 
 def _how(step) -> str:  # noqa: ANN001
@@ -191,7 +240,8 @@ def report(r: Report) -> Group:
         counts = r.outcome_counts()
         parts.append(
             Text(
-                f"optimiser: {len(r.runs)} random-start runs (scales {r.start_scales}): "
+                f"optimiser: {len(r.runs)} random-start runs (scales "
+                f"{', '.join(_fmt(float(s), 3) for s in r.start_scales)}): "
                 f"{counts['at-prediction']} at the prediction, {counts['worse']} in worse local minima "
                 f"or saddles, {counts['better']} better, {counts['failed']} failed; best "
                 f"{_fmt(r.best_objective, 15)}"
@@ -223,6 +273,8 @@ def report(r: Report) -> Group:
                 style="red",
             )
         )
+        if ce.certificate is not None:
+            parts.append(counterexample_certificate(ce.certificate))
     for note in r.notes:
         parts.append(Text(f"note: {note}", style="dim"))
     if r.timing:
@@ -259,9 +311,37 @@ def summary_table(reports: list[Report]) -> Table:
     return t
 
 
+def counterexample_certificate(cert: dict[str, Any]) -> Group:
+    """The high-precision certificate of a counterexample and the structure of the point."""
+    st = cert.get("structure") or {}
+    sv = ", ".join(_fmt(float(x), 6) for x in st.get("logit_singular_values", []))
+    lines = [
+        Text(
+            f"  certificate: {'CERTIFIED' if cert['certified'] else 'not certified'} - gap "
+            f"{cert['gap']:.6e} vs proven bound {cert['bound']:.3e}; F(point) = "
+            f"{cert['objective_digits']}, claimed optimum {cert['claimed_digits']}"
+            f"{'' if cert['claimed_rigorous'] else ' (not an enclosure)'}; {cert['method']}",
+            style="red" if cert["certified"] else "yellow",
+        ),
+        Text(f"  structure: logits of rank {st.get('logit_rank')}, singular values [{sv}]"),
+    ]
+    gram = st.get("class_mean_gram")
+    if gram:
+        t = Table(title="class-mean Gram matrix Hbar^T Hbar (layer 1)")
+        for k in range(len(gram)):
+            t.add_column(str(k))
+        for row in gram:
+            t.add_row(*(_fmt(float(x), 4) for x in row))
+        lines.append(t)
+    return Group(*lines)
+
+
 def recheck(result: dict) -> Group:
     verdict = Text(result["verdict"].upper(), style=VERDICT_STYLE.get(result["verdict"], "bold"))
-    return Group(
+    parts: list[Any] = [
         Text.assemble(f"recheck {result['claim']}: ", verdict),
         Text(result["detail"]),
-    )
+    ]
+    if result.get("certificate"):
+        parts.append(counterexample_certificate(result["certificate"]))
+    return Group(*parts)

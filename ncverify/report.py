@@ -86,6 +86,9 @@ class Counterexample:
     structure: dict[str, Any]
     point: Params | None = field(default=None, repr=False)
     path: str | None = None
+    # the high-precision certificate (`ncverify.recheck.certify_point`): gap, proven bound,
+    # enclosures, method, and the structure of the point (logit rank and singular values, Grams)
+    certificate: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return clean(
@@ -97,6 +100,7 @@ class Counterexample:
                 "origin": self.origin,
                 "structure": self.structure,
                 "path": self.path,
+                "certificate": self.certificate,
             }
         )
 
@@ -120,6 +124,7 @@ class Counterexample:
             "gap": self.gap,
             "error_bound": self.error_bound,
             "origin": self.origin,
+            "certificate": self.certificate,  # informational: `recheck` recomputes everything
         }
         digest = hashlib.sha256(json.dumps(clean(meta), sort_keys=True).encode()).hexdigest()[:12]
         path = os.path.join(directory, f"{report.claim.id}-{digest}.npz")

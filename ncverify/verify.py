@@ -27,9 +27,16 @@ from .backend import Backend
 from .certify import CERTIFIERS, Certificate
 from .claim import Claim, Prediction
 from .curvature import extreme_curvature
-from .metrics import layer_geometry, nc_metrics, worst
+from .metrics import class_means, nc_metrics, worst
 from .objective import Objective, Params, norm
-from .optimize import DEFAULT_SCALES, Run, descend, multistart
+from .optimize import (
+    DEFAULT_SCALES,
+    Run,
+    descend,
+    multistart,
+    run_scales,
+    single_threaded_blas,
+)
 from .problem import Problem
 from .report import Check, Counterexample, Report
 
@@ -68,6 +75,7 @@ class Settings:
     extra: dict = field(default_factory=dict)
 
 
+@single_threaded_blas
 def verify(
     claim: Claim,
     problem: Problem,
@@ -126,7 +134,9 @@ def verify(
             _classify(run, objective, claimed, tol)
         timing["optimise"] = time.perf_counter() - t0
     report.runs = runs
-    report.start_scales = list(settings.scales)
+    report.start_scales = (
+        run_scales(settings.scales, settings.restarts) if runs else list(settings.scales)
+    )
 
     # ---- claim-specific counterexample search (structured candidates) ----------------------
     if settings.optimise:
@@ -134,16 +144,24 @@ def verify(
         report.search_candidates = list(claim.search(problem, backend, settings))
         if report.search_candidates:
             timing["search"] = time.perf_counter() - t0
+        for cand in report.search_candidates:  # what the search tried (starts, structures)
+            if cand.info.get("summary"):
+                report.notes.append(str(cand.info["summary"]))
 
     # ---- E3: certificate -------------------------------------------------------------------
     cert: Certificate | None = None
     if settings.certificate:
         t0 = time.perf_counter()
-        for kind in claim.certificates:  # the first kind that applies to this instance
-            cert = CERTIFIERS[kind](problem)
-            if cert is not None:
-                _evaluate_certificate(report, cert, objective, backend, claimed, tol)
-                break
+        for kind in claim.certificates:  # the first kind that applies to this instance ...
+            if kind not in CERTIFIERS:  # a kind this installation does not provide
+                continue
+            found = CERTIFIERS[kind](problem)
+            if found is not None and (cert is None or (found.exact and not cert.exact)):
+                cert = found
+            if cert is not None and cert.exact:
+                break  # ... but a relaxation (exact = False) gives way to a later exact kind
+        if cert is not None:
+            _evaluate_certificate(report, cert, objective, backend, claimed, tol)
         timing["certificate"] = time.perf_counter() - t0
     report.certificate = cert
 
@@ -249,12 +267,16 @@ def _classify(run: Run, objective: Objective, claimed: mpmath.mpf, tol: Toleranc
 
 def structure(objective: Objective, p: Params) -> dict[str, object]:
     """Which classes are alive (non-zero class mean at layer 1) and the rank of `W Hbar`."""
-    geom = layer_geometry(objective, p)[0]
+    # layer 1 only (every run is classified: the NC1 of all layers would cost more than this)
+    hbar = class_means(objective, p.H)
+    classifier = p.Ws[-1]
+    for w in reversed(p.Ws[:-1]):
+        classifier = classifier @ w
     xp = objective.xp
-    lengths = [float(v) for v in xp.linalg.vector_norm(geom.Hbar, axis=0)]
+    lengths = [float(v) for v in xp.linalg.vector_norm(hbar, axis=0)]
     top = max(lengths) if lengths else 0.0
     alive = [k for k, v in enumerate(lengths) if v > 1e-6 * max(top, 1e-300) and v > 1e-12]
-    sv = np.linalg.svd(np.asarray(_host(geom.WH)), compute_uv=False)
+    sv = np.linalg.svd(np.asarray(_host(classifier @ hbar)), compute_uv=False)
     rank = int(np.sum(sv > 1e-6 * max(float(sv[0]) if sv.size else 0.0, 1e-300))) if sv.size else 0
     if sv.size and sv[0] <= 1e-12:
         rank = 0
@@ -403,18 +425,49 @@ def _find_counterexample(
         err = objective.error_bound(end)
         if value < f_claim - err:
             candidates.append((value, err, end, "descent from the predicted point"))
-    if not candidates:
-        return
-    value, err, p, origin = min(candidates, key=lambda c: c[0])
-    report.counterexample = Counterexample(
-        objective=value,
-        claimed=f_claim,
-        gap=f_claim - value,
-        error_bound=err,
-        origin=origin,
-        structure=structure(objective, p),
-        point=p,
-    )
+    # the best candidate that the high-precision certificate confirms (see `_certify`),
+    # preferring one certified in exact/interval arithmetic over one certified with a float bound
+    confirmed = []
+    for value, err, p, origin in sorted(candidates, key=lambda c: c[0]):
+        certificate = _certify(report, p, value, err)
+        if certificate is not None and not certificate["certified"]:
+            report.notes.append(
+                f"a point from {origin} beats the claimed optimum in float64 but not beyond the "
+                f"high-precision bound (gap {certificate['gap']:.3e}, bound "
+                f"{certificate['bound']:.3e}): not counted as a counterexample"
+            )
+            continue
+        exact = certificate is not None and bool(certificate.get("exact"))
+        confirmed.append((not exact, value, err, p, origin, certificate))
+    if confirmed:
+        _, value, err, p, origin, certificate = min(confirmed, key=lambda c: (c[0], c[1]))
+        report.counterexample = Counterexample(
+            objective=value,
+            claimed=f_claim,
+            gap=f_claim - value,
+            error_bound=err,
+            origin=origin,
+            structure=structure(objective, p),
+            point=p,
+            certificate=certificate,
+        )
+
+
+def _certify(report: Report, p: Params, value: float, err: float) -> dict | None:
+    """The counterexample certificate of `ncverify.recheck.certify_point` (None if it failed).
+
+    Exact/interval evaluation where the point's features are class-constant, else the float
+    value with its proven error bound; compared with the claim's enclosure of its optimum.
+    """
+    from .recheck import certify_point
+
+    if report.prediction is None:
+        return None
+    try:
+        return certify_point(report.problem, report.prediction, p.map(_host), value, err)
+    except Exception as exc:  # noqa: BLE001 - reported; the float comparison still stands
+        report.notes.append(f"the high-precision certificate could not be computed: {exc}")
+        return None
 
 
 # ---- verdict ----------------------------------------------------------------------------------
@@ -426,7 +479,10 @@ def _verdict(report: Report, runs: list[Run], cert: Certificate | None, e1_ok: b
         return "refuted"
     if "E3 certificate" in failed and cert is not None:
         below_bound = report.claimed_minus_bound is not None and report.claimed_minus_bound < 0
-        if cert.rigorous and (below_bound or cert.exact):
+        # an exact certificate pins the optimum only when its own bracket [bound, primal] is
+        # narrower than the tolerance (a convex-dual bound with a loose gap pins nothing)
+        pinned = cert.exact and (cert.gap is None or cert.gap <= report.tolerances.certificate)
+        if cert.rigorous and (below_bound or pinned):
             # a rigorous lower bound above the claimed value, or an exact optimum that differs
             return "refuted"
         return "inconclusive"  # a loose bound proves nothing either way

@@ -34,7 +34,7 @@ class MSEBalancedBiasFree(Claim):
     status = "proven (M = 1: Tirer & Bruna 2022)"
     loss = "mse"
     bias = "none"
-    certificates = ("separable-reduction",)
+    certificates = ("convex-dual", "separable-reduction")
 
     def hypotheses(self, problem: Problem) -> list[str]:
         unmet = []
@@ -69,9 +69,10 @@ class MSEBalancedBiasFree(Claim):
         g, regime = self.gain(problem)
         modes = self.n_modes(problem)
         alive = min(modes, problem.bottleneck) if g != 0 else 0
-        value = bal.mode_value(problem, n, g) * alive + mpmath.mpf(n) / (2 * problem.N) * (
-            modes - alive
-        )
+        with mpmath.workdps(50):  # the optimum in high precision, not at mpmath's default 15 digits
+            value = bal.mode_value(problem, n, g) * alive + mpmath.mpf(n) / (2 * problem.N) * (
+                modes - alive
+            )
         lw, lh = bal.lengths(problem, n, float(sp.N(g, 30)))
         crit = bal.critical_lambda(problem, n)
         classes = []

@@ -1,0 +1,769 @@
+"""MkDocs hooks: the parts of the site that are generated from the code at build time.
+
+- One page per claim of `theorems.registry()` (`claims/<id>.md`), made from its module: the module
+  docstring (its doctests run here), source, status, certificates, the hypotheses (evaluated on a
+  fixed set of instances), the worked derivation from `derivation()` with every sympy identity
+  run now, a verified example executed now (`ncverify.verify` on a tiny instance; its report, its
+  verdict and its JSON), and matplotlib plots made now: NC metrics over the iterations of one
+  optimiser run (every claim, `ncverify.trace`); per-class gains against a tied lambda with the
+  collapse thresholds marked (MSE claims whose default instance is imbalanced, from
+  `closed_form` on a grid); the ETF optimum against the best structured candidate of the
+  claim's own `search` over lambda (cross-entropy claims).
+- `claims/index.md` (every claim and its example's verdict) and the "Claims" section of the nav.
+- `api/<module>.md` for every public module of `ncverify` (mkdocstrings) and the nav for them.
+- MathJax, copied from the `django-static-mathjax` package (the `docs` extra) into
+  `assets/mathjax/`: the site typesets its formulas without any network.
+- `ncverify_docs.cli(...)`: executes an `ncverify` command in-process for the guides'
+  markdown-exec blocks and returns it with its output as a console block.
+
+A claim whose example or plot cannot be made is reported as a warning (so `mkdocs build --strict`
+fails) and its page says what went wrong.  Instances are tiny (a few samples per class, width at
+most 8, `RESTARTS` runs) so that the whole build stays well under a minute on two cores.
+"""
+
+from __future__ import annotations
+
+import doctest
+import io
+import json
+import logging
+import os
+import pkgutil
+import sys
+import time
+import traceback
+from fractions import Fraction
+from importlib import metadata
+from pathlib import Path
+
+os.environ.setdefault("COLUMNS", "100")  # rich's width for the CLI output shown in the guides
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from mkdocs.structure.files import File, Files  # noqa: E402
+
+log = logging.getLogger("mkdocs.hooks.ncverify")
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+if __name__ in sys.modules:  # mkdocs registers its hooks as modules: make this one importable
+    sys.modules.setdefault("ncverify_docs", sys.modules[__name__])
+
+RESTARTS = 3  # random-start runs of each executed example
+SEED = 0
+MAX_COUNT = 8  # largest class of an example instance
+MAX_WIDTH = 8
+GAIN_GRID = 14  # lambdas of the gains plot (plus two beside every threshold)
+CE_GRID = 8  # lambdas of the cross-entropy plot
+CE_SEARCH_STARTS = 2  # random starts of the claim's search at each of them
+TRACE_EVERY = 3  # NC metrics of every third iteration (and of the last)
+MATHJAX_PARTS = (
+    "tex-mml-chtml.js",
+    "input/tex/extensions",
+    "output/chtml/fonts/woff-v2",
+    "ui",
+    "a11y",
+    "sre",
+)
+ADMONITION = {
+    "certified": "success",
+    "consistent": "success",
+    "refuted": "failure",
+    "inconclusive": "warning",
+    "not-applicable": "info",
+}
+_pages: dict[str, dict] = {}  # claim id -> what its page showed (verdict, timings), per build
+
+
+# ---- helpers for the guides (markdown-exec) ---------------------------------------------------
+def cli(*args: str) -> str:
+    """Run `ncverify ARGS` in this process; a console block with the command, output, exit code."""
+    from typer.testing import CliRunner
+
+    from ncverify.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    shown = " ".join(_quote(a) for a in args)
+    out = ascii_boxes(result.output.rstrip("\n"))
+    return f"```console\n$ ncverify {shown}\n{out}\n```\n\n(exit code {result.exit_code})\n"
+
+
+_BOX = str.maketrans(
+    {
+        **dict.fromkeys("┏┳┓┡╇┩└┴┘┌┬┐├┼┤╭╮╰╯┣┫┠┨┯┷╋", "+"),
+        **dict.fromkeys("━─═", "-"),
+        **dict.fromkeys("┃│║", "|"),
+    }
+)
+
+
+def ascii_boxes(text: str) -> str:
+    """rich's box-drawing characters as ASCII, so that tables stay aligned in any monospace font."""
+    return text.translate(_BOX)
+
+
+def _quote(arg: str) -> str:
+    return arg if arg and all(c.isalnum() or c in "-_.,=/:" for c in arg) else repr(arg)
+
+
+# ---- mkdocs events ----------------------------------------------------------------------------
+def on_config(config):  # noqa: ANN001, ANN201
+    """Fill the generated sections of the nav; drop Benchmarks while its page does not exist."""
+    import theorems
+
+    claims = theorems.registry()
+    docs_dir = Path(config["docs_dir"])
+    nav = []
+    for item in config["nav"] or []:
+        if isinstance(item, dict) and "Claims" in item:
+            item = {
+                "Claims": ["claims/index.md"]
+                + [{c.id: f"claims/{c.id}.md"} for c in claims.values()]
+            }
+        elif isinstance(item, dict) and "API reference" in item:
+            item = {
+                "API reference": ["api/index.md"]
+                + [{f"ncverify.{m}": f"api/{m}.md"} for m in api_modules()]
+            }
+        elif isinstance(item, dict) and "Benchmarks" in item:
+            if not (docs_dir / item["Benchmarks"]).exists():
+                log.info("docs/benchmarks.md does not exist yet: Benchmarks left out of the nav")
+                continue
+        nav.append(item)
+    config["nav"] = nav
+    return config
+
+
+def on_files(files: Files, config) -> Files:  # noqa: ANN001
+    import theorems
+
+    _pages.clear()
+    t0 = time.perf_counter()
+    for claim in theorems.registry().values():
+        page, assets = claim_page(claim)
+        files.append(File.generated(config, f"claims/{claim.id}.md", content=page))
+        for name, data in assets.items():
+            files.append(File.generated(config, f"claims/{name}", content=data))
+    files.append(File.generated(config, "claims/index.md", content=claims_index()))
+    files.append(File.generated(config, "api/index.md", content=api_index()))
+    for module in api_modules():
+        files.append(File.generated(config, f"api/{module}.md", content=api_page(module)))
+    for rel, path in mathjax_files():
+        files.append(File.generated(config, f"assets/mathjax/{rel}", abs_src_path=str(path)))
+    log.info("generated the claim pages in %.1f s", time.perf_counter() - t0)
+    return files
+
+
+# ---- MathJax, vendored from a PyPI package ----------------------------------------------------
+def mathjax_files() -> list[tuple[str, Path]]:
+    """(path under assets/mathjax, file) for the parts of MathJax 3 the site loads."""
+    try:
+        dist = metadata.distribution("django-static-mathjax")
+    except metadata.PackageNotFoundError:
+        log.warning(
+            "MathJax is missing: install the docs extra (pip install -e '.[docs]'), which brings "
+            "the django-static-mathjax package whose files the site serves."
+        )
+        return []
+    root = Path(dist.locate_file("mathjax/static/mathjax"))
+    es5 = root / "es5"
+    out = [("LICENSE", root / "LICENSE")]
+    for part in MATHJAX_PARTS:
+        path = es5 / part
+        if path.is_file():
+            out.append((part, path))
+        else:
+            out.extend(
+                (f.relative_to(es5).as_posix(), f) for f in sorted(path.rglob("*")) if f.is_file()
+            )
+    return out
+
+
+# ---- API reference ----------------------------------------------------------------------------
+def api_modules() -> list[str]:
+    import ncverify
+
+    return [m.name for m in pkgutil.iter_modules(ncverify.__path__) if not m.name.startswith("_")]
+
+
+def api_index() -> str:
+    import importlib
+
+    lines = [
+        "# API reference",
+        "",
+        "Every public module of the `ncverify` package, documented from its docstrings "
+        "(the list is made from the package when the site is built).",
+        "",
+        "| module | what it is |",
+        "| --- | --- |",
+    ]
+    for name in api_modules():
+        module = importlib.import_module(f"ncverify.{name}")
+        first = (module.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        lines.append(f"| [`ncverify.{name}`]({name}.md) | {_cell(first)} |")
+    return "\n".join(lines) + "\n"
+
+
+def api_page(name: str) -> str:
+    return f"# `ncverify.{name}`\n\n::: ncverify.{name}\n    options:\n      show_root_heading: false\n"
+
+
+# ---- claims -----------------------------------------------------------------------------------
+def example_problem(claim):  # noqa: ANN001, ANN201
+    """A tiny instance of the claim's default: the same class proportions with at most
+    `MAX_COUNT` samples per class, the same depth, lambdas, loss and bias, widths <= `MAX_WIDTH`."""
+    from ncverify import Problem
+
+    d = claim.default_problem()
+    factor = max(1.0, max(d.counts) / MAX_COUNT)
+    counts = [max(1, round(c / factor)) for c in d.counts]
+    return Problem.build(
+        counts=counts,
+        depth=d.depth,
+        widths=[min(w, MAX_WIDTH) for w in d.widths],
+        lambda_w=list(d.lambda_w),
+        lambda_h=d.lambda_h,
+        lambda_b=d.lambda_b,
+        loss=d.loss,
+        bias=d.bias,
+    )
+
+
+def example_settings():  # noqa: ANN201
+    from ncverify import Settings
+
+    return Settings(restarts=RESTARTS, seed=SEED)
+
+
+def _decimal(x: Fraction) -> str:
+    """A lambda as the CLI reads it: the shortest decimal when it is exact, else `p/q`."""
+    text = repr(float(x))
+    return text if Fraction(text) == x else str(x)
+
+
+def command(claim, p) -> str:  # noqa: ANN001
+    """The `ncverify check` command that reproduces the example."""
+    lw = sorted(set(p.lambda_w))
+    parts = [
+        f"ncverify check {claim.id}",
+        f"--counts {','.join(map(str, p.counts))}",
+        f"--depth {p.depth}",
+        f"--widths {','.join(map(str, p.widths))}",
+        f"--lambda-w {','.join(_decimal(x) for x in (lw if len(lw) == 1 else p.lambda_w))}",
+        f"--lambda-h {_decimal(p.lambda_h)}",
+        f"--loss {p.loss}",
+    ]
+    if p.lambda_b is not None:
+        parts.append(f"--lambda-b {_decimal(p.lambda_b)}")
+    else:
+        parts.append(f"--bias {p.bias}")
+    parts.append(f"--restarts {RESTARTS} --seed {SEED}")
+    lines, line = [], ""
+    for part in parts:  # shell continuation lines of at most ~88 characters
+        if line and len(line) + len(part) > 86:
+            lines.append(line)
+            line = "    " + part
+        else:
+            line = f"{line} {part}" if line else part
+    return " \\\n".join([*lines, line])
+
+
+def claim_page(claim) -> tuple[str, dict[str, bytes]]:  # noqa: ANN001
+    """The Markdown of a claim's page and the files it shows (plots, the JSON report)."""
+    assets: dict[str, bytes] = {}
+    info: dict = {"verdict": None, "errors": []}
+    _pages[claim.id] = info
+    md = [f"# {_md(claim.title)}", ""]
+    md.append(
+        f"`{claim.id}` · loss `{claim.loss}` · bias `{claim.bias}` · certificates: "
+        + (", ".join(f"`{c}`" for c in claim.certificates) or "none")
+    )
+    md.append("")
+    sections = (
+        ("statement", _statement),
+        ("source", _source),
+        ("hypotheses", _hypotheses),
+        ("derivation", _derivation),
+        ("example", _example),
+        ("trace", _trace_section),
+        ("phase", _phase_section),
+    )
+    for name, make in sections:
+        try:
+            md.append(make(claim, assets, info))
+        except Exception as exc:  # noqa: BLE001 - reported as a warning and on the page
+            info["errors"].append(name)
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            log.warning("claim %s: the %s section failed: %s", claim.id, name, detail)
+            md.append(
+                f'!!! failure "The {name} section could not be made"\n\n'
+                f"    ```text\n{_indent(traceback.format_exc(), 4)}\n    ```\n"
+            )
+    return "\n".join(md), assets
+
+
+def _statement(claim, assets, info) -> str:  # noqa: ANN001
+    module = sys.modules[type(claim).__module__]
+    doc = (module.__doc__ or "").strip()
+    lines = ["## Statement", "", *_doctest_blocks(doc), ""]
+    tests = [t for t in doctest.DocTestFinder().find(module) if t.name == module.__name__]
+    examples = sum(len(t.examples) for t in tests)
+    if examples:
+        runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        out = io.StringIO()
+        for t in tests:
+            runner.run(t, out=out.write)
+        failed = runner.failures
+        if failed:
+            log.warning("claim %s: %d doctest example(s) of its docstring failed", claim.id, failed)
+            lines.append(
+                f'!!! failure "Doctest: {failed} of {examples} examples failed"\n\n'
+                f"    ```text\n{_indent(out.getvalue(), 4)}\n    ```\n"
+            )
+        else:
+            lines.append(
+                f"*The {examples} doctest example(s) above ran when this page was built and "
+                "printed what they show.*\n"
+            )
+    return "\n".join(lines)
+
+
+def _doctest_blocks(doc: str) -> list[str]:
+    """The docstring as Markdown, its `>>>` examples turned into fenced `pycon` blocks."""
+    out: list[str] = []
+    in_block = False
+    for line in doc.splitlines():
+        starts = line.lstrip().startswith(">>>")
+        if starts and not in_block:
+            out.append("```pycon")
+            in_block = True
+        elif in_block and not line.strip():
+            out.append("```")
+            in_block = False
+        out.append(line)
+    if in_block:
+        out.append("```")
+    return out
+
+
+def _source(claim, assets, info) -> str:  # noqa: ANN001
+    d = claim.default_problem()
+    rows = [
+        ("source", _md(claim.source)),
+        ("status", _md(claim.status)),
+        ("module", f"`{type(claim).__module__}`"),
+        ("certificates", ", ".join(f"`{c}`" for c in claim.certificates) or "none"),
+        ("default instance", f"`{_instance(d)}`"),
+    ]
+    thresholds = getattr(claim, "thresholds_text", None)
+    if callable(thresholds):
+        rows.append(("thresholds", _md(thresholds())))
+    lines = ["## Source and status", "", "| what | |", "| --- | --- |"]
+    lines += [f"| {k} | {_cell(v)} |" for k, v in rows]
+    lines.append("")
+    lines.append(
+        f"The same summary in a terminal: `ncverify show {claim.id}`; the derivation: "
+        f"`ncverify derive {claim.id} --format text|markdown|latex --check`."
+    )
+    return "\n".join(lines) + "\n"
+
+
+VARIANTS = (
+    ("balanced, no bias, MSE", {"counts": "4,4,4", "bias": "none", "loss": "mse"}),
+    ("imbalanced, no bias, MSE", {"counts": "6,3,2", "bias": "none", "loss": "mse"}),
+    ("balanced, free bias, MSE", {"counts": "4,4,4", "bias": "free", "loss": "mse"}),
+    ("imbalanced, free bias, MSE", {"counts": "6,3,2", "bias": "free", "loss": "mse"}),
+    ("balanced, regularised bias, MSE", {"counts": "4,4,4", "lambda_b": "1e-3", "loss": "mse"}),
+    ("balanced, no bias, cross-entropy", {"counts": "4,4,4", "bias": "none", "loss": "ce"}),
+    ("balanced, free bias, cross-entropy", {"counts": "4,4,4", "bias": "free", "loss": "ce"}),
+    ("imbalanced, no bias, cross-entropy", {"counts": "6,3,2", "bias": "none", "loss": "ce"}),
+)
+
+
+def _hypotheses(claim, assets, info) -> str:  # noqa: ANN001
+    from ncverify import Problem
+
+    d = claim.default_problem()
+    own = {"loss": d.loss}
+    own.update({"lambda_b": "1e-3"} if d.bias == "regularised" else {"bias": d.bias})
+    variants = list(VARIANTS) + [
+        ("the claim's loss and bias, one layer (M = 1)", {"counts": "4,4,4", "depth": 1, **own}),
+        ("the claim's loss and bias, width 2 < K = 3", {"counts": "4,4,4", "width": 2, **own}),
+    ]
+    seen: list[str] = []
+    rows = []
+    for label, kw in variants:
+        p = Problem.build(**{"depth": 3, "width": 8, **kw})
+        unmet = claim.hypotheses(p)
+        seen += [h for h in unmet if h not in seen]
+        rows.append(
+            f"| {label} | `{_instance(p)}` | "
+            + ("applies" if not unmet else "not applicable: " + _cell(_md("; ".join(unmet))))
+            + " |"
+        )
+    lines = ["## Hypotheses", ""]
+    if seen:
+        lines.append(
+            "The claim's hypotheses, in its own words (each one is unmet by some instance below):"
+        )
+        lines.append("")
+        lines += [f"- {_md(h)}" for h in seen]
+    else:
+        lines.append("No instance below violates a hypothesis of the claim.")
+    lines += [
+        "",
+        "`claim.hypotheses(problem)` evaluated on a fixed set of instances when this page was "
+        "built (an empty list means the claim applies; otherwise `ncverify check` answers "
+        "`not-applicable`, or with `--probe` runs the checks anyway):",
+        "",
+        "| instance | parameters | hypotheses |",
+        "| --- | --- | --- |",
+        *rows,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _derivation(claim, assets, info) -> str:  # noqa: ANN001
+    from ncverify import render
+
+    steps = claim.derivation()
+    t0 = time.perf_counter()
+    results = [s.verify_identity() if s.check == "sympy" else None for s in steps]
+    elapsed = time.perf_counter() - t0
+    failed = [i + 1 for i, ok in enumerate(results) if ok is False]
+    for i in failed:
+        log.warning("claim %s: the sympy identity of derivation step %d fails", claim.id, i)
+    kinds = {k: sum(s.check == k for s in steps) for k in ("sympy", "test", "lemma")}
+    body = render.derivation(claim, "markdown", results).split("\n", 1)[1]
+    lines = [
+        "## Worked derivation",
+        "",
+        f"{len(steps)} steps: {kinds['sympy']} checked by a sympy identity, {kinds['test']} "
+        f"numerically on random instances by a named test, {kinds['lemma']} citing a lemma that a "
+        f"named test checks. Every sympy identity was simplified when this page was built "
+        f"({elapsed:.1f} s): " + ("**all hold**." if not failed else f"**steps {failed} FAIL**."),
+        "",
+        body,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _example(claim, assets, info) -> str:  # noqa: ANN001
+    from rich.console import Console
+
+    from ncverify import Backend, render, verify
+
+    p = example_problem(claim)
+    t0 = time.perf_counter()
+    report = verify(claim, p, Backend.create(), example_settings())
+    info["elapsed"] = time.perf_counter() - t0
+    info["verdict"] = report.verdict
+    info["problem"] = p
+    console = Console(record=True, width=110, file=io.StringIO(), color_system=None)
+    console.print(render.report(report))
+    text = ascii_boxes(console.export_text().rstrip())
+    data = report.to_json()
+    data["timing"] = {k: round(v, 3) for k, v in data["timing"].items()}
+    for run in (data.get("numerical") or {}).get("runs", []):
+        run["time"] = round(run["time"], 3)
+    assets[f"{claim.id}-report.json"] = (
+        json.dumps(data, indent=2, allow_nan=False) + "\n"
+    ).encode()
+    kind = ADMONITION.get(report.verdict, "note")
+    return "\n".join(
+        [
+            "## Verified example",
+            "",
+            f"Executed when this page was built, on a tiny instance of the claim's default (same "
+            f"class proportions, depth, lambdas, loss and bias; at most {MAX_COUNT} samples per "
+            f"class and width at most {MAX_WIDTH}), with {RESTARTS} random-start runs:",
+            "",
+            f"```console\n$ {command(claim, p)}\n```",
+            "",
+            f'!!! {kind} "Verdict: {report.verdict}"',
+            "",
+            f"    {_verdict_sentence(report)}",
+            "",
+            f"```text\n{text}\n```",
+            "",
+            f"The JSON report of this run (schema `ncverify.report/1`, see [the JSON report]"
+            f"(../json.md)): [{claim.id}-report.json]({claim.id}-report.json).",
+            "",
+        ]
+    )
+
+
+def _verdict_sentence(report) -> str:  # noqa: ANN001
+    counts = report.outcome_counts()
+    passed = sum(c.passed is True for c in report.checks)
+    return (
+        f"{passed} of {len(report.checks)} checks passed; {len(report.runs)} random-start runs: "
+        f"{counts['at-prediction']} reached the prediction, {counts['worse']} ended worse, "
+        f"{counts['better']} better; certificate: "
+        + (report.certificate.kind if report.certificate is not None else "none")
+        + "."
+    )
+
+
+def _trace_section(claim, assets, info) -> str:  # noqa: ANN001
+    from ncverify.trace import nc_trace
+
+    p = info.get("problem") or example_problem(claim)
+    t0 = time.perf_counter()
+    tr = nc_trace(claim, p, seed=SEED, index=0, every=TRACE_EVERY)
+    elapsed = time.perf_counter() - t0
+    it = np.array([pt.iteration for pt in tr.points], dtype=float)
+    scale = max(abs(tr.claimed), 1e-300)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
+    series = (
+        ("|F - F*| / |F*|", [abs(pt.gap) / scale for pt in tr.points]),
+        ("NC1 (layer 1)", tr.column("nc1")),
+        ("largest NC2/NC3 distance", tr.column("nc")),
+        ("largest relative error", tr.column("rel")),
+    )
+    for label, values in series:
+        y = np.array([np.nan if v is None else max(float(v), 1e-17) for v in values])
+        if np.isfinite(y).any():
+            ax.semilogy(it, y, label=label, lw=1.6)
+    ax.set_xlabel("L-BFGS iteration")
+    ax.set_ylabel("value (log scale)")
+    ax.set_title(f"{claim.id}: run 0 from a random start (scale {tr.scale})", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    assets[f"{claim.id}-nc-trace.png"] = _png(fig)
+    last = tr.points[-1]
+    fmt = lambda v: "undefined" if v is None else f"{v:.3g}"  # noqa: E731
+    return "\n".join(
+        [
+            "## NC metrics over the optimiser's iterations",
+            "",
+            f"![NC metrics of {claim.id} over L-BFGS iterations]({claim.id}-nc-trace.png)",
+            "",
+            f"Run 0 of the example above (seed {tr.seed}, start scale {tr.scale}), traced by "
+            f"`ncverify.trace.nc_trace` ({elapsed:.1f} s): at the start, every {TRACE_EVERY} iterations and at the end, the objective gap to the "
+            f"claimed optimum and the metrics of `ncverify.metrics` against the claim's predicted "
+            f"point. After {last.iteration} iterations ({tr.message}): relative gap "
+            f"{abs(last.gap) / scale:.3g}{' (below the claimed optimum)' if last.gap < 0 else ''}, "
+            f"NC1 {fmt(last.nc1)}, largest NC2/NC3 distance {fmt(last.nc)}, largest relative "
+            f"error {fmt(last.rel)}.",
+            "",
+        ]
+    )
+
+
+def _phase_section(claim, assets, info) -> str:  # noqa: ANN001
+    d = claim.default_problem()
+    if claim.loss == "ce":
+        return _ce_section(claim, assets, d)
+    if claim.loss == "mse" and not d.balanced:
+        return _gains_section(claim, assets, d)
+    return ""
+
+
+def _tied(d, lam: str):  # noqa: ANN001, ANN202
+    from ncverify import Problem
+
+    return Problem.build(
+        counts=list(d.counts),
+        depth=d.depth,
+        widths=list(d.widths),
+        lambda_w=lam,
+        lambda_h=lam,
+        lambda_b=d.lambda_b,
+        loss=d.loss,
+        bias=d.bias,
+    )
+
+
+def _gains_section(claim, assets, d) -> str:  # noqa: ANN001
+    base = claim.closed_form(d)
+    crit = sorted({c.critical_lambda for c in base.classes if c.critical_lambda is not None})
+    lam0 = float(d.lambda_h)
+    lo = (min(crit) if crit else lam0) / 3
+    hi = max(crit) * 2 if crit else lam0 * 100
+    grid = set(np.geomspace(min(lo, lam0), max(hi, lam0), GAIN_GRID).tolist())
+    for c in crit:  # resolve each jump
+        grid |= {c * (1 - 1e-3), c * (1 + 1e-3)}
+    t0 = time.perf_counter()
+    lams, gains = [], []
+    for lam in sorted(grid):
+        pred = claim.closed_form(_tied(d, f"{lam:.6g}"))
+        lams.append(float(Fraction(f"{lam:.6g}")))
+        gains.append([c.gain_float for c in pred.classes])
+    elapsed = time.perf_counter() - t0
+    g = np.array(gains)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    groups: dict[int, list[int]] = {}
+    for k, n in enumerate(d.counts):
+        groups.setdefault(n, []).append(k)
+    for i, (n, ks) in enumerate(groups.items()):
+        colour = colours[i % len(colours)]
+        ax.semilogx(lams, g[:, ks[0]], "o-", ms=3, color=colour, label=f"n_k = {n} (classes {ks})")
+        lam_star = base.classes[ks[0]].critical_lambda
+        if lam_star is not None:
+            ax.axvline(lam_star, color=colour, ls="--", lw=1)
+            ax.annotate(
+                f"λ* = {lam_star:.3g}",
+                (lam_star, 0.02 + 0.08 * i),
+                rotation=90,
+                fontsize=7,
+                color=colour,
+                ha="right",
+            )
+    ax.axvline(lam0, color="grey", ls=":", lw=1, label=f"default λ = {lam0:g}")
+    ax.set_xlabel("λ (every λ_W and λ_H tied to it)")
+    ax.set_ylabel("class gain γ_k = (W H̄)_kk")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_title(f"{claim.id}: counts {list(d.counts)}, M = {d.depth} (closed form)", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    assets[f"{claim.id}-gains.png"] = _png(fig)
+    return "\n".join(
+        [
+            "## Per-class gains against lambda",
+            "",
+            f"![Per-class gains of {claim.id} against lambda]({claim.id}-gains.png)",
+            "",
+            f"`closed_form` of the default instance (counts {list(d.counts)}, depth {d.depth}) at "
+            f"{len(lams)} tied lambdas, two of them on either side of every threshold "
+            f"({elapsed:.1f} s). Dashed lines: the collapse thresholds λ_k* the claim reports "
+            f"({', '.join(f'{c:.4g}' for c in crit) or 'none'}); the claim says a class is alive "
+            "to the left of its threshold and collapsed to the right of it.",
+            "",
+        ]
+    )
+
+
+def _ce_section(claim, assets, d) -> str:  # noqa: ANN001
+    from ncverify import Backend, Claim
+    from ncverify.objective import Objective
+
+    be = Backend.create()
+    settings = example_settings()
+    settings.restarts = CE_SEARCH_STARTS
+    lam0 = float(d.lambda_h)
+    grid = np.geomspace(lam0 / 5, lam0 * 100, CE_GRID)
+    own_search = type(claim).search is not Claim.search
+    t0 = time.perf_counter()
+    rows = []
+    for lam in grid:
+        p = _tied(d, f"{lam:.6g}")
+        etf = float(claim.closed_form(p).objective)
+        obj = Objective(p, be.xp, dtype=be.dtype, device=be.device)
+        best = None
+        for cand in claim.search(p, be, settings) if own_search else []:
+            value, err = obj.value(cand.point), obj.error_bound(cand.point)
+            if best is None or value < best[0]:
+                best = (value, err, cand.origin)
+        rows.append((float(Fraction(f"{lam:.6g}")), etf, best))
+    elapsed = time.perf_counter() - t0
+    lams = [r[0] for r in rows]
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(7.5, 6), dpi=110, sharex=True)
+    ax.semilogx(lams, [r[1] for r in rows], "o-", ms=3, label="ETF optimum (closed form)")
+    found = [(r[0], r[2][0]) for r in rows if r[2] is not None]
+    if found:
+        ax.semilogx(*zip(*found, strict=True), "s--", ms=3, label="best candidate of the search")
+        rel = [(r[0], (r[2][0] - r[1]) / abs(r[1])) for r in rows if r[2] is not None]
+        ax2.semilogx(*zip(*rel, strict=True), "s-", ms=3, color="C1")
+        fails = [r[0] for r in rows if r[2] is not None and r[2][0] < r[1] - r[2][1]]
+        for lam in fails:
+            ax2.axvspan(lam / 1.15, lam * 1.15, color="C3", alpha=0.15)
+    ax2.axhline(0, color="grey", lw=1)
+    ax.axvline(lam0, color="grey", ls=":", lw=1, label=f"default λ = {lam0:g}")
+    ax.set_ylabel("objective F")
+    ax2.set_ylabel("(candidate − ETF) / |ETF|")
+    ax2.set_xlabel("λ (every λ_W and λ_H tied to it)")
+    ax.set_title(f"{claim.id}: counts {list(d.counts)}, M = {d.depth}", fontsize=10)
+    ax.legend(fontsize=8)
+    for a in (ax, ax2):
+        a.grid(True, which="both", alpha=0.3)
+    assets[f"{claim.id}-etf.png"] = _png(fig)
+    fails = [r for r in rows if r[2] is not None and r[2][0] < r[1] - r[2][1]]
+    if not own_search:
+        note = (
+            "This claim has no `search` of its own yet, so only the ETF optimum is drawn; the "
+            "verifier's random-start runs are its only search for counterexamples."
+        )
+    elif not found:
+        note = "The claim's `search` proposed no candidate at these lambdas."
+    elif fails:
+        note = (
+            f"The ETF is beaten (by more than the candidate's evaluation-error bound; shaded) at "
+            f"λ = {', '.join(f'{r[0]:.3g}' for r in fails)}: there the claim fails."
+        )
+    else:
+        note = "No candidate beat the ETF optimum at these lambdas."
+    return "\n".join(
+        [
+            "## ETF optimum against the best counterexample",
+            "",
+            f"![ETF optimum of {claim.id} against the best structured candidate]({claim.id}-etf.png)",
+            "",
+            f"At {len(rows)} tied lambdas on the default instance (counts {list(d.counts)}, depth "
+            f"{d.depth}): the claimed ETF optimum (`closed_form`) and the lowest objective among "
+            f"the structured candidates of the claim's own `search` ({CE_SEARCH_STARTS} random "
+            f"starts, seed {SEED}; each candidate evaluated on the full objective; {elapsed:.1f} s). "
+            f"{note}",
+            "",
+        ]
+    )
+
+
+def claims_index() -> str:
+    import theorems
+
+    lines = [
+        "# Claims",
+        "",
+        "Every claim registered in `theorems/` (`ncverify list`), with the verdict of the example "
+        "executed on its page when this site was built.",
+        "",
+        "| claim | title | status | example verdict |",
+        "| --- | --- | --- | --- |",
+    ]
+    for c in theorems.registry().values():
+        verdict = (_pages.get(c.id) or {}).get("verdict") or "not run"
+        lines.append(
+            f"| [`{c.id}`]({c.id}.md) | {_cell(_md(c.title))} | {_cell(_md(c.status))} | "
+            f"**{verdict}** |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# ---- small helpers ----------------------------------------------------------------------------
+def _instance(p) -> str:  # noqa: ANN001
+    lam = ",".join(_decimal(x) for x in sorted(set(p.lambda_w)))
+    text = (
+        f"counts={list(p.counts)} M={p.depth} widths={list(p.widths)} λ_W={lam} "
+        f"λ_H={_decimal(p.lambda_h)} loss={p.loss} bias={p.bias}"
+    )
+    return text + (f" λ_b={_decimal(p.lambda_b)}" if p.lambda_b is not None else "")
+
+
+def _png(fig) -> bytes:  # noqa: ANN001
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _md(text: str) -> str:
+    from ncverify.render import _md as escape
+
+    return escape(text)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _indent(text: str, n: int) -> str:
+    pad = " " * n
+    return "\n".join(pad + line if line else "" for line in text.splitlines())

@@ -1,0 +1,272 @@
+"""Test helpers: hypothesis strategies for problem instances and an assertion on a claim.
+
+A researcher checks a claim of their own inside pytest the way the project's tests check theirs:
+
+```python
+from hypothesis import given
+from ncverify.testing import assert_claim_holds, problems
+
+@given(problems(balanced=True, bias="free", max_classes=5, max_depth=3))
+def test_my_claim(problem):
+    assert_claim_holds(my_claim, problem, restarts=4)
+```
+
+`problems(...)` draws valid `Problem`s with *exact* rational lambdas (decimals with two
+significant digits, e.g. `37/10000`), so that thresholds and regimes are decided exactly.
+`assert_claim_holds` runs `ncverify.verify.verify` and raises `AssertionError` with the report's
+reason unless the verdict is `certified` or `consistent`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from fractions import Fraction
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+from .backend import Backend
+from .claim import Claim
+from .problem import BIAS_MODES, LOSSES, Problem
+from .report import Report
+from .verify import Settings, verify
+
+__all__ = ["HOLDS", "assert_claim_holds", "failure_reason", "lambdas", "problems"]
+
+#: Verdicts under which a claim is said to hold on an instance.
+HOLDS: tuple[str, ...] = ("certified", "consistent")
+
+
+def _as_fraction(x: Fraction | int | float | str, name: str) -> Fraction:
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            raise InvalidArgument(f"{name} must be finite, got {x!r}.")
+        return Fraction(repr(x))  # 5e-4 means 1/2000, not the binary float next to it
+    return Fraction(x)
+
+
+def _decade(x: Fraction) -> int:
+    """The integer `e` with `10^e <= x < 10^(e+1)`, decided exactly."""
+    e = math.floor(math.log10(x))
+    while Fraction(10) ** e > x:  # the float logarithm may be off by one at powers of ten
+        e -= 1
+    while Fraction(10) ** (e + 1) <= x:
+        e += 1
+    return e
+
+
+def lambdas(
+    min_value: Fraction | int | float | str = Fraction(1, 10**4),
+    max_value: Fraction | int | float | str = Fraction(1, 10),
+) -> st.SearchStrategy[Fraction]:
+    """Exact positive rationals in `[min_value, max_value]`, spread over the decades.
+
+    Each value is a two-significant-digit decimal `m * 10^e` (`10 <= m <= 99`), drawn so that
+    every decade in the range is equally likely: weight decays matter on a log scale.
+    """
+    lo, hi = _as_fraction(min_value, "min_value"), _as_fraction(max_value, "max_value")
+    if not 0 < lo <= hi:
+        raise InvalidArgument(f"need 0 < min_value <= max_value, got {lo} and {hi}.")
+    if lo == hi:
+        return st.just(lo)
+    # m * 10^e with 10 <= m <= 99 covers the decade [10^(e+1), 10^(e+2))
+    e_lo = _decade(lo) - 1
+    top = _decade(hi)
+    e_hi = max(e_lo, top - 2 if Fraction(10) ** top == hi else top - 1)
+
+    def in_range(pair: tuple[int, int]) -> Fraction:
+        mantissa, exponent = pair
+        value = mantissa * Fraction(10) ** exponent
+        return min(max(value, lo), hi)  # clamp partial decades at the ends
+
+    return st.tuples(st.integers(10, 99), st.integers(e_lo, e_hi)).map(in_range)
+
+
+@st.composite
+def _problem(
+    draw: st.DrawFn,
+    *,
+    loss: str | None,
+    bias: str | None,
+    balanced: bool | None,
+    min_classes: int,
+    max_classes: int,
+    min_depth: int,
+    max_depth: int,
+    max_width: int,
+    min_samples: int,
+    max_samples: int,
+    min_lambda: Fraction,
+    max_lambda: Fraction,
+    allow_bottleneck: bool,
+    tied_lambdas: bool,
+) -> Problem:
+    loss_v = draw(st.sampled_from(LOSSES)) if loss is None else loss
+    bias_v = draw(st.sampled_from(BIAS_MODES)) if bias is None else bias
+    # without a bottleneck every width is at least K, so K cannot exceed max_width
+    k_max = max_classes if allow_bottleneck else min(max_classes, max_width)
+    k = draw(st.integers(min_classes, k_max))
+    if balanced is True:
+        counts = (draw(st.integers(min_samples, max_samples)),) * k
+    else:
+        counts = tuple(
+            draw(st.lists(st.integers(min_samples, max_samples), min_size=k, max_size=k))
+        )
+        if balanced is False and len(set(counts)) == 1:
+            # make it unbalanced by moving one class to another size in range
+            other = min_samples if counts[0] != min_samples else max_samples
+            counts = (other, *counts[1:])
+    depth = draw(st.integers(min_depth, max_depth))
+    w_min = 1 if allow_bottleneck else k
+    widths = tuple(draw(st.lists(st.integers(w_min, max_width), min_size=depth, max_size=depth)))
+    lam = lambdas(min_lambda, max_lambda)
+    if tied_lambdas:
+        value = draw(lam)
+        lambda_w, lambda_h = (value,) * depth, value
+    else:
+        lambda_w = tuple(draw(st.lists(lam, min_size=depth, max_size=depth)))
+        lambda_h = draw(lam)
+    lambda_b = draw(lam) if bias_v == "regularised" else None
+    return Problem(
+        counts=counts,
+        depth=depth,
+        widths=widths,
+        lambda_w=lambda_w,
+        lambda_h=lambda_h,
+        loss=loss_v,
+        bias=bias_v,
+        lambda_b=lambda_b,
+    )
+
+
+def problems(
+    *,
+    loss: str | None = "mse",
+    bias: str | None = None,
+    balanced: bool | None = None,
+    min_classes: int = 2,
+    max_classes: int = 5,
+    min_depth: int = 1,
+    max_depth: int = 3,
+    max_width: int = 8,
+    min_samples: int = 1,
+    max_samples: int = 10,
+    min_lambda: Fraction | int | float | str = Fraction(1, 10**4),
+    max_lambda: Fraction | int | float | str = Fraction(1, 10),
+    allow_bottleneck: bool = False,
+    tied_lambdas: bool = False,
+) -> st.SearchStrategy[Problem]:
+    """Valid `Problem`s with exact rational lambdas, filtered by keyword.
+
+    Args:
+        loss: `"mse"`, `"ce"`, or `None` for either.
+        bias: `"none"`, `"free"`, `"regularised"`, or `None` for any bias mode.
+        balanced: `True` for equal counts, `False` for unequal ones, `None` for either.
+        min_classes, max_classes: range of `K` (at least 2).
+        min_depth, max_depth: range of the depth `M` (at least 1).
+        max_width: largest feature dimension / hidden width.
+        min_samples, max_samples: range of each class count `n_k`.
+        min_lambda, max_lambda: range of every weight decay (exact; floats are read via `repr`).
+        allow_bottleneck: if False (the default) every width is at least `K`, so `R = K`;
+            if True widths go down to 1 and `R < K` happens.
+        tied_lambdas: one lambda for every layer and for `H` (the paper's setting).
+    """
+    if loss is not None and loss not in LOSSES:
+        raise InvalidArgument(f"loss must be one of {LOSSES} or None, not {loss!r}.")
+    if bias is not None and bias not in BIAS_MODES:
+        raise InvalidArgument(f"bias must be one of {BIAS_MODES} or None, not {bias!r}.")
+    if not 2 <= min_classes <= max_classes:
+        raise InvalidArgument(
+            f"need 2 <= min_classes <= max_classes, got {min_classes}, {max_classes}."
+        )
+    if not 1 <= min_depth <= max_depth:
+        raise InvalidArgument(f"need 1 <= min_depth <= max_depth, got {min_depth}, {max_depth}.")
+    if not 1 <= min_samples <= max_samples:
+        raise InvalidArgument(
+            f"need 1 <= min_samples <= max_samples, got {min_samples}, {max_samples}."
+        )
+    if balanced is False and min_samples == max_samples:
+        raise InvalidArgument("unbalanced counts need min_samples < max_samples.")
+    if max_width < 1:
+        raise InvalidArgument(f"max_width must be at least 1, got {max_width}.")
+    if not allow_bottleneck and max_width < min_classes:
+        raise InvalidArgument(
+            f"without a bottleneck every width is at least K >= {min_classes}, "
+            f"but max_width = {max_width}."
+        )
+    lo, hi = _as_fraction(min_lambda, "min_lambda"), _as_fraction(max_lambda, "max_lambda")
+    if not 0 < lo <= hi:
+        raise InvalidArgument(f"need 0 < min_lambda <= max_lambda, got {lo} and {hi}.")
+    return _problem(
+        loss=loss,
+        bias=bias,
+        balanced=balanced,
+        min_classes=min_classes,
+        max_classes=max_classes,
+        min_depth=min_depth,
+        max_depth=max_depth,
+        max_width=max_width,
+        min_samples=min_samples,
+        max_samples=max_samples,
+        min_lambda=lo,
+        max_lambda=hi,
+        allow_bottleneck=allow_bottleneck,
+        tied_lambdas=tied_lambdas,
+    )
+
+
+def failure_reason(report: Report) -> str:
+    """Why a report does not support its claim: verdict, unmet hypotheses, failed checks,
+    optimiser outcomes and the counterexample, one line each."""
+    p = report.problem
+    lines = [
+        f"claim {report.claim.id!r} is {report.verdict} on counts={list(p.counts)} "
+        f"depth={p.depth} widths={list(p.widths)} lambda_W={[str(x) for x in p.lambda_w]} "
+        f"lambda_H={p.lambda_h} loss={p.loss} bias={p.bias}"
+        + (f" lambda_b={p.lambda_b}" if p.lambda_b is not None else "")
+    ]
+    lines += [f"unmet hypothesis: {h}" for h in report.hypotheses]
+    for c in report.checks:
+        if c.passed is False:
+            lines.append(
+                f"failed {c.name}: value {c.value!r}, tolerance {c.tolerance!r}; {c.detail}"
+            )
+    if report.runs:
+        counts = report.outcome_counts()
+        lines.append(
+            "optimiser runs: "
+            + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+            + f"; best objective {report.best_objective!r}"
+        )
+    ce = report.counterexample
+    if ce is not None:
+        lines.append(
+            f"counterexample from {ce.origin}: objective {ce.objective!r} below the claimed "
+            f"{ce.claimed!r} by {ce.gap:.3e} (evaluation error bound {ce.error_bound:.3e})"
+        )
+    lines += [f"note: {n}" for n in report.notes]
+    return "\n".join(lines)
+
+
+def assert_claim_holds(
+    claim: Claim,
+    problem: Problem,
+    *,
+    backend: Backend | None = None,
+    **settings: Any,
+) -> Report:
+    """Verify `claim` on `problem`; raise `AssertionError` unless it is certified or consistent.
+
+    Keyword arguments are fields of `ncverify.verify.Settings` (`restarts`, `seed`, `scales`,
+    `certificate`, `optimise`, `probe`, `max_iter`, ...).  Returns the report for further checks.
+    """
+    known = {f.name for f in fields(Settings)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise TypeError(f"unknown settings {unknown}; known: {sorted(known)}.")
+    report = verify(claim, problem, backend, Settings(**settings))
+    if report.verdict not in HOLDS:
+        raise AssertionError(failure_reason(report))
+    return report

@@ -1,0 +1,289 @@
+"""The verification pipeline on the true balanced claims: verdicts, optimiser runs, the JSON
+report (every field of DESIGN.md, no NaN), determinism, and `ncverify.testing`."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import theorems
+from ncverify.problem import Problem
+from ncverify.report import Report
+from ncverify.testing import assert_claim_holds, failure_reason, problems
+from ncverify.verify import Settings, verify
+
+FREE = theorems.get("mse-balanced-biasfree")
+BIAS = theorems.get("mse-balanced-bias")
+CLAIMS = {"none": FREE, "free": BIAS}
+
+# verification runs optimisers: fewer examples than the profile's default, scaled with it
+FEW = settings(max_examples=max(3, settings.default.max_examples // 2))
+
+small_balanced = st.one_of(
+    *(
+        problems(
+            loss="mse",
+            bias=bias,
+            balanced=True,
+            max_classes=4,
+            max_depth=3,
+            max_width=6,
+            max_samples=6,
+            min_lambda="1e-3",
+            max_lambda="3e-1",
+        )
+        for bias in ("none", "free")
+    )
+)
+
+
+@FEW
+@given(small_balanced)
+def test_no_run_beats_the_prediction_and_the_verdict_follows_the_evidence(problem: Problem) -> None:
+    """On random balanced instances no optimiser run goes below the claimed optimum by more than
+    its proven evaluation error; the verdict is certified whenever a run reached the prediction
+    (a certificate exists for every balanced MSE instance), inconclusive otherwise — never
+    refuted."""
+    claim = CLAIMS[problem.bias]
+    report = verify(claim, problem, settings=Settings(restarts=3))
+    claimed = report.prediction.objective_float
+    for run in report.runs:
+        assert run.objective >= claimed - run.error_bound, failure_reason(report)
+        assert run.outcome != "better"
+    assert report.counterexample is None
+    assert all(c.passed is not False for c in report.checks), failure_reason(report)
+    reached = report.outcome_counts()["at-prediction"]
+    assert report.verdict == ("certified" if reached else "inconclusive"), failure_reason(report)
+
+
+@pytest.mark.parametrize(
+    ("claim", "problem"),
+    [
+        (FREE, Problem.build(counts="10,10,10", depth=2, width=6)),
+        (BIAS, Problem.build(counts="10,10,10", depth=2, width=6, bias="free")),
+        (
+            FREE,
+            Problem.build(classes=4, samples=5, depth=1, width=4, lambda_w="1e-2", lambda_h="1e-2"),
+        ),
+        (
+            BIAS,
+            Problem.build(
+                classes=4,
+                samples=5,
+                depth=3,
+                width=6,
+                lambda_w="1e-2",
+                lambda_h="1e-2",
+                bias="free",
+            ),
+        ),
+        (
+            BIAS,
+            Problem.build(
+                classes=3,
+                samples=4,
+                depth=2,
+                width=2,
+                lambda_w="1e-2",
+                lambda_h="1e-2",
+                bias="free",
+            ),
+        ),  # R = K-1
+    ],
+    ids=["biasfree-M2", "bias-M2", "biasfree-M1", "bias-M3", "bias-R=K-1"],
+)
+def test_true_claims_are_certified(claim: object, problem: Problem) -> None:
+    report = assert_claim_holds(claim, problem, restarts=4)
+    assert report.verdict == "certified"
+    # every balanced MSE instance has a rigorous certificate: the exact separable reduction, or
+    # for M = 1 the convex program's weak-duality bound, whichever the claim lists first
+    assert report.certificate.kind in ("separable-reduction", "convex-dual")
+    assert report.certificate.rigorous
+    names = {c.name: c.passed for c in report.checks}
+    for check in ("E1 objective", "E1 stationarity", "E1 curvature"):
+        assert names[check] is True, failure_reason(report)
+    certificate_checks = [c for c in report.checks if c.name.startswith("E3")]
+    assert certificate_checks and all(c.passed for c in certificate_checks), failure_reason(report)
+    assert report.outcome_counts()["at-prediction"] >= 1
+    assert report.outcome_counts()["better"] == 0
+
+
+def test_unequal_counts_are_not_applicable_and_probe_runs_anyway() -> None:
+    problem = Problem.build(counts="6,3,3", depth=2, width=4, lambda_w="1e-2", lambda_h="1e-2")
+    report = verify(FREE, problem, settings=Settings(restarts=2))
+    assert report.verdict == "not-applicable"
+    assert any("balanced" in h for h in report.hypotheses)
+    assert report.runs == [] and report.checks == [] and report.prediction is None
+    probe = verify(FREE, problem, settings=Settings(restarts=2, probe=True))
+    assert probe.probe and probe.hypotheses == report.hypotheses
+    assert probe.verdict in ("certified", "consistent", "refuted", "inconclusive")
+    assert probe.runs and probe.checks
+    # the balanced formula with n = counts[0] is not the imbalanced optimum: the separable
+    # certificate (valid for any counts without bias) disagrees, and the probe says refuted
+    assert probe.verdict == "refuted", failure_reason(probe)
+
+
+def test_no_optimise_gives_consistent_at_most() -> None:
+    # without optimiser runs there is no search for a better point: never certified
+    problem = Problem.build(counts="4,4", depth=2, width=3, lambda_w="1e-2", lambda_h="1e-2")
+    report = verify(FREE, problem, settings=Settings(optimise=False))
+    assert report.runs == [] and report.verdict == "consistent"
+
+
+# ---- the JSON report ---------------------------------------------------------------------------
+TOP = {
+    "schema",
+    "ncverify",
+    "claim",
+    "verdict",
+    "probe",
+    "problem",
+    "hypotheses",
+    "prediction",
+    "checks",
+    "numerical",
+    "certificate",
+    "counterexample",
+    "backend",
+    "timing",
+}
+PROBLEM = {
+    "counts",
+    "depth",
+    "widths",
+    "lambda_w",
+    "lambda_w_exact",
+    "lambda_h",
+    "lambda_h_exact",
+    "lambda_b",
+    "lambda_b_exact",
+    "loss",
+    "bias",
+}
+PREDICTION = {
+    "objective",
+    "gains",
+    "alive",
+    "regimes",
+    "lengths_w",
+    "lengths_h",
+    "bias",
+    "gram",
+    "phase",
+}
+CHECK = {"name", "passed", "value", "tolerance", "detail"}
+NUMERICAL = {"best_objective", "start_scales", "runs", "counts", "metrics"}
+RUN = {"seed", "scale", "objective", "gradient_norm", "iterations", "time", "outcome"}
+CERTIFICATE = {"kind", "bound", "primal", "gap", "solver", "status", "rigorous"}
+COUNTEREXAMPLE = {"objective", "claimed", "gap", "error_bound", "structure", "path"}
+BACKEND = {"name", "device", "dtype"}
+
+
+def assert_finite_json(x: object, path: str = "") -> None:
+    if isinstance(x, dict):
+        for k, v in x.items():
+            assert isinstance(k, str)
+            assert_finite_json(v, f"{path}.{k}")
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            assert_finite_json(v, f"{path}[{i}]")
+    elif isinstance(x, float):
+        assert math.isfinite(x), path
+    else:
+        assert x is None or isinstance(x, str | int | bool), (path, type(x))
+
+
+def check_json(report: Report) -> dict:
+    text = report.dumps()
+    data = json.loads(text)  # strict JSON: allow_nan=False in dumps, so NaN would have raised
+    assert_finite_json(data)
+    assert TOP <= set(data)
+    assert PROBLEM <= set(data["problem"])
+    assert data["claim"] == report.claim.id and data["verdict"] == report.verdict
+    assert BACKEND <= set(data["backend"])
+    for c in data["checks"]:
+        assert CHECK <= set(c)
+    return data
+
+
+def test_json_has_every_field() -> None:
+    problem = Problem.build(
+        counts="5,5,5", depth=2, width=4, lambda_w="1e-2", lambda_h="1e-2", bias="free"
+    )
+    data = check_json(verify(BIAS, problem, settings=Settings(restarts=3)))
+    assert data["verdict"] == "certified" and data["probe"] is False
+    assert data["problem"]["lambda_w_exact"] == ["1/100", "1/100"]
+    pred = data["prediction"]
+    assert PREDICTION <= set(pred)
+    assert len(pred["gains"]) == len(pred["alive"]) == len(pred["regimes"]) == 3
+    assert pred["bias"] == pytest.approx([1 / 3] * 3, rel=1e-15)
+    assert set(pred["gram"]) >= {"WWt", "HtH", "WH"}
+    assert "distance" in pred["phase"]
+    num = data["numerical"]
+    assert NUMERICAL <= set(num) and len(num["runs"]) == 3
+    assert {"at", "worse", "better"} <= set(num["counts"])
+    for run in num["runs"]:
+        assert RUN <= set(run)
+    assert num["metrics"] and all("layer" in row for row in num["metrics"])
+    assert (
+        CERTIFICATE <= set(data["certificate"])
+        and data["certificate"]["kind"] == "separable-reduction"  # M = 2: the only kind
+    )
+    assert data["counterexample"] is None
+
+
+def test_json_at_the_zero_solution_has_null_metrics_not_nan() -> None:
+    problem = Problem.build(counts="4,4,4", depth=2, width=4, lambda_w="3e-1", lambda_h="3e-1")
+    data = check_json(verify(FREE, problem, settings=Settings(restarts=2)))
+    assert data["verdict"] == "certified" and data["prediction"]["geometry"] == "zero"
+    rows = data["numerical"]["metrics"]
+    assert rows and all(row["nc1"] is None for row in rows)  # undefined at zero: null
+
+
+def test_json_of_a_refutation_has_the_counterexample() -> None:
+    problem = Problem.build(counts="6,3,3", depth=2, width=4, lambda_w="1e-2", lambda_h="1e-2")
+    report = verify(FREE, problem, settings=Settings(restarts=2, probe=True))
+    data = check_json(report)
+    assert data["probe"] is True and data["hypotheses"]
+    if data["counterexample"] is not None:
+        assert COUNTEREXAMPLE <= set(data["counterexample"])
+        ce = data["counterexample"]
+        assert ce["objective"] < ce["claimed"] - ce["error_bound"]
+
+
+def test_not_applicable_json() -> None:
+    problem = Problem.build(counts="6,3,3", depth=2, width=4)
+    data = check_json(verify(BIAS, problem.with_(bias="free")))
+    assert data["verdict"] == "not-applicable" and data["hypotheses"]
+    assert data["prediction"] is None and data["numerical"] is None and data["certificate"] is None
+
+
+def test_same_settings_give_the_same_report() -> None:
+    problem = Problem.build(counts="4,4,4", depth=2, width=4, lambda_w="1e-2", lambda_h="1e-2")
+
+    def stable(report: Report) -> dict:
+        data = report.to_json()
+        data.pop("timing")
+        for run in data["numerical"]["runs"]:
+            run.pop("time")
+        return data
+
+    a = stable(verify(FREE, problem, settings=Settings(restarts=2, seed=7)))
+    b = stable(verify(FREE, problem, settings=Settings(restarts=2, seed=7)))
+    assert a == b
+
+
+# ---- ncverify.testing.assert_claim_holds -----------------------------------------------------------
+def test_assert_claim_holds_raises_with_the_reason() -> None:
+    problem = Problem.build(counts="6,3,3", depth=2, width=4, lambda_w="1e-2", lambda_h="1e-2")
+    with pytest.raises(AssertionError, match="not-applicable") as info:
+        assert_claim_holds(FREE, problem, restarts=2)
+    assert "unmet hypothesis" in str(info.value) and "balanced" in str(info.value)
+    with pytest.raises(AssertionError, match="refuted"):
+        assert_claim_holds(FREE, problem, restarts=2, probe=True)
+    with pytest.raises(TypeError, match="unknown settings"):
+        assert_claim_holds(FREE, problem, restart=2)
