@@ -13,13 +13,15 @@ The Schatten-q term is not smooth, so it is minimised through `M + 1` balanced f
 to `c`) that penalty is at least the Schatten-q term, with equality exactly at balance, so both
 problems have the same minimum and L-BFGS on the factors is a smooth local method for it.
 
-`search` starts from structured low-rank logit patterns — block patterns for every integer
-partition of `K` (classes of a block form a simplex in their own subspace, or are merged into one
-vertex of a simplex of blocks), regular and star polygons (rank 2), well-separated spherical codes
-in every rank, rank-r truncations of the simplex ETF — and from seeded random points at several
-scales; every start is polished, centred (`C Z` is never worse: CE is invariant to adding a
-constant to a column and `sigma_i(C Z) <= sigma_i(Z)`), and truncated to the best rank.  Nothing
-depends on a particular `K`.  `lift` turns the best point into full parameters with balanced
+`search` starts from structured low-rank logit patterns `C Q Q^T` — block patterns for every
+integer partition of `K` (a seeded sample of `MAX_PARTITIONS` when there are more; classes of a
+block form a simplex in their own subspace, or are merged into one vertex of a simplex of blocks),
+regular and star polygons (rank 2), well-separated spherical codes in every rank, rank-r
+truncations of the simplex ETF — each at its best scale; the `MAX_POLISHED` best of them (the ETF
+itself always among them) and seeded random points at several scales are polished, centred
+(`C Z` is never worse: CE is invariant to adding a constant to a column and
+`sigma_i(C Z) <= sigma_i(Z)`), and truncated to the cheapest rank (with `q < 1` a rounding-level
+singular value would cost `~ eps^q`).  Everything is seeded; nothing depends on a particular `K`.  `lift` turns the best point into full parameters with balanced
 layers (any width at least its rank); its full objective equals the reduced value.
 
 The reduced problem is tiny (K x K); it runs on the host in numpy and scipy, like the symbolic
@@ -44,6 +46,8 @@ from .problem import Problem
 RANDOM_SCALES: tuple[float, ...] = (0.3, 1.0, 3.0)
 #: at most this many integer partitions of K are used (a seeded sample beyond it).
 MAX_PARTITIONS = 48
+#: structured patterns are screened by their value at the best scale; this many are polished.
+MAX_POLISHED = 24
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,8 @@ class SearchResult:
     """What the search tried and the best point it found."""
 
     best: ReducedPoint
-    structures: int
+    structures: int  # structured patterns polished
+    screened: int  # structured patterns screened (value at their best scale)
     random_starts: int
     families: dict[str, int]
     seed: int
@@ -134,10 +139,11 @@ class SearchResult:
     def summary(self) -> str:
         fams = ", ".join(f"{k} {v}" for k, v in self.families.items())
         return (
-            f"K x K reduction search (seed {self.seed}): {self.structures} structured patterns "
-            f"({fams}) and {self.random_starts} random starts (scales {list(RANDOM_SCALES)} x "
-            f"log K), each polished by L-BFGS on balanced factors; best: {self.best.origin}, "
-            f"rank {self.best.rank}, reduced objective {self.best.value:.15g}"
+            f"K x K reduction search (seed {self.seed}): {self.screened} structured patterns "
+            f"screened at their best scale, {self.structures} of them polished ({fams}), and "
+            f"{self.random_starts} random starts (scales {list(RANDOM_SCALES)} x log K); every "
+            f"start polished by L-BFGS on balanced factors; best: {self.best.origin}, rank "
+            f"{self.best.rank}, reduced objective {self.best.value:.15g}"
         )
 
 
@@ -225,7 +231,7 @@ def patterns(k: int, rank: int, rng: np.random.Generator) -> list[tuple[str, str
 
 
 # ---- polishing ------------------------------------------------------------------------------------
-def _factors(Z: np.ndarray, r: int, depth: int) -> list[np.ndarray]:  # noqa: N803
+def balanced_factors(Z: np.ndarray, r: int, depth: int) -> list[np.ndarray]:  # noqa: N803
     """Balanced factors `F_0 (r x K), F_1.. (r x r), F_M (K x r)` of the rank-r part of `Z`."""
     u, s, vt = np.linalg.svd(Z)
     root = s[:r] ** (1.0 / (depth + 1))
@@ -252,7 +258,7 @@ def polish(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Local minimisation over balanced rank-`r` factors of `Z0` (slightly perturbed), and `b`."""
     k, m = red.K, red.depth
-    fs = _factors(Z0, r, m)
+    fs = balanced_factors(Z0, r, m)
     size = max(float(np.mean([np.abs(f).max() for f in fs])), 1e-3)
     fs = [f + 1e-3 * size * rng.normal(size=f.shape) for f in fs]
     shapes = [f.shape for f in fs]
@@ -348,15 +354,21 @@ def _search(red: Reduced, seed: int, random_starts: int) -> SearchResult:
     k = red.K
     rng = np.random.default_rng([seed, 4])
     c_mat = np.eye(k) - 1.0 / k
-    tried: list[ReducedPoint] = []
-    families: dict[str, int] = {}
-    for family, name, q in patterns(k, red.rank, rng):
+    screened: list[tuple[float, int, str, str, np.ndarray, int]] = []
+    for i, (family, name, q) in enumerate(patterns(k, red.rank, rng)):
         z0 = c_mat @ q @ q.T
         top = np.linalg.svd(z0, compute_uv=False)
         r = int(np.sum(top > 1e-9 * top[0]))
         if r == 0 or r > red.rank:
             continue
         z0 = _fit_scale(red, z0 / top[0]) * (z0 / top[0])
+        # the ETF pattern (one block of K) is always polished: it probes the claim itself
+        key = -math.inf if name == f"blocks {k}" else red.value_of(z0)
+        screened.append((key, i, family, name, z0, r))
+    screened.sort(key=lambda t: (t[0], t[1]))
+    tried: list[ReducedPoint] = []
+    families: dict[str, int] = {}
+    for _, _, family, name, z0, r in screened[:MAX_POLISHED]:
         z, b = polish(red, z0, r, rng)
         tried.append(best_truncation(red, z, b, f"{name} (rank {r})"))
         families[family] = families.get(family, 0) + 1
@@ -376,6 +388,7 @@ def _search(red: Reduced, seed: int, random_starts: int) -> SearchResult:
     return SearchResult(
         best=best,
         structures=n_struct,
+        screened=len(screened),
         random_starts=random_starts,
         families=families,
         seed=seed,

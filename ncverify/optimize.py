@@ -1,7 +1,8 @@
 """Multistart numerical minimisation of the full objective (all `W_m`, `H` and `b` free).
 
 Every run starts at random — seeded, never at or near a prediction — at one of several start
-scales: `W_m` has i.i.d. `N(0, s^2 / d_{m-1})` entries and `H` has `N(0, s^2 / d)` entries.
+scales: `W_m` has i.i.d. `N(0, s^2 / d_{m-1})` entries and `H` has `N(0, s^2 / d)` entries
+(each times `sqrt(lambda_bar / lambda)` when the weight decays differ, see `random_start`).
 The minimiser is `ncverify.lbfgs` on the flattened parameters, on the backend's namespace.
 
 Runs are independent: run `i` depends only on `(seed, i)` and its scale, and it is computed with
@@ -107,12 +108,25 @@ class Flattener:
 
 
 def random_start(problem: Problem, rng: np.random.Generator, scale: float) -> Params:
-    """A random point: fan-in scaled Gaussian layers and features, zero bias (host arrays)."""
+    """A random point: fan-in scaled Gaussian layers and features, zero bias (host arrays).
+
+    With unequal weight decays every factor is also multiplied by `sqrt(lambda_bar / lambda)`
+    (`lambda_bar = P^{1/(M+1)}`, the geometric mean): the product `W_M ... W_1 H`, hence the loss,
+    is unchanged in distribution, and the layers start balanced with respect to the regulariser
+    as every minimiser is (lemma 2).  Without it a start with, e.g., `lambda_W = 5e-4` and
+    `lambda_H = 214` sends `H` to zero before `W` can grow, and every run ends at the zero point.
+    With equal lambdas the factors are 1 and the start is unchanged.
+    """
     ws = tuple(
         rng.normal(0.0, scale / np.sqrt(cols), size=(rows, cols))
         for rows, cols in problem.layer_shapes
     )
     h = rng.normal(0.0, scale / np.sqrt(problem.widths[0]), size=(problem.widths[0], problem.N))
+    if len({*problem.lambda_w, problem.lambda_h}) > 1:
+        lbar = float(problem.lambda_product) ** (1.0 / (problem.depth + 1))
+        factors = [np.sqrt(lbar / float(lam)) for lam in problem.lambda_w]
+        ws = tuple(w * f for w, f in zip(ws, factors, strict=True))
+        h = h * np.sqrt(lbar / float(problem.lambda_h))
     b = None if problem.bias == "none" else np.zeros(problem.K)
     return Params(ws, h, b)
 

@@ -85,7 +85,19 @@ def _iv_of(x: int | Fraction) -> Any:
 
 
 def _sumsq(m: np.ndarray) -> int:
-    return int(sum(int(v) * int(v) for v in m.ravel()))
+    """Exact sum of squares of a Python-int array (its zero entries skipped)."""
+    return int(sum(int(v) * int(v) for v in m.ravel() if v))
+
+
+def _exact_matmul(w: np.ndarray, w_float: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Exact `w @ z` of Python-int arrays, computed on the non-zero rows and columns only
+    (balanced lifts are mostly zero; `w_float` is the float array `w` came from)."""
+    live = np.array([any(v for v in row) for row in z], dtype=bool)
+    rows = np.flatnonzero((w_float[:, live] != 0).any(axis=1))
+    out = np.zeros((w.shape[0], z.shape[1]), dtype=object)
+    if rows.size and live.any():
+        out[rows] = w[np.ix_(rows, np.flatnonzero(live))] @ z[live]
+    return out
 
 
 def enclose_objective(problem: Problem, point: Params) -> Any | None:
@@ -104,8 +116,8 @@ def enclose_objective(problem: Problem, point: Params) -> Any | None:
         return None
     # exact class-level logits z = W_M ... W_1 hbar (+ b), as (integers, exponent)
     z, ez = hbar
-    for wm, ew in ws:  # type: ignore[misc]
-        z, ez = wm @ z, ez + ew
+    for (wm, ew), w_float in zip(ws, point.Ws, strict=True):  # type: ignore[misc]
+        z, ez = _exact_matmul(wm, np.asarray(w_float, dtype=np.float64), z), ez + ew
     if b is not None:
         bm, eb = b
         e = min(ez, eb)
@@ -184,7 +196,10 @@ def point_structure(problem: Problem, point: Params) -> dict[str, Any]:
     Gram matrix `Hbar^T Hbar` (layer 1) and the classifier Gram `W W^T` (floats)."""
     h = np.asarray(point.H, dtype=np.float64)
     hbar = np.stack(
-        [h[:, s : s + n].mean(axis=1) for s, n in zip(_first_columns(problem), problem.counts)],
+        [
+            h[:, s : s + n].mean(axis=1)
+            for s, n in zip(_first_columns(problem), problem.counts, strict=True)
+        ],
         axis=1,
     )
     w = np.asarray(point.Ws[-1], dtype=np.float64)

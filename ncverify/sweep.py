@@ -848,69 +848,76 @@ def _verdict_legend(ax: Any, verdicts: Sequence[str]) -> list[Any]:
 
 
 def _plot_1d(fig: Any, records: Sequence[dict[str, Any]], axis: Axis, title: str) -> None:
+    import numpy as np
     from matplotlib.lines import Line2D
 
     ax_gain, ax_alive = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
     xs = [axis_value(r, axis.name) for r in records]
     verdicts = [r["verdict"] for r in records]
+    cells = _cells(xs, axis.log)
     for ax in (ax_gain, ax_alive):
-        for (a, b), v in zip(_cells(xs, axis.log), verdicts, strict=True):
+        for (a, b), v in zip(cells, verdicts, strict=True):
             ax.axvspan(a, b, color=VERDICT_COLOURS.get(v, "#000000"), alpha=0.25, lw=0)
         if axis.log:
             ax.set_xscale("log")
+        ax.set_xlim(cells[0][0], cells[-1][1])
     n_classes = max(
         (len((r.get("prediction") or {}).get("gains") or []) for r in records), default=0
     )
     colours = _class_colours(max(n_classes, 1))
-    # predicted per-class gains, the best run's singular values of W Hbar
+    # per class, (W Hbar)_kk at the claimed point (a line while the class is alive, none across a
+    # jump to 0) and at the best random-start run (x): the same quantity for every claim
+    run_values: list[float] = []
     for k in range(n_classes):
         pts = [
-            (x, r["prediction"]["gains"][k])
-            for x, r in zip(xs, records, strict=True)
-            if r.get("prediction") and k < len(r["prediction"]["gains"])
+            (x, v[k]) for x, r in zip(xs, records, strict=True) if len(v := claimed_diagonal(r)) > k
         ]
-        counts = {r["problem"]["counts"][k] for r in records if k < len(r["problem"]["counts"])}
-        label = f"class {k}" + (f" (n={counts.pop()})" if len(counts) == 1 else "")
-        ax_gain.plot(*zip(*pts, strict=True), "-o", color=colours[k], ms=4, label=label)
-    sv_x, sv_y = [], []
-    for x, r in zip(xs, records, strict=True):
-        best = best_run(r)
-        if best and best.get("structure"):
-            for s in best["structure"].get("singular_values_WH", []):
-                sv_x.append(x)
-                sv_y.append(s)
-    if sv_x:
-        ax_gain.plot(sv_x, sv_y, "kx", ms=6, label=r"best run: singular values of $W\bar H$")
-    cx = [(x, r) for x, r in zip(xs, records, strict=True) if r.get("counterexample")]
+        if pts:
+            px = np.array([x for x, _ in pts])
+            py = np.array([g for _, g in pts], dtype=float)
+            counts = {r["problem"]["counts"][k] for r in records if k < len(r["problem"]["counts"])}
+            label = f"class {k}" + (f" (n={counts.pop()})" if len(counts) == 1 else "")
+            ax_gain.plot(px, np.where(py > ALIVE_GAIN, py, np.nan), "-", color=colours[k], lw=1.5)
+            ax_gain.plot(px, py, "o", color=colours[k], ms=4, label=label)
+        runs = [
+            (x, r["sweep"]["best_run"]["gains"][k])
+            for x, r in zip(xs, records, strict=True)
+            if (r["sweep"].get("best_run") or {}).get("gains") is not None
+            and k < len(r["sweep"]["best_run"]["gains"])
+        ]
+        if runs:
+            ax_gain.plot(*zip(*runs, strict=True), "x", color=colours[k], ms=7, mew=1.5)
+            run_values += [g for _, g in runs if g is not None]
+    if run_values:
+        ax_gain.plot([], [], "x", color="k", ms=7, mew=1.5, label="best random-start run")
+    cx = [x for x, r in zip(xs, records, strict=True) if r.get("counterexample")]
     if cx:
-        top = max(
-            [
-                1.0,
-                *sv_y,
-                *(g for r in records for g in (r.get("prediction") or {}).get("gains") or []),
-            ]
-        )
+        top = max([1.0, *run_values, *(g for r in records for g in claimed_diagonal(r))])
         ax_gain.plot(
-            [x for x, _ in cx],
+            cx,
             [1.04 * top] * len(cx),
             "*",
             color=VERDICT_COLOURS["refuted"],
             ms=12,
             mec="k",
+            ls="",
             label="certified counterexample",
         )
-    _draw_thresholds(ax_gain, records, axis, colours, label=True)
-    _draw_thresholds(ax_alive, records, axis, colours, label=False)
-    ax_gain.set_ylabel(r"class gain $\gamma_k$ (claimed: coloured)")
-    ax_gain.set_title(title)
+    outside = _draw_thresholds(ax_gain, records, axis, colours, cells, label=True)
+    _draw_thresholds(ax_alive, records, axis, colours, cells, label=False)
+    ax_gain.set_ylabel(r"$(W\bar H)_{kk}$: claimed point (o), best run (x)")
+    fig.suptitle(title, fontsize=9)
     handles, labels = ax_gain.get_legend_handles_labels()
-    legend_patches = _verdict_legend(ax_gain, verdicts)
+    extra = _verdict_legend(ax_gain, verdicts) + [
+        Line2D([], [], ls="", label=f"critical $\\lambda^*$ outside the sweep: {text}")
+        for text in outside
+    ]
     ax_gain.legend(
-        handles + legend_patches,
-        labels + [p.get_label() for p in legend_patches],
+        handles + extra,
+        labels + [h.get_label() for h in extra],
         fontsize=7,
-        loc="best",
-        ncol=2,
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
     )
     # alive map: claimed alive (filled) / collapsed (hollow); a black dot where the best run is alive
     for x, r in zip(xs, records, strict=True):
@@ -937,7 +944,14 @@ def _plot_1d(fig: Any, records: Sequence[dict[str, Any]], axis: Axis, title: str
             Line2D(
                 [], [], marker="o", ls="", mfc="none", mec="grey", ms=8, label="collapsed (claim)"
             ),
-            Line2D([], [], marker=".", ls="", color="k", label="alive in the best run"),
+            Line2D(
+                [],
+                [],
+                marker=".",
+                ls="",
+                color="k",
+                label=f"alive in the best run ($(W\\bar H)_{{kk}} > {ALIVE_GAIN:g}$)",
+            ),
             Line2D([], [], marker="x", ls="", color="red", label="claim and best run disagree"),
         ],
         fontsize=7,
@@ -946,17 +960,32 @@ def _plot_1d(fig: Any, records: Sequence[dict[str, Any]], axis: Axis, title: str
     )
 
 
+def claimed_diagonal(record: dict[str, Any]) -> list[float]:
+    """`(W Hbar)_kk` at the claimed point (from the report's Gram matrices; the claimed gains
+    where the report has none; empty without a prediction)."""
+    pred = record.get("prediction") or {}
+    wh = (pred.get("gram") or {}).get("WH")
+    if wh:
+        return [float(wh[k][k]) for k in range(len(wh))]
+    return [float(g) for g in pred.get("gains") or [] if g is not None]
+
+
 def _tied(records: Sequence[dict[str, Any]]) -> bool:
     return bool(records) and all(r["sweep"].get("tied") for r in records)
 
 
 def _draw_thresholds(
-    ax: Any, records: Sequence[dict[str, Any]], axis: Axis, colours: list[Any], label: bool
-) -> None:
-    """Vertical lines at each class's critical lambda along a lambda axis (one line per
-    distinct value: equal classes share it)."""
+    ax: Any,
+    records: Sequence[dict[str, Any]],
+    axis: Axis,
+    colours: list[Any],
+    cells: list[tuple[float, float]],
+    label: bool,
+) -> list[str]:
+    """Vertical lines at each class's claimed critical lambda along a lambda axis (one line per
+    distinct value: equal classes share it); returns the ones outside the sweep, as text."""
     if axis.name not in LAMBDA_OPTIONS or not records:
-        return
+        return []
     drawn: dict[float, list[int]] = {}
     for r in records:
         crit = (r.get("prediction") or {}).get("critical_lambdas") or []
@@ -969,12 +998,12 @@ def _draw_thresholds(
             key = float(f"{x:.12g}")
             if k not in drawn.setdefault(key, []):
                 drawn[key].append(k)
-    lo = min(axis_value(r, axis.name) for r in records)
-    hi = max(axis_value(r, axis.name) for r in records)
+    outside = []
     for x, ks in sorted(drawn.items()):
-        if not (lo / 3 <= x <= hi * 3):
-            continue
         name = ",".join(str(k) for k in ks)
+        if not (cells[0][0] <= x <= cells[-1][1]):
+            outside.append(f"class {name} ({x:.3g})")
+            continue
         ax.axvline(
             x,
             color=colours[ks[0] % len(colours)],
@@ -982,6 +1011,7 @@ def _draw_thresholds(
             lw=1.2,
             label=f"claimed critical $\\lambda^*$, class {name} ({x:.3g})" if label else None,
         )
+    return outside
 
 
 def _plot_2d(fig: Any, records: Sequence[dict[str, Any]], shown: list[Axis], title: str) -> None:

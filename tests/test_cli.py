@@ -274,9 +274,3 @@ def script(*args: str) -> Result:
 
 def test_console_script_bad_input() -> None:
     assert_one_line_error(script("check", "mse-balanced-biasfree", "--counts", "10,0,10"), "count")
-
-
-def test_console_script_list_json() -> None:
-    r = script("list", "--json")
-    assert r.code == 0, r.err
-    assert {"mse-balanced-biasfree", "mse-balanced-bias"} <= {c["id"] for c in json.loads(r.out)}

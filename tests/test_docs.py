@@ -258,3 +258,23 @@ def test_every_derivation_step_names_a_test_or_identity_that_exists() -> None:
             if not found:
                 missing.append(f"{claim.id} step {i}: {step.reference}")
     assert not missing, "derivation steps cite checks that do not exist: " + "; ".join(missing)
+
+
+def test_nc_trace_follows_a_run_to_the_prediction() -> None:
+    # the trace behind the plots: run 0 of multistart, recorded every `every` iterations
+    from ncverify import Problem
+    from ncverify.optimize import multistart
+    from ncverify.trace import nc_trace
+
+    claim = theorems.get("mse-balanced-biasfree")
+    problem = Problem.build(classes=3, samples=2, depth=2, width=3)
+    trace = nc_trace(claim, problem, seed=5, every=4)
+    its = [p.iteration for p in trace.points]
+    assert its[0] == 0 and all(i % 4 == 0 for i in its[1:-1]) and its == sorted(set(its))
+    run = multistart(problem, Backend.create(), restarts=1, seed=5)[0]
+    # the same run as the verifier's run 0 (its last, stalled iteration has no callback)
+    assert run.iterations - 1 <= its[-1] <= run.iterations
+    assert abs(trace.points[-1].objective - run.objective) <= 1e-12 * abs(run.objective)
+    first, last = trace.points[0], trace.points[-1]
+    assert first.gap > 1e-3 and abs(last.gap) <= 1e-9 * abs(trace.claimed)
+    assert last.nc < 1e-4 < first.nc and last.nc1 < 1e-8

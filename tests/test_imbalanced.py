@@ -40,6 +40,7 @@ from ncverify.certify import CERTIFIERS, separable_reduction
 from ncverify.cli import app
 from ncverify.metrics import layer_geometry
 from ncverify.objective import Objective, norm
+from ncverify.optimize import random_start
 from ncverify.problem import Problem
 from ncverify.report import Report
 from ncverify.symbolic import collapse_threshold, minimise_mode, stationary_candidates
@@ -240,34 +241,29 @@ def test_permuting_classes_permutes_the_prediction(problem: Problem, rnd) -> Non
     assert a.phase["distance"] == b.phase["distance"]
 
 
-def test_bottleneck_keeps_the_largest_classes() -> None:
-    """Brute force over every set of at most R live classes: the claim picks the best set."""
-    for counts, depth, width, lam in [
-        ((9, 2, 5, 7), 3, 2, Fraction(1, 100)),
-        ((3, 8, 1, 6, 4), 2, 3, Fraction(1, 50)),
-        ((4, 4, 2), 1, 2, Fraction(1, 20)),
-        ((10, 1, 6), 4, 1, Fraction(3, 100)),
-    ]:
-        problem = Problem.build(counts=counts, depth=depth, width=width, lambda_w=lam, lambda_h=lam)
-        n_total = problem.N
-        values = [minimise_mode(depth, rho(problem, c)).value for c in counts]
-        best = None
-        with mpmath.workdps(40):
-            for r in range(problem.bottleneck + 1):
-                for live in itertools.combinations(range(problem.K), r):
-                    v = sum(
-                        (mpmath.mpf(c) / n_total) * (values[k] if k in live else mpmath.mpf(1) / 2)
-                        for k, c in enumerate(counts)
-                    )
-                    best = v if best is None else min(best, v)
-        pred = CLAIM.closed_form(problem)
-        assert abs(pred.objective - best) <= mpmath.mpf(10) ** -30
-        alive = [k for k, c in enumerate(pred.classes) if c.gain != 0]
-        assert len(alive) <= problem.bottleneck
-        dead_counts = [counts[k] for k in range(problem.K) if k not in alive]
-        cut = [k for k, c in enumerate(pred.classes) if c.regime == "bottleneck"]
-        if cut:
-            assert min(counts[k] for k in alive) >= max(dead_counts)
+@given(problems(bias="none", allow_bottleneck=True, max_depth=4))
+def test_bottleneck_keeps_the_largest_classes(problem: Problem) -> None:
+    """Brute force over every set of at most R live classes: the claim picks the best set, and
+    a class cut by the bottleneck is never larger than a live one."""
+    counts = problem.counts
+    values = [minimise_mode(problem.depth, rho(problem, c)).value for c in counts]
+    best = None
+    with mpmath.workdps(40):
+        for r in range(problem.bottleneck + 1):
+            for live in itertools.combinations(range(problem.K), r):
+                v = sum(
+                    (mpmath.mpf(c) / problem.N) * (values[k] if k in live else mpmath.mpf(1) / 2)
+                    for k, c in enumerate(counts)
+                )
+                best = v if best is None else min(best, v)
+    pred = CLAIM.closed_form(problem)
+    assert abs(pred.objective - best) <= mpmath.mpf(10) ** -30
+    alive = [k for k, c in enumerate(pred.classes) if c.gain != 0]
+    assert len(alive) <= problem.bottleneck
+    cut = [k for k, c in enumerate(pred.classes) if c.regime == "bottleneck"]
+    if cut:
+        assert len(alive) == problem.bottleneck
+        assert min(counts[k] for k in alive) >= max(counts[k] for k in cut)
 
 
 # ---- the predicted point ------------------------------------------------------------------------
@@ -506,3 +502,34 @@ def test_wrong_variant_is_refuted_and_true_claim_certified(name: str) -> None:
         if ce is not None:  # a counterexample really beats the variant, never the true optimum
             assert ce.objective < ce.claimed - ce.error_bound
             assert ce.objective >= true.prediction.objective_float * (1 - 1e-9)
+
+
+@given(placed_problems(max_depth=4), st.integers(0, 2**32 - 1))
+def test_random_starts_are_balanced_and_keep_the_product(problem: Problem, seed: int) -> None:
+    """Unequal lambdas rescale each random factor by `sqrt(lambda_bar / lambda)`, whose product is
+    1: the start's `W_M ... W_1 H` (hence its loss) is that of the same draw with equal lambdas."""
+    tied = problem.with_(lambda_w=(Fraction(1),) * problem.depth, lambda_h=Fraction(1))
+    a = random_start(problem, np.random.default_rng(seed), 1.0)
+    b = random_start(tied, np.random.default_rng(seed), 1.0)
+
+    def product(p) -> np.ndarray:  # noqa: ANN001
+        out = p.H
+        for w in p.Ws:
+            out = w @ out
+        return out
+
+    pa, pb = product(a), product(b)
+    assert np.max(np.abs(pa - pb)) <= 1e-12 * np.max(np.abs(pb))
+    lbar = float(problem.lambda_product) ** (1 / (problem.depth + 1))
+    for wa, wb, lam in zip(a.Ws, b.Ws, problem.lambda_w, strict=True):
+        ratio = np.linalg.norm(wa) / np.linalg.norm(wb)
+        assert abs(ratio - np.sqrt(lbar / float(lam))) <= 1e-12 * ratio
+
+
+def test_tie_with_very_unequal_lambdas_is_reached_from_random_starts() -> None:
+    """`lambda_W = 1/2000`, `lambda_H = 751`: unbalanced starts all end at the zero point."""
+    problem = vi.instance((6, 3, 2), 2, 4, collapse_threshold(2), lambda_w=Fraction(1, 2000))
+    assert problem.lambda_h > 700
+    report = run(CLAIM, problem)
+    assert report.verdict == "certified", failure_reason(report)
+    assert report.prediction.classes[2].regime == "tie"

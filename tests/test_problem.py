@@ -231,3 +231,26 @@ def test_lambdas_strategy_range(x: Fraction) -> None:
     while (x * 10**k).denominator != 1:
         k += 1
     assert (x * 10**k) < 100 or x in (Fraction(3, 10**5), Fraction(1, 5))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_width": 2, "min_classes": 3},  # no bottleneck needs every width >= K
+        {"min_classes": 1},
+        {"balanced": False, "min_samples": 4, "max_samples": 4},
+        {"min_lambda": "1e-2", "max_lambda": "1e-3"},
+        {"loss": "hinge"},
+        {"bias": "learned"},
+    ],
+)
+def test_problems_strategy_rejects_impossible_filters(kwargs: dict[str, object]) -> None:
+    from hypothesis.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument):
+        problems(**kwargs)
+
+
+@given(lambdas("1/300", "1/300"))
+def test_lambdas_strategy_single_value(x: Fraction) -> None:
+    assert x == Fraction(1, 300)

@@ -287,3 +287,10 @@ def test_assert_claim_holds_raises_with_the_reason() -> None:
         assert_claim_holds(FREE, problem, restarts=2, probe=True)
     with pytest.raises(TypeError, match="unknown settings"):
         assert_claim_holds(FREE, problem, restart=2)
+
+
+@settings(max_examples=max(2, settings.default.max_examples // 4))
+@given(problems(balanced=True, bias="free", max_classes=5, max_depth=3))
+def test_readme_example(problem: Problem) -> None:
+    """The README's example of `ncverify.testing`, verbatim but for the claim."""
+    assert_claim_holds(BIAS, problem, restarts=4)

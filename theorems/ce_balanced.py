@@ -102,7 +102,9 @@ class _Scalar:
         iv = mpmath.iv
         k = iv.mpf(self.k)
         power = iv.exp(self.iv_q * iv.log(a))
-        return iv.log(1 + (k - 1) * iv.exp(-a)) + (k - 1) * iv.mpf(self.m + 1) / 2 * self.iv_c * power
+        return (
+            iv.log(1 + (k - 1) * iv.exp(-a)) + (k - 1) * iv.mpf(self.m + 1) / 2 * self.iv_c * power
+        )
 
     def g_iv(self, a: Any) -> Any:
         iv = mpmath.iv
@@ -272,7 +274,7 @@ def critical_c(k: int, depth: int) -> float:
 
 
 # ---- derivation identities -------------------------------------------------------------------------
-_a, _c, _n, _P, _s = sp.symbols("alpha c n P s", positive=True)
+_a, _c, _n, _P, _s, _k = sp.symbols("alpha c n P s K", positive=True)
 
 
 def _etf_loss_identity() -> sp.Expr:
@@ -309,14 +311,13 @@ def _scale_identity() -> sp.Expr:
 
 
 def _stationarity_identity() -> sp.Expr:
-    """`f'(alpha) = -(K-1) alpha^{q-1} g(alpha) / (e^alpha + K - 1)`, K = 2..6, M = 1..5."""
+    """`f'(alpha) = -(K-1) alpha^{q-1} g(alpha) / (e^alpha + K - 1)`, any K, M = 1..6."""
     total = sp.Integer(0)
-    for k in range(2, 7):
-        for m in range(1, 6):
-            q = sp.Rational(2, m + 1)
-            f = sp.log(1 + (k - 1) * sp.exp(-_a)) + (k - 1) * sp.Rational(m + 1, 2) * _c * _a**q
-            g = _a ** (1 - q) - _c * (sp.exp(_a) + k - 1)
-            total += sp.simplify(sp.diff(f, _a) + (k - 1) * _a ** (q - 1) * g / (sp.exp(_a) + k - 1))
+    for m in range(1, 7):
+        q = sp.Rational(2, m + 1)
+        f = sp.log(1 + (_k - 1) * sp.exp(-_a)) + (_k - 1) * sp.Rational(m + 1, 2) * _c * _a**q
+        g = _a ** (1 - q) - _c * (sp.exp(_a) + _k - 1)
+        total += sp.simplify(sp.diff(f, _a) + (_k - 1) * _a ** (q - 1) * g / (sp.exp(_a) + _k - 1))
     return sp.simplify(total)
 
 
@@ -403,7 +404,9 @@ class CEBalanced(Claim):
             f"{PREC} bits) of the ETF scalar problem, zero included",
         ]
         if mm.regime == "tie":
-            notes.append("zero and the positive margin cannot be separated: the minimiser is not unique")
+            notes.append(
+                "zero and the positive margin cannot be separated: the minimiser is not unique"
+            )
         if problem.bias == "free":
             notes.append("the free bias is determined only up to t 1; reported with 1^T b = 0")
         with mpmath.workprec(PREC):
@@ -467,6 +470,7 @@ class CEBalanced(Claim):
             "summary": result.summary(),
             "reduced_objective": best.value,
             "structures": result.structures,
+            "screened": result.screened,
             "random_starts": result.random_starts,
             "families": dict(result.families),
             "rank": best.rank,
@@ -482,8 +486,8 @@ class CEBalanced(Claim):
                 "weights, F is strictly convex in H (CE is convex, lambda_H > 0) and invariant under "
                 "permuting the samples of a class.",
                 r"h_{k,i} = \bar h_k \quad \forall i",
-                "test",
-                "tests/test_ce.py::test_nc1_for_cross_entropy",
+                "lemma",
+                "tests/test_lemmas.py::test_lemma1_nc1",
             ),
             Step(
                 "With balanced classes the loss is the class average of CE at the class-level logits "
@@ -498,7 +502,7 @@ class CEBalanced(Claim):
                 r"\sum_m \tfrac{\lambda_{W_m}}{2}\|W_m\|^2 + \tfrac{\lambda_H}{2}\|\bar H D\|^2 \ge "
                 r"\tfrac{M+1}{2} P^{1/(M+1)} \sum_i \sigma_i(A)^{q}",
                 "lemma",
-                "tests/test_ce.py::test_factor_penalty_bounds_schatten",
+                "tests/test_lemmas.py::test_lemma2_factorisation_bound",
             ),
             Step(
                 "With A = sqrt(n) Z the bound is ((M+1)/2) c sum_i sigma_i(Z)^q, c = (nP)^{1/(M+1)}.",

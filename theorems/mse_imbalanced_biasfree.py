@@ -1,5 +1,4 @@
 """Any class sizes, no bias, MSE: a length-weighted orthogonal frame, and small classes collapse.
-
 With class counts `n_1, ..., n_K` (any), `M >= 1` layers, no bias and MSE, every global minimiser
 has NC1, and with `rho_k = N^{M+1} P / n_k^M` the class gain `gamma_k = (W Hbar)_{kk}`
 (`W = W_M ... W_1`) is `max(0, 1 - sqrt(rho_k))` for `M = 1`; for `M >= 2` it is the largest root
