@@ -400,8 +400,11 @@ def sweep(  # noqa: PLR0913
     try:
         with render.progress(err, enabled=not quiet and err.is_terminal) as bar:
             update = None if bar is None else (lambda done, total: bar("points", done, total))
-            with sw.dask_client(scheduler, n_workers) as client:
-                outcome = sw.execute(tasks, results, client, update)
+            if all(t.key in results for t in tasks):  # nothing to run: no cluster
+                outcome = sw.execute(tasks, results, None, update)
+            else:
+                with sw.dask_client(scheduler, n_workers) as client:
+                    outcome = sw.execute(tasks, results, client, update)
     except sw.SweepError as exc:
         fail(str(exc))
     except KeyboardInterrupt:

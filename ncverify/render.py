@@ -249,9 +249,17 @@ def report(r: Report) -> Group:
         )
         worse = [run for run in r.runs if run.outcome == "worse" and run.structure]
         if worse:
-            shapes = sorted({str(w.structure["alive_classes"]) for w in worse})
+            shapes: dict[str, int] = {}
+            for w in worse:  # how many worse runs end with each set of alive classes
+                alive = w.structure["alive_classes"]
+                key = str(alive) if alive else "none (the zero point)"
+                shapes[key] = shapes.get(key, 0) + 1
             parts.append(
-                Text(f"  worse runs end with alive classes {', '.join(shapes)}", style="dim")
+                Text(
+                    "  worse runs end with alive classes "
+                    + "; ".join(f"{k} ({v} run{'' if v == 1 else 's'})" for k, v in sorted(shapes.items())),
+                    style="dim",
+                )
             )
     if r.certificate is not None:
         c = r.certificate

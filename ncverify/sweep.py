@@ -527,7 +527,8 @@ def execute(
     client: Any,
     progress: Callable[[int, int], None] | None = None,
 ) -> Outcome:
-    """Run every task whose key is not yet in `results`, appending each record as it finishes."""
+    """Run every task whose key is not yet in `results`, appending each record as it finishes
+    (`client` is not used when there is none to run)."""
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
 
@@ -543,6 +544,8 @@ def execute(
     done = outcome.reused
     if progress is not None:
         progress(done, total)
+    if not pending:
+        return outcome
     futures: dict[Any, PointTask] = {}
     attempts: dict[str, int] = {}
     for t in pending:
