@@ -434,6 +434,19 @@ def test_cluster_sweep_matches_the_local_sweep(cluster_run: Path, tmp_path: Path
         assert alive == ([0, 1, 2] if lam < crit else []), (lam, alive)
         assert r["problem"]["lambda_h_exact"] == r["problem"]["lambda_w_exact"][0]
     assert "verdict" in result.stdout and "certified" in result.stdout
+    # each line is the report `check` gives for the point's options (timings aside)
+    from ncverify.verify import verify
+
+    middle = next(r for r in here.values() if r["sweep"]["index"] == 1)
+    problem = Problem.build(
+        counts="4,4,4", depth=2, width=3, bias="free", lambda_w="0.01", lambda_h="0.01"
+    )
+    assert middle["problem"] == problem.describe()
+    report = verify(theorems.get(CLAIM), problem, None, Settings(restarts=2, seed=0)).to_json()
+    line = _without_timings(middle)
+    del line["sweep"]
+    assert _without_timings(report) == line
+    assert "--lambda-w 0.01 --lambda-h 0.01" in middle["sweep"]["command"]
 
 
 def test_resume_recomputes_only_the_missing_points(
