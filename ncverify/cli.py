@@ -537,6 +537,14 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted.", highlight=False, markup=False)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - a traceback is never the interface
+        err.print(f"error: internal error ({type(exc).__name__}: {exc}); this is a bug in "
+                  "ncverify, please report it with the command line.",
+                  highlight=False, markup=False, soft_wrap=True)
+        sys.exit(3)
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

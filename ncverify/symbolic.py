@@ -103,7 +103,7 @@ class ModeMinimum:
 
     @property
     def gamma_float(self) -> float:
-        return float(sp.N(self.gamma, DIGITS))
+        return float(self.gamma)
 
     @property
     def value(self) -> mpmath.mpf:
@@ -116,25 +116,103 @@ class ModeMinimum:
         return "alive" if self.gamma != 0 else "collapsed"
 
 
+def _horner(coeffs: list[Fraction], x: Fraction) -> Fraction:
+    acc = Fraction(0)
+    for c in coeffs:
+        acc = acc * x + c
+    return acc
+
+
+def _sign(coeffs: list[Fraction], x: Fraction) -> int:
+    v = _horner(coeffs, x)
+    return (v > 0) - (v < 0)
+
+
+@dataclass(frozen=True)
+class Root:
+    """A real root isolated in `[lo, hi]` (no other root there); `exact` when it is rational."""
+
+    lo: Fraction
+    hi: Fraction
+    exact: Fraction | None = None
+
+    @property
+    def value(self) -> sp.Expr:
+        """The root exactly when rational, else a decimal inside `[lo, hi]` (width < 2^-160)."""
+        if self.exact is not None:
+            return sp.Rational(self.exact.numerator, self.exact.denominator)
+        mid = (self.lo + self.hi) / 2
+        with mpmath.workdps(60):
+            return sp.Float(mpmath.mpf(mid.numerator) / mid.denominator, 50)
+
+
+def real_roots_in(
+    depth: int, rho: Fraction, lo: Fraction, hi: Fraction, width: Fraction = Fraction(1, 2**160)
+) -> list[Root]:
+    """Every root of `p_rho` in the open interval `(lo, hi)`, isolated exactly.
+
+    sympy isolates the distinct real roots of the square-free part with rational endpoints;
+    each is then refined by bisection on the exact sign of that polynomial (Python integers,
+    cheap even for huge rationals), and a rational root is recognised exactly.
+    """
+    sqf = stationarity_polynomial(depth, rho).sqf_part()
+    coeffs = [Fraction(int(c.p), int(c.q)) for c in sqf.all_coeffs()]
+    out = []
+    for (a_s, b_s), _mult in sqf.intervals():
+        a = Fraction(int(sp.Rational(a_s).p), int(sp.Rational(a_s).q))
+        b = Fraction(int(sp.Rational(b_s).p), int(sp.Rational(b_s).q))
+        root = _refine(coeffs, a, b, width)
+        if root.hi <= lo or root.lo >= hi:
+            continue
+        if root.exact is not None and not (lo < root.exact < hi):
+            continue
+        for edge in (lo, hi):  # a root exactly at an edge is outside the open interval
+            if root.lo <= edge <= root.hi and _horner(coeffs, edge) == 0:
+                break
+        else:
+            out.append(root)
+    return out
+
+
+def _refine(coeffs: list[Fraction], a: Fraction, b: Fraction, width: Fraction) -> Root:
+    """Bisect the one simple root in the open interval `(a, b)` (`a == b`: the root is `a`).
+
+    An endpoint may itself be a neighbouring root (sympy's intervals are open); the sign just
+    right of `a` is then the sign of the derivative there (the polynomial is square-free).
+    """
+    if a == b:
+        return Root(a, a, a)
+    n = len(coeffs) - 1
+    slope = [c * (n - i) for i, c in enumerate(coeffs[:-1])]
+    sa = _sign(coeffs, a) or _sign(slope, a)
+    while b - a > width:
+        m = (a + b) / 2
+        sm = _sign(coeffs, m)
+        if sm == 0:
+            return Root(m, m, m)
+        if sm == sa:
+            a = m
+        else:
+            b = m
+    guess = ((a + b) / 2).limit_denominator(10**6)  # a rational root has a small denominator
+    if a <= guess <= b and _horner(coeffs, guess) == 0:
+        return Root(guess, guess, guess)
+    return Root(a, b)
+
+
 def stationary_candidates(depth: int, rho: Fraction) -> list[Candidate]:
     """Zero, and every root of `p_rho` in the open interval (0, 1), each with `psi` there."""
     out = [Candidate(sp.Integer(0), (Fraction(0), Fraction(0)), mpmath.mpf(1) / 2)]
-    poly = stationarity_polynomial(depth, rho)
-    # real_roots and intervals both list the distinct real roots in increasing order
-    roots = list(dict.fromkeys(sp.real_roots(poly)))
-    boxes = poly.intervals(eps=sp.Rational(1, 10**30))
-    for root, ((lo, hi), _mult) in zip(roots, boxes, strict=True):
-        lo_f, hi_f = Fraction(int(lo.p), int(lo.q)), Fraction(int(hi.p), int(hi.q))
-        if not (0 < root < 1):
-            continue
-        m = depth
+    m = depth
+    for root in real_roots_in(depth, rho, Fraction(0), Fraction(1)):
         with mpmath.workdps(DIGITS + 10):
-            g = mpmath.mpf(sp.N(root, DIGITS + 10))
+            mid = (root.lo + root.hi) / 2
+            g = mpmath.mpf(mid.numerator) / mid.denominator
             rho_root = mpmath.root(mpmath.mpf(rho.numerator) / rho.denominator, m + 1)
             value = (g - 1) ** 2 / 2 + mpmath.mpf(m + 1) / 2 * rho_root * g ** (
                 mpmath.mpf(2) / (m + 1)
             )
-        out.append(Candidate(root, (lo_f, hi_f), value))
+        out.append(Candidate(root.value, (root.lo, root.hi), value))
     return out
 
 
@@ -161,22 +239,27 @@ def minimise_mode(depth: int, rho: Fraction) -> ModeMinimum:
 
 
 def _compare(depth: int, rho: Fraction, a: Candidate, b: Candidate) -> int:
-    """Sign of `psi(a) - psi(b)`: rigorous intervals first, the exact identity when they overlap."""
+    """Sign of `psi(a) - psi(b)`: rigorous intervals first, the exact identity when they overlap.
+
+    At a stationary `g > 0`, `psi(g) - psi(0) = g (M - 1 - M g) / 2`: against zero, only the
+    position of `g` relative to the rational `(M-1)/M` matters, decided on the isolating
+    interval (a root equal to `(M-1)/M` is rational and recognised exactly: a tie).
+    """
     ia = _enclosure(depth, rho, a)
     ib = _enclosure(depth, rho, b)
     if ia.b < ib.a:
         return -1
     if ib.b < ia.a:
         return 1
-    # psi(g) - psi(0) = g (M - 1 - M g) / 2 at stationary g > 0: compare g with (M-1)/M exactly
-    diff = _exact_excess(depth, a.gamma) - _exact_excess(depth, b.gamma)
-    if a.gamma.is_Rational and b.gamma.is_Rational:
-        return int(sp.sign(diff))
-    # distinct algebraic numbers of this degree and height differ far above 10^-100
-    value = sp.N(diff, 120)
-    if abs(value) < sp.Float("1e-110"):
-        return 0
-    return -1 if value < 0 else 1
+    if a.gamma == 0 or b.gamma == 0:
+        other, sign = (b, 1) if a.gamma == 0 else (a, -1)
+        edge = Fraction(depth - 1, depth)
+        lo, hi = other.interval
+        if lo == hi == edge:
+            return 0
+        excess_sign = 1 if hi < edge else -1 if lo > edge else 0  # sign of psi(other) - psi(0)
+        return sign * -excess_sign if excess_sign else 0
+    return 0  # two positive stationary points with equal values to ~1e-45: call it a tie
 
 
 def _enclosure(depth: int, rho: Fraction, c: Candidate):  # noqa: ANN202
@@ -192,10 +275,12 @@ def _exact_excess(depth: int, gamma: sp.Expr) -> sp.Expr:
 
 
 def largest_root_in(depth: int, rho: Fraction, lo: Fraction, hi: Fraction) -> sp.Expr | None:
-    """The largest root of `p_rho` in the open interval `(lo, hi)`, or None if there is none."""
-    poly = stationarity_polynomial(depth, rho)
-    roots = [r for r in sp.real_roots(poly) if to_rational(lo) < r < to_rational(hi)]
-    return max(roots, key=lambda r: sp.N(r, DIGITS)) if roots else None
+    """The largest root of `p_rho` in the open interval `(lo, hi)`, or None if there is none.
+
+    Exact when rational, else a 50-digit decimal inside an isolating interval of width 2^-160.
+    """
+    roots = real_roots_in(depth, rho, lo, hi)
+    return max(roots, key=lambda r: r.lo).value if roots else None
 
 
 def mp(x: sp.Expr | Fraction | float, digits: int = DIGITS) -> mpmath.mpf:

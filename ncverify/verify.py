@@ -266,20 +266,21 @@ def _classify(run: Run, objective: Objective, claimed: mpmath.mpf, tol: Toleranc
 
 
 def structure(objective: Objective, p: Params) -> dict[str, object]:
-    """Which classes are alive (non-zero class mean at layer 1) and the rank of `W Hbar`."""
+    """Which classes are alive and the rank of `W Hbar` (layer 1).
+
+    A class is alive when its logit vector `W hbar_k` has norm above `1e-6`: the targets have
+    norm 1, so this is a scale-free test (a relative test on `||hbar_k||` would call every class
+    of the zero solution alive, its means being ~1e-9 of equal size).
+    """
     # layer 1 only (every run is classified: the NC1 of all layers would cost more than this)
     hbar = class_means(objective, p.H)
     classifier = p.Ws[-1]
     for w in reversed(p.Ws[:-1]):
         classifier = classifier @ w
-    xp = objective.xp
-    lengths = [float(v) for v in xp.linalg.vector_norm(hbar, axis=0)]
-    top = max(lengths) if lengths else 0.0
-    alive = [k for k, v in enumerate(lengths) if v > 1e-6 * max(top, 1e-300) and v > 1e-12]
-    sv = np.linalg.svd(np.asarray(_host(classifier @ hbar)), compute_uv=False)
-    rank = int(np.sum(sv > 1e-6 * max(float(sv[0]) if sv.size else 0.0, 1e-300))) if sv.size else 0
-    if sv.size and sv[0] <= 1e-12:
-        rank = 0
+    logits = _host(classifier @ hbar)
+    alive = [k for k, v in enumerate(np.linalg.norm(logits, axis=0)) if v > 1e-6]
+    sv = np.linalg.svd(logits, compute_uv=False)
+    rank = int(np.sum(sv > 1e-6 * max(1.0, float(sv[0])))) if sv.size else 0
     return {"alive_classes": alive, "rank_WH": rank, "singular_values_WH": [float(s) for s in sv]}
 
 

@@ -139,7 +139,8 @@ def test_not_applicable_exits_4_and_probe_runs(cli) -> None:  # noqa: ANN001
     probe = cli(*args, "--probe", "--json", "-")
     data = json.loads(probe.out)
     assert data["probe"] is True and data["verdict"] != "not-applicable" and data["checks"]
-    assert probe.code in (0, 1, 3)
+    exit_codes = {"certified": 0, "consistent": 0, "refuted": 1, "inconclusive": 3}
+    assert probe.code == exit_codes[data["verdict"]]  # DESIGN.md exit codes
 
 
 # ---- list, show, derive, JSON ------------------------------------------------------------------

@@ -411,7 +411,9 @@ GAP_CASES = {
 @pytest.mark.parametrize("name", sorted(GAP_CASES))
 def test_gap_instance_is_certified_with_collapsed_classes_at_zero(name: str) -> None:
     problem = GAP_CASES[name]
-    report = run(CLAIM, problem)
+    # in the gap only some random starts find the global minimum (the others keep a collapsed
+    # class at its positive local minimum, or lose a live class): about 1 in 3 here, so 8 runs
+    report = verify(CLAIM, problem, settings=Settings(restarts=2 * RESTARTS))
     assert report.verdict == "certified", failure_reason(report)
     pred = report.prediction
     collapsed = [k for k, c in enumerate(pred.classes) if c.regime == "collapsed"]

@@ -134,8 +134,10 @@ def test_float_parsing_round_trips(x: float) -> None:
 
 @given(st.fractions(min_value=Fraction(1, 10**9), max_value=10**6))
 def test_fraction_strings_round_trip(f: Fraction) -> None:
-    if f > 0:
-        assert exact(str(f), "lambda") == f
+    assert exact(str(f), "lambda") == f
+    assert exact(f, "lambda") == f
+    with pytest.raises(ProblemError):
+        exact(str(-f), "lambda")  # the same number negated is rejected
 
 
 def test_lambda_forms_in_build() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -244,15 +245,18 @@ def test_json_at_the_zero_solution_has_null_metrics_not_nan() -> None:
     assert rows and all(row["nc1"] is None for row in rows)  # undefined at zero: null
 
 
-def test_json_of_a_refutation_has_the_counterexample() -> None:
+def test_json_of_a_refutation_has_the_counterexample(tmp_path: Path) -> None:
+    # probing the balanced formula on unequal counts: the exact certificate's point beats it
     problem = Problem.build(counts="6,3,3", depth=2, width=4, lambda_w="1e-2", lambda_h="1e-2")
-    report = verify(FREE, problem, settings=Settings(restarts=2, probe=True))
-    data = check_json(report)
+    settings_ = Settings(restarts=2, probe=True, save_dir=str(tmp_path))
+    data = check_json(verify(FREE, problem, settings=settings_))
+    assert data["verdict"] == "refuted"
     assert data["probe"] is True and data["hypotheses"]
-    if data["counterexample"] is not None:
-        assert COUNTEREXAMPLE <= set(data["counterexample"])
-        ce = data["counterexample"]
-        assert ce["objective"] < ce["claimed"] - ce["error_bound"]
+    ce = data["counterexample"]
+    assert ce is not None and COUNTEREXAMPLE <= set(ce)
+    assert ce["objective"] < ce["claimed"] - ce["error_bound"]
+    assert math.isclose(ce["gap"], ce["claimed"] - ce["objective"], rel_tol=1e-12)
+    assert ce["path"] and Path(ce["path"]).is_file()  # saved, so that it can be rechecked
 
 
 def test_not_applicable_json() -> None:
