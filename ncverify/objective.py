@@ -165,11 +165,24 @@ class Objective:
         return gl, gr
 
     def _value_and_grad_parts(self, p: Params) -> tuple[Array, Params, Params]:
+        loss, grad_loss = self.loss_and_grad(p)
+        grad_reg = Params(
+            tuple(lam * w for lam, w in zip(self.lambda_w, p.Ws, strict=True)),
+            self.lambda_h * p.H,
+            None if p.b is None else self.lambda_b * p.b,
+        )
+        return loss + self.regulariser(p), grad_loss, grad_reg
+
+    def loss_and_grad(self, p: Params) -> tuple[Array, Params]:
+        """The loss `L` alone (a 0-d array) and its gradient, without the regulariser.
+
+        The optimiser adds the regulariser on the flat parameter vector in two vector
+        operations instead of one small operation per layer (`ncverify.optimize.FlatObjective`).
+        """
         if self.product_first:
-            return self._value_and_grad_product_first(p)
+            return self._loss_and_grad_product_first(p)
         feats, z = self._forward(p)
         loss, g, _ = self._loss(z)
-        value = loss + self.regulariser(p)
         back = g
         gws = [None] * len(p.Ws)
         for m in range(len(p.Ws) - 1, -1, -1):
@@ -177,13 +190,7 @@ class Objective:
             back = p.Ws[m].T @ back
         xp = self.xp
         gb = None if p.b is None else xp.sum(g, axis=1)
-        grad_loss = Params(tuple(gws), back, gb)
-        grad_reg = Params(
-            tuple(lam * w for lam, w in zip(self.lambda_w, p.Ws, strict=True)),
-            self.lambda_h * p.H,
-            None if p.b is None else self.lambda_b * p.b,
-        )
-        return value, grad_loss, grad_reg
+        return loss, Params(tuple(gws), back, gb)
 
     @property
     def product_first(self) -> bool:
@@ -199,8 +206,8 @@ class Objective:
         chain = sum(dims[m] * dims[m + 1] for m in range(pr.depth))
         return pr.depth > 1 and pr.K * (pr.widths[0] * pr.N + chain) < pr.N * chain
 
-    def _value_and_grad_product_first(self, p: Params) -> tuple[Array, Params, Params]:
-        """As `_value_and_grad_parts`, with the products reassociated around `P = W_M ... W_1`.
+    def _loss_and_grad_product_first(self, p: Params) -> tuple[Array, Params]:
+        """As `loss_and_grad`, with the products reassociated around `P = W_M ... W_1`.
 
         With `A_m = W_M ... W_{m+1}` (identity for the last layer) and `H_m` the input of `W_m`,
         `dL/dW_m = A_m^T G H_m^T` and `G H_m^T = (G H^T)(W_{m-1} ... W_1)^T`, a `K x d_{m-1}`
@@ -213,7 +220,6 @@ class Objective:
         if p.b is not None:
             z = z + p.b[:, None]
         loss, g, _ = self._loss(z)
-        value = loss + self.regulariser(p)
         e = g @ p.H.T  # G H_m^T for m = 1, advanced through the layers below
         gws = []
         for m in range(depth):
@@ -223,13 +229,7 @@ class Objective:
         gh = prod.T @ g
         xp = self.xp
         gb = None if p.b is None else xp.sum(g, axis=1)
-        grad_loss = Params(tuple(gws), gh, gb)
-        grad_reg = Params(
-            tuple(lam * w for lam, w in zip(self.lambda_w, p.Ws, strict=True)),
-            self.lambda_h * p.H,
-            None if p.b is None else self.lambda_b * p.b,
-        )
-        return value, grad_loss, grad_reg
+        return loss, Params(tuple(gws), gh, gb)
 
     def hvp(self, p: Params, v: Params) -> Params:
         """Hessian of `F` at `p` applied to the direction `v`."""

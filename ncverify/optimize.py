@@ -19,11 +19,12 @@ import functools
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -77,7 +78,7 @@ def single_threaded_blas(fn: Callable[_P, _T]) -> Callable[_P, _T]:
 class Flattener:
     """Views between a flat vector and `Params` of a problem's shapes, on any namespace."""
 
-    def __init__(self, problem: Problem, xp) -> None:  # noqa: ANN001
+    def __init__(self, problem: Problem, xp: Any) -> None:
         self.xp = xp
         self.shapes = [*problem.layer_shapes, (problem.widths[0], problem.N)]
         if problem.bias != "none":
@@ -91,7 +92,8 @@ class Flattener:
     def size(self) -> int:
         return self.offsets[-1]
 
-    def unflatten(self, x):  # noqa: ANN001, ANN201
+    def unflatten(self, x: Any) -> Params:
+        """`Params` whose arrays are views into the flat vector `x` (no copy)."""
         xp = self.xp
         parts = [
             xp.reshape(x[a:b], s)
@@ -103,7 +105,8 @@ class Flattener:
             parts[self.depth + 1] if self.has_bias else None,
         )
 
-    def flatten(self, p: Params):  # noqa: ANN201
+    def flatten(self, p: Params) -> Any:
+        """One flat vector (a copy) of `p`'s arrays, in the order `W_1 .. W_M, H, b`."""
         xp = self.xp
         return xp.concat([xp.reshape(a, (-1,)) for a in p.arrays()])
 
@@ -151,6 +154,44 @@ def random_start(problem: Problem, rng: np.random.Generator, scale: float) -> Pa
     return Params(ws, h, b)
 
 
+class FlatObjective:
+    """`x -> (F(x), grad F(x))` on the flat parameter vector, for the optimiser.
+
+    The loss and its gradient come from `Objective.loss_and_grad`; the regulariser
+    `sum (lambda/2) |.|^2` and its gradient `lambda x` are added on the flat vector, two vector
+    operations in place of a few small ones per layer (the per-call overhead of which was a
+    good part of an evaluation on the paper's configurations).  `lambda` is one number when all
+    blocks share it, else a vector of per-entry weights (0 on a free bias).
+    """
+
+    def __init__(self, objective: Objective, flat: Flattener) -> None:
+        self.objective = objective
+        self.flat = flat
+        lams = [*objective.lambda_w, objective.lambda_h]
+        if flat.has_bias:
+            lams.append(objective.lambda_b)
+        self.lam: float | Any
+        if len(set(lams)) == 1:
+            self.lam = lams[0]
+        else:
+            xp = objective.xp
+            sizes = [b - a for a, b in zip(flat.offsets[:-1], flat.offsets[1:], strict=True)]
+            self.lam = xp.concat(
+                [
+                    xp.full((size,), lam, dtype=objective.dtype, device=objective.device)
+                    for size, lam in zip(sizes, lams, strict=True)
+                ]
+            )
+        self.evaluations = 0
+
+    def __call__(self, x: Any) -> tuple[float, Any]:
+        self.evaluations += 1
+        loss, grad_loss = self.objective.loss_and_grad(self.flat.unflatten(x))
+        lx = self.lam * x
+        value = loss + 0.5 * self.objective.xp.vecdot(lx, x)
+        return float(value), self.flat.flatten(grad_loss) + lx
+
+
 def descend(
     objective: Objective,
     start: Params,
@@ -166,10 +207,7 @@ def descend(
     may come from reassociated products and differ in the last bits).
     """
     flat = Flattener(objective.problem, objective.xp)
-
-    def fun_grad(x):  # noqa: ANN001, ANN202
-        value, grad = objective.value_and_grad(flat.unflatten(x))
-        return float(value), flat.flatten(grad)
+    fun_grad = FlatObjective(objective, flat)
 
     # One BLAS thread: the products here are small, threads only contend (and, for reductions,
     # would make the last bits depend on the thread count); parallelism is across runs instead.
@@ -224,6 +262,13 @@ def default_jobs(backend: Backend, restarts: int) -> int:
             pass
     if backend.name != "numpy" or restarts < 2:
         return 1
+    # no worker processes from a daemonic process (multiprocessing forbids its children, e.g.
+    # inside a Dask worker) or from a thread other than the main one (fork copies only the
+    # calling thread, and locks held by the others would stay locked in the child)
+    if multiprocessing.current_process().daemon:
+        return 1
+    if threading.current_thread() is not threading.main_thread():
+        return 1
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -271,6 +316,7 @@ def _worker_run(
     scale: float,
     max_iter: int,
 ) -> Run:
+    """`one_run` in a worker process; the end point comes back as host numpy arrays."""
     key = (problem, backend_spec)
     if _WORKER.get("key") != key:
         name, device, dtype = backend_spec
@@ -336,10 +382,13 @@ def multistart(
         return runs
     spec = (backend.name, backend.device_name, backend.dtype_name)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=_pool_context()) as pool:
-        futures = [
-            pool.submit(_worker_run, problem, spec, seed, i, per_run[i], max_iter)
-            for i in range(restarts)
-        ]
+        # Largest scales first: they take the most iterations, and starting the longest jobs
+        # first keeps the workers busy to the end (results do not depend on the order).
+        order = sorted(range(restarts), key=lambda i: -per_run[i])
+        submitted = {
+            i: pool.submit(_worker_run, problem, spec, seed, i, per_run[i], max_iter) for i in order
+        }
+        futures = [submitted[i] for i in range(restarts)]
         for i, future in enumerate(futures):
             run = future.result()
             run.point = run.point.map(backend.asarray)

@@ -70,6 +70,7 @@ class Settings:
     optimise: bool = True
     probe: bool = False
     max_iter: int = 20000
+    escalate: int = 2  # times the runs are doubled when none reached the prediction or beat it
     curvature_steps: int = 60
     save_dir: str | None = None
     extra: dict = field(default_factory=dict)
@@ -119,24 +120,34 @@ def verify(
 
         def on_run(i: int, run: Run) -> None:
             if progress is not None:
-                progress("optimiser runs", i + 1, settings.restarts)
+                progress("optimiser runs", i + 1, restarts)
 
-        runs = multistart(
-            problem,
-            backend,
-            restarts=settings.restarts,
-            seed=settings.seed,
-            scales=settings.scales,
-            max_iter=settings.max_iter,
-            progress=on_run,
-        )
-        for run in runs:
-            _classify(run, objective, claimed, tol)
+        restarts = settings.restarts
+        for attempt in range(settings.escalate + 1):
+            runs = multistart(
+                problem,
+                backend,
+                restarts=restarts,
+                seed=settings.seed,
+                scales=settings.scales,
+                max_iter=settings.max_iter,
+                progress=on_run,
+            )
+            for run in runs:
+                _classify(run, objective, claimed, tol)
+            outcomes = {run.outcome for run in runs}
+            if "at-prediction" in outcomes or "better" in outcomes or attempt == settings.escalate:
+                break
+            # no run reached the prediction and none beat it: gather more evidence before
+            # saying inconclusive (twice the runs, over the same range of start scales)
+            report.notes.append(
+                f"none of {restarts} random-start runs reached the prediction or beat it "
+                f"({', '.join(sorted(outcomes))}); escalated to {2 * restarts} runs"
+            )
+            restarts *= 2
         timing["optimise"] = time.perf_counter() - t0
     report.runs = runs
-    report.start_scales = (
-        run_scales(settings.scales, settings.restarts) if runs else list(settings.scales)
-    )
+    report.start_scales = run_scales(settings.scales, len(runs)) if runs else list(settings.scales)
 
     # ---- claim-specific counterexample search (structured candidates) ----------------------
     if settings.optimise:

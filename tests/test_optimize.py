@@ -76,7 +76,7 @@ def test_compact_direction_equals_two_loop_recursion(
     hist = lbfgs.CompactHistory(be.xp, memory)
     stored = []
     g = rng.normal(size=n)
-    assert np.array_equal(be.to_numpy(hist.direction(be.asarray(g))), -g)  # empty: steepest
+    assert np.array_equal(be.to_numpy(hist.direction(be.asarray(g))[0]), -g)  # empty: steepest
     for _ in range(pairs):
         s = rng.normal(size=n)
         y = a @ s + 0.1 * rng.normal(size=n)  # perturbed, so not one exact quadratic
@@ -88,11 +88,13 @@ def test_compact_direction_equals_two_loop_recursion(
             g = rng.normal(size=n)
         hist.push(be.asarray(s), be.asarray(y), float(s @ y), gradient_change=gradient_change)
         stored.append((be.asarray(s), be.asarray(y)))
-        compact = be.to_numpy(hist.direction(be.asarray(g)))
+        direction, gg = hist.direction(be.asarray(g))
+        assert abs(gg - g @ g) <= 1e-13 * (g @ g)
+        compact = be.to_numpy(direction)
         reference = be.to_numpy(lbfgs.two_loop_direction(be.xp, be.asarray(g), stored[-memory:]))
         assert np.linalg.norm(compact - reference) <= 1e-10 * np.linalg.norm(reference)
     hist.clear()
-    assert np.array_equal(be.to_numpy(hist.direction(be.asarray(g))), -g)
+    assert np.array_equal(be.to_numpy(hist.direction(be.asarray(g))[0]), -g)
 
 
 class _LayerByLayer(Objective):

@@ -13,6 +13,7 @@ ICML 2023 (balanced MSE with bias); M = 1: Zhou et al. 2022; THEOREMS.md §3.2.
 from __future__ import annotations
 
 import numpy as np
+import sympy as sp
 
 from ncverify.claim import Step
 from ncverify.geometry import simplex_directions
@@ -45,6 +46,11 @@ class MSEBalancedBias(MSEBalancedBiasFree):
     def frame(self, problem: Problem, r: int) -> tuple[np.ndarray, np.ndarray]:
         e = simplex_directions(problem.K)[:, :r]
         return e, e
+
+    def diagonal_share(self, problem: Problem) -> sp.Expr:
+        """`W Hbar = gamma C`, so the class gain `(W Hbar)_kk` is `gamma (K-1)/K` (the mode gain
+        `gamma` is the non-zero singular value of `W Hbar`)."""
+        return sp.Rational(problem.K - 1, problem.K)
 
     def bias_value(self, problem: Problem) -> np.ndarray:
         return np.full(problem.K, 1.0 / problem.K)

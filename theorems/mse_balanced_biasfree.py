@@ -63,6 +63,10 @@ class MSEBalancedBiasFree(Claim):
     def bias_value(self, problem: Problem) -> np.ndarray | None:
         return None
 
+    def diagonal_share(self, problem: Problem) -> sp.Expr:
+        """`(W Hbar)_kk / gamma`: 1 for the orthogonal frame (`W Hbar = gamma I`)."""
+        return sp.Integer(1)
+
     # ---- closed form --------------------------------------------------------------------------
     def closed_form(self, problem: Problem) -> Prediction:
         n = problem.counts[0]
@@ -73,13 +77,15 @@ class MSEBalancedBiasFree(Claim):
             value = bal.mode_value(problem, n, g) * alive + mpmath.mpf(n) / (2 * problem.N) * (
                 modes - alive
             )
+        share = self.diagonal_share(problem)  # (W Hbar)_kk = gamma * share
         lw, lh = bal.lengths(problem, n, float(sp.N(g, 30)))
+        lw, lh = lw * float(share) ** 0.5, lh * float(share) ** 0.5
         crit = bal.critical_lambda(problem, n)
         classes = []
         for k in range(problem.K):
             cut = k >= problem.bottleneck and g != 0 and modes == problem.K
             reg = "bottleneck" if cut else regime
-            gk = sp.Integer(0) if cut else g
+            gk = sp.Integer(0) if cut else g * share
             classes.append(
                 ClassPrediction(n, reg, gk, 0.0 if cut else lw, 0.0 if cut else lh, crit)
             )

@@ -62,7 +62,7 @@ from ncverify.problem import Problem
 from ncverify.symbolic import collapse_threshold
 from theorems import _balanced as bal
 
-gamma, n, N, P, lam, b = sp.symbols("gamma n N P lambda b", positive=True)
+gamma, n, N, P, lam = sp.symbols("gamma n N P lambda", positive=True)
 
 
 def gap_top(depth: int) -> Fraction:
@@ -108,7 +108,8 @@ class MSEImbalancedBiasFree(Claim):
         return bal.rho_of(problem, count)
 
     def threshold(self, depth: int) -> Fraction:
-        """`thr_M = (M-1)^{M-1} / M^{2M}` (1 for `M = 1`, where the boundary is `rho_k = 1`)."""
+        """`thr_M = (M-1)^{M-1} / M^{2M}` (1 for `M = 1`, where the boundary is `rho_k = 1`), as
+        the phase report shows it; `gain` applies the same threshold through the rule."""
         return collapse_threshold(depth)
 
     def gain(self, problem: Problem, count: int) -> tuple[sp.Expr, str]:
