@@ -178,6 +178,10 @@ def check(  # noqa: PLR0913
     bias: Annotated[str | None, typer.Option(help="none, free or regularised.")] = None,
     loss: Annotated[str | None, typer.Option(help="mse or ce.")] = None,
     restarts: Annotated[str, typer.Option(help="Random-start optimiser runs.")] = "8",
+    escalate: Annotated[
+        str,
+        typer.Option(help="Times to double the runs when none reached the prediction or beat it."),
+    ] = "2",
     seed: Annotated[str, typer.Option(help="Seed of every random choice.")] = "0",
     probe: Annotated[
         bool, typer.Option("--probe", help="Run the checks even outside the hypotheses.")
@@ -203,7 +207,9 @@ def check(  # noqa: PLR0913
     """Check one claim on one instance (or every claim on its default with --all)."""
     from .verify import verify
 
-    settings = run_settings(restarts, seed, probe, no_certificate, no_optimise, save_counterexample)
+    settings = run_settings(
+        restarts, seed, probe, no_certificate, no_optimise, save_counterexample, escalate
+    )
     if all_claims and claim_id is not None:
         fail("give either a claim or --all, not both.")
     if not all_claims and claim_id is None:
@@ -454,6 +460,7 @@ def run_settings(  # noqa: PLR0913
     no_certificate: bool,
     no_optimise: bool,
     save_counterexample: str | None,
+    escalate: str = "2",
 ) -> Settings:
     """The verification settings from the run options of `check` (and `sweep`)."""
     from .verify import Settings
@@ -461,8 +468,14 @@ def run_settings(  # noqa: PLR0913
     try:
         n_restarts = int(restarts)
         n_seed = int(seed)
+        n_escalate = int(escalate)
     except ValueError:
-        fail(f"restarts and seed must be integers, not {restarts!r} / {seed!r}.")
+        fail(
+            f"restarts, seed and escalate must be integers, not {restarts!r} / {seed!r} / "
+            f"{escalate!r}."
+        )
+    if n_escalate < 0:
+        fail(f"escalate must be a non-negative integer, not {n_escalate}.")
     if n_restarts < 0:
         fail(f"restarts must be a non-negative integer, not {n_restarts}.")
     return Settings(
@@ -472,6 +485,7 @@ def run_settings(  # noqa: PLR0913
         optimise=not no_optimise and n_restarts > 0,
         probe=probe,
         save_dir=save_counterexample,
+        escalate=n_escalate,
     )
 
 
@@ -541,9 +555,13 @@ def main() -> None:
         err.print("interrupted.", highlight=False, markup=False)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - a traceback is never the interface
-        err.print(f"error: internal error ({type(exc).__name__}: {exc}); this is a bug in "
-                  "ncverify, please report it with the command line.",
-                  highlight=False, markup=False, soft_wrap=True)
+        err.print(
+            f"error: internal error ({type(exc).__name__}: {exc}); this is a bug in "
+            "ncverify, please report it with the command line.",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
         sys.exit(3)
     sys.exit(rc if isinstance(rc, int) else 0)
 

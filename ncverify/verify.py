@@ -265,7 +265,8 @@ def _classify(run: Run, objective: Objective, claimed: mpmath.mpf, tol: Toleranc
     if not math.isfinite(run.objective):
         run.outcome = "failed"
         return
-    err = objective.error_bound(run.point)
+    # computed where the run ran (in its worker process), else here
+    err = run.error_bound if run.error_bound > 0 else objective.error_bound(run.point)
     run.error_bound = err
     if run.objective < f_claim - err:
         run.outcome = "better"

@@ -109,6 +109,8 @@ def test_inconclusive_exits_3(cli) -> None:  # noqa: ANN001
         "1/405",
         "--restarts",
         "2",
+        "--escalate",
+        "0",
         "--json",
         "-",
     )

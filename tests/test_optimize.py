@@ -157,6 +157,7 @@ def test_a_run_reaches_the_exact_optimum_to_machine_precision(counts: str) -> No
 def _same_runs(a: list, b: list) -> bool:
     return all(
         r.objective == s.objective
+        and r.error_bound == s.error_bound > 0
         and r.iterations == s.iterations
         and r.scale == s.scale
         and all(
