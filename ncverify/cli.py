@@ -28,7 +28,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Verify Neural Collapse claims about global minimisers of deep linear networks.",
 )
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 150)  # files and pipes: wide tables
 err = Console(stderr=True)
 
 EXIT = {"certified": 0, "consistent": 0, "refuted": 1, "inconclusive": 3, "not-applicable": 4}

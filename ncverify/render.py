@@ -257,7 +257,9 @@ def report(r: Report) -> Group:
             parts.append(
                 Text(
                     "  worse runs end with alive classes "
-                    + "; ".join(f"{k} ({v} run{'' if v == 1 else 's'})" for k, v in sorted(shapes.items())),
+                    + "; ".join(
+                        f"{k} ({v} run{'' if v == 1 else 's'})" for k, v in sorted(shapes.items())
+                    ),
                     style="dim",
                 )
             )
@@ -296,22 +298,23 @@ def summary_table(reports: list[Report]) -> Table:
         "claim",
         "instance",
         "verdict",
-        "claimed optimum",
+        "optimum",
         "best run",
         "at/worse/better",
-        "certificate",
-        "time (s)",
+        "E3",
+        "s",
     ):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col in ("claim", "verdict"))
     for r in reports:
         p = r.problem
         counts = r.outcome_counts()
+        sizes = f"{p.counts[0]}x{p.K}" if p.balanced else ",".join(map(str, p.counts))
         t.add_row(
             r.claim.id,
-            f"counts={list(p.counts)} M={p.depth} d={p.widths[0]}",
+            f"n={sizes} M={p.depth} d={p.widths[0]} {p.loss}",
             Text(r.verdict, style=VERDICT_STYLE.get(r.verdict, "")),
-            _fmt(r.prediction.objective_float if r.prediction else None, 10),
-            _fmt(r.best_objective, 10),
+            _fmt(r.prediction.objective_float if r.prediction else None, 8),
+            _fmt(r.best_objective, 8),
             f"{counts['at-prediction']}/{counts['worse']}/{counts['better']}",
             r.certificate.kind if r.certificate is not None else "-",
             f"{r.timing.get('total', 0.0):.1f}",
