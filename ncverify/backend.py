@@ -113,6 +113,10 @@ def _torch(device: str | None, dtype: str) -> Backend:
         raise BackendError(f"unknown torch device {name!r}; use cpu or cuda.")
     if name == "mps" and not torch.backends.mps.is_available():
         raise BackendError("device 'mps' was requested but is not available.")
+    if name == "cpu":
+        # the iterations are chains of small products: torch's intra-op thread pool spins and
+        # contends (measured 60x slower on 2 cores than one thread), as OpenBLAS did for numpy
+        torch.set_num_threads(1)
     return Backend("torch", xp, torch.device(name), getattr(torch, dtype), name, dtype)
 
 
