@@ -31,6 +31,19 @@ app = typer.Typer(
 out = Console(width=None if sys.stdout.isatty() else 150)  # files and pipes: wide tables
 err = Console(stderr=True)
 
+# run options shared by `check` and `sweep`
+ProbeOpt = Annotated[
+    bool, typer.Option("--probe", help="Run the checks even outside the hypotheses.")
+]
+NoCertificateOpt = Annotated[bool, typer.Option("--no-certificate", help="Skip E3.")]
+NoOptimiseOpt = Annotated[
+    bool, typer.Option("--no-optimise", help="Skip the random-start runs (E2).")
+]
+BackendOpt = Annotated[str, typer.Option(help="numpy, array-api-strict, torch, cupy or jax.")]
+DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, ...")]
+DtypeOpt = Annotated[str, typer.Option(help="float64 or float32.")]
+
+
 EXIT = {"certified": 0, "consistent": 0, "refuted": 1, "inconclusive": 3, "not-applicable": 4}
 
 
@@ -183,18 +196,12 @@ def check(  # noqa: PLR0913
         typer.Option(help="Times to double the runs when none reached the prediction or beat it."),
     ] = "2",
     seed: Annotated[str, typer.Option(help="Seed of every random choice.")] = "0",
-    probe: Annotated[
-        bool, typer.Option("--probe", help="Run the checks even outside the hypotheses.")
-    ] = False,
-    no_certificate: Annotated[bool, typer.Option("--no-certificate", help="Skip E3.")] = False,
-    no_optimise: Annotated[
-        bool, typer.Option("--no-optimise", help="Skip the random-start runs (E2).")
-    ] = False,
-    backend: Annotated[
-        str, typer.Option(help="numpy, array-api-strict, torch, cupy or jax.")
-    ] = "numpy",
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, ...")] = None,
-    dtype: Annotated[str, typer.Option(help="float64 or float32.")] = "float64",
+    probe: ProbeOpt = False,
+    no_certificate: NoCertificateOpt = False,
+    no_optimise: NoOptimiseOpt = False,
+    backend: BackendOpt = "numpy",
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "float64",
     json_out: Annotated[
         str | None, typer.Option("--json", help="Write the JSON report to a file, or - for stdout.")
     ] = None,
@@ -287,18 +294,12 @@ def sweep(  # noqa: PLR0913
     loss: Annotated[str | None, typer.Option(help="mse or ce.")] = None,
     restarts: Annotated[str, typer.Option(help="Random-start optimiser runs.")] = "8",
     seed: Annotated[str, typer.Option(help="Seed of every random choice (each point).")] = "0",
-    probe: Annotated[
-        bool, typer.Option("--probe", help="Run the checks even outside the hypotheses.")
-    ] = False,
-    no_certificate: Annotated[bool, typer.Option("--no-certificate", help="Skip E3.")] = False,
-    no_optimise: Annotated[
-        bool, typer.Option("--no-optimise", help="Skip the random-start runs (E2).")
-    ] = False,
-    backend: Annotated[
-        str, typer.Option(help="numpy, array-api-strict, torch, cupy or jax.")
-    ] = "numpy",
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, ...")] = None,
-    dtype: Annotated[str, typer.Option(help="float64 or float32.")] = "float64",
+    probe: ProbeOpt = False,
+    no_certificate: NoCertificateOpt = False,
+    no_optimise: NoOptimiseOpt = False,
+    backend: BackendOpt = "numpy",
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "float64",
     save_counterexample: Annotated[
         str | None,
         typer.Option("--save-counterexample", help="Directory for counterexample files."),

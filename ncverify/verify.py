@@ -341,27 +341,15 @@ def _evaluate_certificate(
 def _check_geometry(report: Report, pred: Prediction, best: Run | None, tol: Tolerances) -> None:
     if best is None:
         return
-    if not pred.unique:
-        report.checks.append(
-            Check(
-                "E4 geometry",
-                None,
-                None,
-                tol.geometry,
-                "skipped: the claim says the minimiser is not unique",
-            )
-        )
-        return
-    if best.outcome != "at-prediction":
-        report.checks.append(
-            Check(
-                "E4 geometry",
-                None,
-                None,
-                tol.geometry,
-                "skipped: the best run did not reach the prediction",
-            )
-        )
+    skipped = (
+        "the claim says the minimiser is not unique"
+        if not pred.unique
+        else "the best run did not reach the prediction"
+        if best.outcome != "at-prediction"
+        else None
+    )
+    if skipped is not None:
+        report.checks.append(Check("E4 geometry", None, None, tol.geometry, f"skipped: {skipped}"))
         return
     rows = report.metrics or []
     if pred.geometry == "zero":
