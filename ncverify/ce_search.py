@@ -35,7 +35,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.optimize as so
 from threadpoolctl import threadpool_limits
 
 from .geometry import balanced_layers, simplex_directions
@@ -299,6 +298,8 @@ def polish(
     x0 = [f.ravel() for f in fs]
     if has_b:
         x0.append(np.zeros(k) if b0 is None else np.asarray(b0, dtype=np.float64))
+    import scipy.optimize as so  # here, not at the top: it costs the CLI ~0.5 s to import
+
     res = so.minimize(
         fun_grad,
         np.concatenate(x0),
@@ -338,6 +339,8 @@ def _fit_scale(red: Reduced, Z0: np.ndarray) -> float:  # noqa: N803
     def h(u: float) -> float:
         t = math.exp(u)
         return red.loss(t * Z0) + pen0 * t**red.q
+
+    import scipy.optimize as so
 
     res = so.minimize_scalar(h, bounds=(math.log(1e-2), math.log(1e3)), method="bounded")
     return math.exp(float(res.x))

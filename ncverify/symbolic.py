@@ -27,6 +27,7 @@ reported as such.  No "largest root" shortcut is taken anywhere.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -123,9 +124,25 @@ def _horner(coeffs: list[Fraction], x: Fraction) -> Fraction:
     return acc
 
 
-def _sign(coeffs: list[Fraction], x: Fraction) -> int:
-    v = _horner(coeffs, x)
-    return (v > 0) - (v < 0)
+def _integer_coefficients(coeffs: list[Fraction]) -> list[int]:
+    """The coefficients times the (positive) lcm of their denominators: the same signs."""
+    scale = 1
+    for c in coeffs:
+        scale = scale * c.denominator // math.gcd(scale, c.denominator)
+    return [int(c * scale) for c in coeffs]
+
+
+def _sign_at(ints: list[int], num: int, den: int) -> int:
+    """Sign of the polynomial at `num / den` (`den > 0`), in integers only.
+
+    `den^n p(num/den) = sum_i c_i num^(n-i) den^i` by Horner's rule: no gcd per operation,
+    which made the bisection on `Fraction`s the slowest step of a deep closed form.
+    """
+    acc, den_power = ints[0], 1
+    for c in ints[1:]:
+        den_power *= den
+        acc = acc * num + c * den_power
+    return (acc > 0) - (acc < 0)
 
 
 @dataclass(frozen=True)
@@ -179,21 +196,29 @@ def _refine(coeffs: list[Fraction], a: Fraction, b: Fraction, width: Fraction) -
 
     An endpoint may itself be a neighbouring root (sympy's intervals are open); the sign just
     right of `a` is then the sign of the derivative there (the polynomial is square-free).
+    Every bisection point is `(lo + j (hi - lo) / 2^k)`: it is kept as an integer numerator over
+    the common denominator `den`, which doubles at each step.
     """
     if a == b:
         return Root(a, a, a)
-    n = len(coeffs) - 1
-    slope = [c * (n - i) for i, c in enumerate(coeffs[:-1])]
-    sa = _sign(coeffs, a) or _sign(slope, a)
-    while b - a > width:
-        m = (a + b) / 2
-        sm = _sign(coeffs, m)
+    ints = _integer_coefficients(coeffs)
+    n = len(ints) - 1
+    slope = [c * (n - i) for i, c in enumerate(ints[:-1])]
+    den = a.denominator * b.denominator // math.gcd(a.denominator, b.denominator)
+    lo, hi = a.numerator * (den // a.denominator), b.numerator * (den // b.denominator)
+    sa = _sign_at(ints, lo, den) or _sign_at(slope, lo, den)
+    while (hi - lo) * width.denominator > width.numerator * den:
+        lo, hi, den = 2 * lo, 2 * hi, 2 * den
+        mid = (lo + hi) // 2
+        sm = _sign_at(ints, mid, den)
         if sm == 0:
+            m = Fraction(mid, den)
             return Root(m, m, m)
         if sm == sa:
-            a = m
+            lo = mid
         else:
-            b = m
+            hi = mid
+    a, b = Fraction(lo, den), Fraction(hi, den)
     guess = ((a + b) / 2).limit_denominator(10**6)  # a rational root has a small denominator
     if a <= guess <= b and _horner(coeffs, guess) == 0:
         return Root(guess, guess, guess)

@@ -15,6 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ncverify.symbolic import (
+    _integer_coefficients,
+    _sign_at,
     collapse_threshold,
     minimise_mode,
     stationarity_polynomial,
@@ -156,3 +158,14 @@ def test_stationarity_polynomial_is_exact(depth: int) -> None:
 def test_non_positive_rho_is_rejected() -> None:
     with pytest.raises(ValueError):
         minimise_mode(2, Fraction(0))
+
+
+@given(
+    st.lists(st.fractions(max_denominator=50), min_size=1, max_size=12),
+    st.fractions(min_value=-3, max_value=3, max_denominator=10**6),
+)
+def test_integer_sign_matches_rational_evaluation(coeffs: list[Fraction], x: Fraction) -> None:
+    """The bisection's integer evaluation `den^n p(num/den)` has the sign of `p(x)` itself."""
+    exact = sum(c * x ** (len(coeffs) - 1 - i) for i, c in enumerate(coeffs))
+    got = _sign_at(_integer_coefficients(coeffs), x.numerator, x.denominator)
+    assert got == (exact > 0) - (exact < 0)

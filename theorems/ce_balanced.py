@@ -30,7 +30,6 @@ from typing import Any
 
 import mpmath
 import numpy as np
-import scipy.optimize as so
 import sympy as sp
 
 from ncverify import ce_search
@@ -236,6 +235,8 @@ def critical_c(k: int, depth: int) -> float:
     if depth == 1:
         return 1.0 / k
     q = 2.0 / (depth + 1)
+
+    import scipy.optimize as so  # here, not at the top: it costs the CLI ~0.5 s to import
 
     def zero_wins(c: float) -> bool:
         def g(a: float) -> float:
