@@ -442,15 +442,29 @@ class ScalingRow:
     parts: dict[str, float]
     iterations: float
     verdict: str
+    why: str = ""
 
 
-def check_once(problem: Problem) -> tuple[float, dict[str, float], float, str]:
+def check_once(problem: Problem) -> tuple[float, dict[str, float], float, str, str]:
+    """Time, time per phase, mean iterations, verdict and, unless certified, why (the report's
+    notes and best run)."""
     claim = theorems.get(claim_for(",".join(map(str, problem.counts))))
     t0 = time.perf_counter()
     report = verify(claim, problem, Backend.create(), Settings())
     total = time.perf_counter() - t0
     its = float(np.mean([r.iterations for r in report.runs])) if report.runs else 0.0
-    return total, dict(report.timing), its, report.verdict
+    why = ""
+    if report.verdict != "certified":
+        best = min((r.objective for r in report.runs), default=math.nan)
+        why = "; ".join(
+            [
+                *report.prediction.notes,
+                *report.notes,
+                f"claimed optimum {float(report.prediction.objective):.6g}, best of "
+                f"{len(report.runs)} runs {best:.6g}",
+            ]
+        )
+    return total, dict(report.timing), its, report.verdict, why
 
 
 def scaling_axes(quick: bool) -> dict[str, list[tuple[int, Problem]]]:
@@ -487,8 +501,8 @@ def scaling_table(quick: bool, log: Callable[[str], None]) -> list[ScalingRow]:
     rows = []
     for axis, points in scaling_axes(quick).items():
         for value, problem in points:
-            total, parts, its, verdict = check_once(problem)
-            rows.append(ScalingRow(axis, value, problem, total, parts, its, verdict))
+            total, parts, its, verdict, why = check_once(problem)
+            rows.append(ScalingRow(axis, value, problem, total, parts, its, verdict, why))
             log(f"  {axis} = {value}: {total:.2f} s ({verdict})")
     return rows
 
@@ -702,7 +716,10 @@ def scaling_markdown(rows: list[ScalingRow]) -> str:
             ],
         )
         exp = fitted_exponent([r.value for r in sub], [r.total for r in sub])
-        parts.append(f"{table}\n\nFitted growth: total time ~ {axis.split()[0]}^{exp:.2f}.")
+        whys = "".join(
+            f"\n\n{axis.split()[0]} = {r.value}, {r.verdict}: {r.why}." for r in sub if r.why
+        )
+        parts.append(f"{table}\n\nFitted growth: total time ~ {axis.split()[0]}^{exp:.2f}.{whys}")
     return "\n\n".join(parts)
 
 
