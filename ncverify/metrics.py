@@ -7,8 +7,9 @@ Conventions (published code disagrees on each; these are ours, stated once):
   `Sigma_B = (1/K) sum_k (hbar_k - h_G)(...)^T` (not centred further); `None` when
   `Sigma_B = 0` (the zero solution), where it is undefined;
 - NC2/NC3 are distances between Frobenius-normalised matrices, `||A/||A|| - T/||T|| ||_F`, for
-  `W W^T`, `Hbar^T Hbar`, `W Hbar` and `W` against `Lambda Hbar^T` (the diagonal `Lambda` read
-  off the prediction; `Lambda ∝ I` for balanced claims), with the target `T` computed from the
+  `W W^T`, `Hbar^T Hbar`, `W Hbar` and `W` against `Lambda Hbar^T` (the `K x K` map `Lambda`
+  read off the prediction: diagonal for the frames of the bias-free claims, `∝ I` or `∝ C` for
+  balanced ones, a combination of `C` and `1 1^T` where two modes have different gains), with the target `T` computed from the
   claim's predicted point; the relative errors `||A - T|| / ||T||` are reported too, since every
   claim here fixes the scale.  Both are `None` where `T = 0`; then `norm` (`||A||`) is given.
 """
@@ -100,13 +101,16 @@ def distance(a: Array, t: Array) -> tuple[float | None, float | None, float]:
     return _fro(xp, a / na - t / nt), rel, na
 
 
-def row_scales(geom: LayerGeometry) -> Array:
-    """`Lambda_kk = <w_k, hbar_k> / ||hbar_k||^2` (0 for a zero class mean)."""
+def classifier_map(geom: LayerGeometry) -> Array:
+    """`Lambda = W Hbar (Hbar^T Hbar)^+`: the least-squares `K x K` map with `W = Lambda Hbar^T`.
+
+    Diagonal, `Lambda_kk = <w_k, hbar_k> / ||hbar_k||^2` (0 for a zero class mean), wherever the
+    class means are orthogonal; a full map is needed where they are not and the modes have
+    different gains (from layer 1 of a deep network `W` is then no multiple of `Hbar^T`, though
+    it is a fixed linear function of it).
+    """
     xp = array_namespace(geom.W)
-    num = xp.sum(geom.W * geom.Hbar.T, axis=1)
-    den = xp.sum(geom.Hbar * geom.Hbar, axis=0)
-    safe = xp.where(den > 0, den, xp.ones_like(den))
-    return xp.where(den > 0, num / safe, xp.zeros_like(den))
+    return geom.WH @ xp.linalg.pinv(geom.HtH, rtol=1e-10)
 
 
 def nc_metrics(
@@ -127,8 +131,8 @@ def nc_metrics(
             row[f"nc_{key}"] = d
             row[f"rel_{key}"] = rel
             row[f"norm_{key}"] = na
-        lam = _same(xp, row_scales(t), o.W)
-        d, _, _ = distance(o.W, lam[:, None] * o.Hbar.T)
+        lam = _same(xp, classifier_map(t), o.W)
+        d, _, _ = distance(o.W, lam @ o.Hbar.T)
         row["nc_W_Hbar"] = d if float(xp.max(xp.abs(lam))) > 0 else None
         rows.append(row)
     return rows

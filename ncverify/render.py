@@ -309,9 +309,10 @@ def summary_table(reports: list[Report]) -> Table:
         p = r.problem
         counts = r.outcome_counts()
         sizes = f"{p.counts[0]}x{p.K}" if p.balanced else ",".join(map(str, p.counts))
+        bias = {"none": "", "free": " free bias"}.get(p.bias, f" lambda_b={float(p.lambda_b):g}")
         t.add_row(
             r.claim.id,
-            f"n={sizes} M={p.depth} d={p.widths[0]} {p.loss}",
+            f"n={sizes} M={p.depth} d={p.widths[0]} {p.loss}{bias}",
             Text(r.verdict, style=VERDICT_STYLE.get(r.verdict, "")),
             _fmt(r.prediction.objective_float if r.prediction else None, 8),
             _fmt(r.best_objective, 8),

@@ -14,7 +14,9 @@ def test_my_claim(problem):
 `problems(...)` draws valid `Problem`s with *exact* rational lambdas (decimals with two
 significant digits, e.g. `37/10000`), so that thresholds and regimes are decided exactly.
 `assert_claim_holds` runs `ncverify.verify.verify` and raises `AssertionError` with the report's
-reason unless the verdict is `certified` or `consistent`.
+reason unless the verdict is `certified` or `consistent`; `assert_predicted_point_is_stationary`
+checks only the closed form against the objective (no optimiser), the first thing to test when
+writing a claim.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from hypothesis.errors import InvalidArgument
 
 from .backend import Backend
 from .claim import Claim
+from .objective import Objective, Params, norm
 from .problem import BIAS_MODES, LOSSES, Problem
 from .report import Report
 from .verify import Settings, verify
@@ -270,3 +273,34 @@ def assert_claim_holds(
     if report.verdict not in HOLDS:
         raise AssertionError(failure_reason(report))
     return report
+
+
+def assert_predicted_point_is_stationary(
+    claim: Claim, problem: Problem, *, backend: Backend | None = None
+) -> Params:
+    """The claim's predicted point has its claimed value and a vanishing gradient.
+
+    Both are computed by `ncverify.objective`, not by the claim: the value must match the claimed
+    optimum within the proven evaluation error bound (plus `1e-12` relative), and the gradients
+    of the loss and of the regulariser, which at a stationary point cancel, must sum to rounding
+    noise relative to their sizes (`1e-9`).  Returns the point (on `backend`, default numpy).
+    """
+    backend = backend or Backend.create()
+    objective = Objective(problem, backend.xp, dtype=backend.dtype, device=backend.device)
+    claimed = float(claim.closed_form(problem).objective)
+    point = claim.minimiser(problem, backend)
+    value, err = objective.value(point), objective.error_bound(point)
+    if not abs(value - claimed) <= err + 1e-12 * abs(claimed):
+        raise AssertionError(
+            f"F(predicted point) = {value!r} but the claimed optimum is {claimed!r} "
+            f"(evaluation error bound {err:.3e})"
+        )
+    grad_loss, grad_reg = objective.grad_parts(point)
+    total = norm(grad_loss.zip_map(grad_reg, lambda a, c: a + c))
+    scale = norm(grad_loss) + norm(grad_reg)
+    if not total <= 1e-9 * scale + 1e-15:
+        raise AssertionError(
+            f"the predicted point is not stationary: ||grad F|| = {total:.3e}, while the loss "
+            f"and regulariser gradients have norms summing to {scale:.3e}"
+        )
+    return point

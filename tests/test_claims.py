@@ -24,7 +24,7 @@ from ncverify.claim import Claim
 from ncverify.metrics import nc_metrics
 from ncverify.objective import Objective, Params, norm
 from ncverify.problem import Problem
-from ncverify.testing import failure_reason, problems
+from ncverify.testing import assert_predicted_point_is_stationary, failure_reason, problems
 from ncverify.verify import Settings, verify
 
 NUMPY = Backend.create()
@@ -88,14 +88,7 @@ def test_predicted_point_is_stationary_with_claimed_value(problem: Problem) -> N
     claim = CLAIMS[problem.bias]
     assert claim.hypotheses(problem) == []
     pred = claim.closed_form(problem)
-    obj = Objective(problem, NUMPY.xp)
-    point = claim.minimiser(problem, NUMPY)
-    value, err = obj.value(point), obj.error_bound(point)
-    assert abs(value - float(pred.objective)) <= err + 1e-12 * abs(float(pred.objective))
-    grad_loss, grad_reg = obj.grad_parts(point)
-    g = grad_loss.zip_map(grad_reg, lambda a, c: a + c)
-    # the two parts cancel: their sum is rounding noise relative to their sizes
-    assert norm(g) <= 1e-9 * (norm(grad_loss) + norm(grad_reg)) + 1e-15
+    point = assert_predicted_point_is_stationary(claim, problem)
     assert within_class_spread(problem, np.asarray(point.H)) <= 1e-14 * (
         1 + float(np.max(np.abs(point.H)))
     )
