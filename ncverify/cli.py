@@ -8,6 +8,7 @@ inconclusive, 2 on bad input.  Bad input is one sentence on stderr, never a trac
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -196,6 +197,14 @@ def check(  # noqa: PLR0913
         typer.Option(help="Times to double the runs when none reached the prediction or beat it."),
     ] = "2",
     seed: Annotated[str, typer.Option(help="Seed of every random choice.")] = "0",
+    scales: Annotated[
+        str | None,
+        typer.Option(
+            help="Start scales of the random runs, e.g. 0.5,4: used in turn, or spaced "
+            "geometrically between the smallest and the largest when there are more runs "
+            "[default: 0.5,1,2]."
+        ),
+    ] = None,
     probe: ProbeOpt = False,
     no_certificate: NoCertificateOpt = False,
     no_optimise: NoOptimiseOpt = False,
@@ -215,7 +224,7 @@ def check(  # noqa: PLR0913
     from .verify import verify
 
     settings = run_settings(
-        restarts, seed, probe, no_certificate, no_optimise, save_counterexample, escalate
+        restarts, seed, probe, no_certificate, no_optimise, save_counterexample, escalate, scales
     )
     if all_claims and claim_id is not None:
         fail("give either a claim or --all, not both.")
@@ -462,6 +471,7 @@ def run_settings(  # noqa: PLR0913
     no_optimise: bool,
     save_counterexample: str | None,
     escalate: str = "2",
+    scales: str | None = None,
 ) -> Settings:
     """The verification settings from the run options of `check` (and `sweep`)."""
     from .verify import Settings
@@ -479,6 +489,7 @@ def run_settings(  # noqa: PLR0913
         fail(f"escalate must be a non-negative integer, not {n_escalate}.")
     if n_restarts < 0:
         fail(f"restarts must be a non-negative integer, not {n_restarts}.")
+    extra = {} if scales is None else {"scales": start_scales(scales)}
     return Settings(
         restarts=max(n_restarts, 1),
         seed=n_seed,
@@ -487,7 +498,19 @@ def run_settings(  # noqa: PLR0913
         probe=probe,
         save_dir=save_counterexample,
         escalate=n_escalate,
+        **extra,
     )
+
+
+def start_scales(text: str) -> tuple[float, ...]:
+    """`--scales`: positive finite numbers separated by commas."""
+    try:
+        values = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        fail(f"scales must be positive numbers separated by commas, not {text!r}.")
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        fail(f"scales must be positive finite numbers, not {text!r}.")
+    return values
 
 
 def make_backend(backend: str, device: str | None, dtype: str) -> Backend:

@@ -250,9 +250,13 @@ def report(r: Report) -> Group:
         worse = [run for run in r.runs if run.outcome == "worse" and run.structure]
         if worse:
             shapes: dict[str, int] = {}
-            for w in worse:  # how many worse runs end with each set of alive classes
+            for w in worse:  # how many worse runs end with each structure
                 alive = w.structure["alive_classes"]
-                key = str(alive) if alive else "none (the zero point)"
+                key = (
+                    f"{alive}, rank(W Hbar) {w.structure['rank_WH']}"
+                    if alive
+                    else "none (the zero point)"
+                )
                 shapes[key] = shapes.get(key, 0) + 1
             parts.append(
                 Text(

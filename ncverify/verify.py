@@ -188,6 +188,13 @@ def verify(
     # ---- counterexample and verdict --------------------------------------------------------
     _find_counterexample(report, objective, point, claimed, best, cert, e1_ok, settings)
     report.verdict = _verdict(report, runs, cert, e1_ok)
+    if report.verdict == "inconclusive" and e1_ok and runs:
+        if all(run.outcome == "worse" for run in runs):
+            report.notes.append(
+                "the predicted point attains the claimed optimum (E1) and every run ended above "
+                "it, in worse local minima or saddles: more runs (--restarts), another --seed or "
+                "other start scales (--scales) may reach it"
+            )
     timing["total"] = time.perf_counter() - t_start
     report.timing = timing
     if report.counterexample is not None and settings.save_dir:

@@ -31,8 +31,16 @@ NAMESPACES = ["numpy", "array-api-strict"] + (["torch"] if HAS_TORCH else [])
 
 def _problem(loss: str = "mse", bias: str = "none") -> Problem:
     lam_b = "1/10" if bias == "regularised" else None
-    return Problem.build(counts="3,4,5", depth=3, widths="4,3,5", lambda_w="1/50,1/30,1/40",
-                         lambda_h="1/20", lambda_b=lam_b, loss=loss, bias=bias)
+    return Problem.build(
+        counts="3,4,5",
+        depth=3,
+        widths="4,3,5",
+        lambda_w="1/50,1/30,1/40",
+        lambda_h="1/20",
+        lambda_b=lam_b,
+        loss=loss,
+        bias=bias,
+    )
 
 
 def _host(backend: Backend, p: Params) -> list[np.ndarray]:
@@ -40,7 +48,9 @@ def _host(backend: Backend, p: Params) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("name", NAMESPACES)
-@pytest.mark.parametrize(("loss", "bias"), [("mse", "none"), ("mse", "free"), ("ce", "regularised")])
+@pytest.mark.parametrize(
+    ("loss", "bias"), [("mse", "none"), ("mse", "free"), ("ce", "regularised")]
+)
 def test_objective_gradient_and_hvp_agree_with_numpy(name: str, loss: str, bias: str) -> None:
     problem = _problem(loss, bias)
     rng = np.random.default_rng(7)
@@ -52,8 +62,10 @@ def test_objective_gradient_and_hvp_agree_with_numpy(name: str, loss: str, bias:
         direction = Params(direction.Ws, direction.H, rng.normal(size=problem.K))
     ref = Backend.create("numpy")
     other = Backend.create(name)
-    ref_obj, obj = Objective(problem, ref.xp), Objective(problem, other.xp, dtype=other.dtype,
-                                                          device=other.device)
+    ref_obj, obj = (
+        Objective(problem, ref.xp),
+        Objective(problem, other.xp, dtype=other.dtype, device=other.device),
+    )
     p_ref, p_other = point.map(ref.asarray), point.map(other.asarray)
     d_ref, d_other = direction.map(ref.asarray), direction.map(other.asarray)
     f_ref, g_ref = ref_obj.value_and_grad(p_ref)
@@ -61,16 +73,18 @@ def test_objective_gradient_and_hvp_agree_with_numpy(name: str, loss: str, bias:
     assert float(f) == pytest.approx(float(f_ref), rel=1e-13)
     for a, b in zip(_host(other, g), _host(ref, g_ref), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14)
-    for a, b in zip(_host(other, obj.hvp(p_other, d_other)), _host(ref, ref_obj.hvp(p_ref, d_ref)),
-                    strict=True):
+    for a, b in zip(
+        _host(other, obj.hvp(p_other, d_other)), _host(ref, ref_obj.hvp(p_ref, d_ref)), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14)
 
 
 @pytest.mark.parametrize("name", NAMESPACES)
 def test_pipeline_gives_the_same_verdict_and_objectives(name: str) -> None:
     claim = theorems.get("mse-balanced-bias")
-    problem = Problem.build(counts="6,6,6", depth=2, width=4, lambda_w="1/100", lambda_h="1/100",
-                            bias="free")
+    problem = Problem.build(
+        counts="6,6,6", depth=2, width=4, lambda_w="1/100", lambda_h="1/100", bias="free"
+    )
     settings = Settings(restarts=2, seed=3)
     ref = verify(claim, problem, Backend.create("numpy"), settings)
     rep = verify(claim, problem, Backend.create(name), settings)
@@ -154,7 +168,8 @@ def test_bad_backend_input_is_one_sentence_and_exit_2(args: list[str], needle: s
 def test_absent_cuda_device_is_an_error_not_a_fallback() -> None:
     with pytest.raises(BackendError, match="no CUDA device"):
         Backend.create("torch", "cuda")
-    result = CliRunner().invoke(app, ["check", "mse-balanced-biasfree", "--backend", "torch",
-                                      "--device", "cuda"])
+    result = CliRunner().invoke(
+        app, ["check", "mse-balanced-biasfree", "--backend", "torch", "--device", "cuda"]
+    )
     assert result.exit_code == 2
     assert "no CUDA device" in result.output

@@ -9,6 +9,7 @@ paying the interpreter start-up per case; two cases run the installed script its
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -117,6 +118,17 @@ def test_inconclusive_exits_3(cli) -> None:  # noqa: ANN001
     data = json.loads(r.out)
     assert data["numerical"]["counts"]["at"] == 0 and data["numerical"]["counts"]["better"] == 0
     assert data["verdict"] == "inconclusive" and r.code == 3
+    assert any("--scales" in note for note in data["notes"])  # says what to try next
+
+
+def test_scales_option_sets_the_start_scales(cli) -> None:  # noqa: ANN001
+    r = cli(
+        "check", "mse-balanced-biasfree", *SMALL, "--restarts", "3", "--scales", "0.7,3",
+        "--escalate", "0", "--json", "-",
+    )  # fmt: skip
+    scales = json.loads(r.out)["numerical"]["start_scales"]
+    # three runs over two given scales: geometric spacing between them
+    assert scales == pytest.approx([0.7, math.sqrt(0.7 * 3), 3.0], rel=1e-12)
 
 
 def test_not_applicable_exits_4_and_probe_runs(cli) -> None:  # noqa: ANN001
@@ -232,6 +244,9 @@ BAD: dict[str, tuple[list[str], str]] = {
     ),
     "fractional depth": (["--counts", "5,5", "--depth", "1.5"], "depth"),
     "restarts not a number": (["--counts", "5,5", "--restarts", "many"], "restarts"),
+    "scales not numbers": (["--counts", "5,5", "--scales", "0.5,big"], "scales"),
+    "zero scale": (["--counts", "5,5", "--scales", "0,1"], "scales"),
+    "infinite scale": (["--counts", "5,5", "--scales", "1,inf"], "scales"),
     "unknown backend": (["--counts", "5,5", "--backend", "abacus"], "backend"),
     "unknown dtype": (["--counts", "5,5", "--dtype", "float16"], "dtype"),
     "unknown option": (["--counts", "5,5", "--colour"], "colour"),
