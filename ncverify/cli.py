@@ -43,6 +43,14 @@ NoOptimiseOpt = Annotated[
 BackendOpt = Annotated[str, typer.Option(help="numpy, array-api-strict, torch, cupy or jax.")]
 DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, ...")]
 DtypeOpt = Annotated[str, typer.Option(help="float64 or float32.")]
+ScalesOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Start scales of the random runs, e.g. 0.5,4: used in turn, or spaced "
+        "geometrically between the smallest and the largest when there are more runs "
+        "[default: 0.5,1,2]."
+    ),
+]
 
 
 EXIT = {"certified": 0, "consistent": 0, "refuted": 1, "inconclusive": 3, "not-applicable": 4}
@@ -197,14 +205,7 @@ def check(  # noqa: PLR0913
         typer.Option(help="Times to double the runs when none reached the prediction or beat it."),
     ] = "2",
     seed: Annotated[str, typer.Option(help="Seed of every random choice.")] = "0",
-    scales: Annotated[
-        str | None,
-        typer.Option(
-            help="Start scales of the random runs, e.g. 0.5,4: used in turn, or spaced "
-            "geometrically between the smallest and the largest when there are more runs "
-            "[default: 0.5,1,2]."
-        ),
-    ] = None,
+    scales: ScalesOpt = None,
     probe: ProbeOpt = False,
     no_certificate: NoCertificateOpt = False,
     no_optimise: NoOptimiseOpt = False,
@@ -303,6 +304,7 @@ def sweep(  # noqa: PLR0913
     loss: Annotated[str | None, typer.Option(help="mse or ce.")] = None,
     restarts: Annotated[str, typer.Option(help="Random-start optimiser runs.")] = "8",
     seed: Annotated[str, typer.Option(help="Seed of every random choice (each point).")] = "0",
+    scales: ScalesOpt = None,
     probe: ProbeOpt = False,
     no_certificate: NoCertificateOpt = False,
     no_optimise: NoOptimiseOpt = False,
@@ -340,7 +342,9 @@ def sweep(  # noqa: PLR0913
     from . import sweep as sw
 
     claim = get_claim(claim_id)
-    settings = run_settings(restarts, seed, probe, no_certificate, no_optimise, save_counterexample)
+    settings = run_settings(
+        restarts, seed, probe, no_certificate, no_optimise, save_counterexample, scales=scales
+    )
     make_backend(backend, device, dtype)
     tied = lambda_h is not None and lambda_h.strip().lower() == "tied"
     if tied and lambda_w is None:

@@ -299,6 +299,7 @@ def point_key(
             "probe": settings.probe,
             "max_iter": settings.max_iter,
             "curvature_steps": settings.curvature_steps,
+            "escalate": settings.escalate,
         },
         "backend": list(backend),
     }

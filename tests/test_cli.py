@@ -292,3 +292,8 @@ def script(*args: str) -> Result:
 
 def test_console_script_bad_input() -> None:
     assert_one_line_error(script("check", "mse-balanced-biasfree", "--counts", "10,0,10"), "count")
+
+
+def test_sweep_rejects_bad_scales(cli) -> None:  # noqa: ANN001
+    r = cli("sweep", "mse-balanced-biasfree", *SMALL, "--scales", "1,-2")
+    assert_one_line_error(r, "scales")
