@@ -10,13 +10,14 @@ THEOREMS.md.  A variant that forgets the bias's weight decay is refuted.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from fractions import Fraction
 
 import mpmath
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import theorems
@@ -215,3 +216,18 @@ def test_stationarity_helper_rejects_the_wrong_value() -> None:
     problem = Problem.build(classes=4, samples=5, depth=2, width=6, lambda_b="0.05")
     with pytest.raises(AssertionError, match="claimed optimum"):
         assert_predicted_point_is_stationary(ForgetsTheBiasDecay(), problem)
+
+
+@given(regbias(max_depth=4, max_lambda="1/100"))
+def test_reported_critical_lambda_b_is_where_the_mean_mode_turns_on(problem: Problem) -> None:
+    """The phase boundary in the report separates the two geometries of the closed form."""
+    crit = CLAIM.closed_form(problem).phase["critical_lambda_b"]
+    # a mean mode that can turn on: room for it (R >= K) and a finite threshold
+    assume(math.isfinite(crit) and problem.bottleneck >= problem.K)
+    below = Fraction(crit * (1 - 1e-6)).limit_denominator(10**12)
+    above = Fraction(crit * (1 + 1e-6)).limit_denominator(10**12)
+    assert CLAIM.closed_form(replace(problem, lambda_b=below)).geometry == "simplex ETF"
+    assert (
+        CLAIM.closed_form(replace(problem, lambda_b=above)).geometry
+        == "simplex ETF with a mean direction"
+    )

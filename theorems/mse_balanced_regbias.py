@@ -147,10 +147,11 @@ class MSEBalancedRegBias(Claim):
         means = _class_means(problem, point.H)
         gain = g * sp.Rational(k - 1, k) + g0 / k  # (W Hbar)_kk = gamma (K-1)/K + gamma_0 / K
         crit = bal.critical_lambda(problem, n)
+        class_regime = "tie" if "tie" in (regime, regime0) else regime  # a tie anywhere shows
         classes = tuple(
             ClassPrediction(
                 n,
-                regime if regime != "alive" or regime0 != "tie" else "tie",
+                class_regime,
                 gain,
                 float(np.linalg.norm(w[c])),
                 float(np.linalg.norm(means[:, c])),
@@ -170,8 +171,11 @@ class MSEBalancedRegBias(Claim):
             )
         lam_b_star = critical_lambda_b(problem)
         notes.append(
-            "the mean mode is alive for lambda_b > "
-            + (f"{lam_b_star:.6g}" if np.isfinite(lam_b_star) else "any value (never)")
+            (
+                f"the mean mode is alive for lambda_b > {lam_b_star:.6g}"
+                if np.isfinite(lam_b_star)
+                else "the mean mode is collapsed for every lambda_b"
+            )
             + f" here (lambda_b = {float(problem.lambda_b):.6g}, mu = {float(mu):.6g})"
         )
         return Prediction(
