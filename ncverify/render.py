@@ -83,7 +83,9 @@ def claim_page(claim: Claim) -> Group:
     body.append(
         f"counts {list(p.counts)}, depth {p.depth}, widths {list(p.widths)}, "
         f"lambda_W {[str(x) for x in p.lambda_w]}, lambda_H {p.lambda_h}, "
-        f"loss {p.loss}, bias {p.bias}\n"
+        f"loss {p.loss}, bias {p.bias}"
+        + (f", lambda_b {p.lambda_b}" if p.lambda_b is not None else "")
+        + "\n"
     )
     extra = getattr(claim, "thresholds_text", None)
     if callable(extra):
