@@ -9,8 +9,8 @@ Conventions (published code disagrees on each; these are ours, stated once):
 - NC2/NC3 are distances between Frobenius-normalised matrices, `||A/||A|| - T/||T|| ||_F`, for
   `W W^T`, `Hbar^T Hbar`, `W Hbar` and `W` against `Lambda Hbar^T` (the `K x K` map `Lambda`
   read off the prediction: diagonal for the frames of the bias-free claims, `∝ I` or `∝ C` for
-  balanced ones, a combination of `C` and `1 1^T` where two modes have different gains), with the target `T` computed from the
-  claim's predicted point; the relative errors `||A - T|| / ||T||` are reported too, since every
+  balanced ones, a combination of `C` and `1 1^T` where two modes have different gains), with
+  the target `T` computed from the claim's predicted point; the relative errors `||A - T|| / ||T||` are reported too, since every
   claim here fixes the scale.  Both are `None` where `T = 0`; then `norm` (`||A||`) is given.
 """
 

@@ -174,11 +174,12 @@ def real_roots_in(
     """
     sqf = stationarity_polynomial(depth, rho).sqf_part()
     coeffs = [Fraction(int(c.p), int(c.q)) for c in sqf.all_coeffs()]
+    ints = _integer_coefficients(coeffs)
     out = []
     for (a_s, b_s), _mult in sqf.intervals():
         a = Fraction(int(sp.Rational(a_s).p), int(sp.Rational(a_s).q))
         b = Fraction(int(sp.Rational(b_s).p), int(sp.Rational(b_s).q))
-        root = _refine(coeffs, a, b, width)
+        root = _refine(coeffs, ints, a, b, width)
         if root.hi <= lo or root.lo >= hi:
             continue
         if root.exact is not None and not (lo < root.exact < hi):
@@ -191,17 +192,19 @@ def real_roots_in(
     return out
 
 
-def _refine(coeffs: list[Fraction], a: Fraction, b: Fraction, width: Fraction) -> Root:
+def _refine(
+    coeffs: list[Fraction], ints: list[int], a: Fraction, b: Fraction, width: Fraction
+) -> Root:
     """Bisect the one simple root in the open interval `(a, b)` (`a == b`: the root is `a`).
 
     An endpoint may itself be a neighbouring root (sympy's intervals are open); the sign just
     right of `a` is then the sign of the derivative there (the polynomial is square-free).
-    Every bisection point is `(lo + j (hi - lo) / 2^k)`: it is kept as an integer numerator over
+    `ints` are the coefficients scaled to integers (`_integer_coefficients`).  Every bisection
+    point is `(lo + j (hi - lo) / 2^k)`: it is kept as an integer numerator over
     the common denominator `den`, which doubles at each step.
     """
     if a == b:
         return Root(a, a, a)
-    ints = _integer_coefficients(coeffs)
     n = len(ints) - 1
     slope = [c * (n - i) for i, c in enumerate(ints[:-1])]
     den = a.denominator * b.denominator // math.gcd(a.denominator, b.denominator)
