@@ -53,6 +53,19 @@ ScalesOpt = Annotated[
 ]
 
 
+PROBLEM_OPTIONS = (
+    "counts",
+    "classes",
+    "samples",
+    "depth",
+    "width",
+    "widths",
+    "lambda_w",
+    "lambda_h",
+    "lambda_b",
+    "bias",
+    "loss",
+)
 EXIT = {"certified": 0, "consistent": 0, "refuted": 1, "inconclusive": 3, "not-applicable": 4}
 
 
@@ -117,56 +130,32 @@ def derive(
         raise typer.Exit(1)
 
 
-def build_problem(
-    claim,
-    counts,
-    classes,
-    samples,
-    depth,
-    width,
-    widths,
-    lambda_w,  # noqa: ANN001, ANN201, PLR0913
-    lambda_h,
-    lambda_b,
-    bias,
-    loss,
-):
-    """A Problem from CLI options, falling back to the claim's default instance."""
+def build_problem(claim, **given: str | None) -> Problem:  # noqa: ANN001
+    """A Problem from the CLI's problem options (`counts`, `classes`, `samples`, `depth`, `width`,
+    `widths`, `lambda_w`, `lambda_h`, `lambda_b`, `bias`, `loss`), each one left unset taken from
+    the claim's default instance."""
     default = claim.default_problem()
-    given = any(
-        v is not None
-        for v in (
-            counts,
-            classes,
-            samples,
-            depth,
-            width,
-            widths,
-            lambda_w,
-            lambda_h,
-            lambda_b,
-            bias,
-            loss,
-        )
-    )
-    if not given:
+    if all(v is None for v in given.values()):
         return default
-    if counts is None and classes is None and samples is None:
-        counts = ",".join(str(c) for c in default.counts)
-    if widths is None and width is None:
-        width = str(default.widths[0])
+    g = dict.fromkeys(PROBLEM_OPTIONS) | given
+    if g["counts"] is None and g["classes"] is None and g["samples"] is None:
+        g["counts"] = ",".join(str(c) for c in default.counts)
+    if g["widths"] is None and g["width"] is None:
+        g["width"] = str(default.widths[0])
+    if g["lambda_b"] is None and g["bias"] in (None, "regularised") and default.lambda_b:
+        g["lambda_b"] = str(default.lambda_b)  # the default's weight-decayed bias
     return Problem.build(
-        counts=counts,
-        classes=classes,
-        samples=samples,
-        depth=depth if depth is not None else default.depth,
-        width=width,
-        widths=widths,
-        lambda_w=lambda_w if lambda_w is not None else _one_or_list(default.lambda_w),
-        lambda_h=lambda_h if lambda_h is not None else str(default.lambda_h),
-        lambda_b=lambda_b,
-        loss=loss if loss is not None else default.loss,
-        bias=bias if bias is not None else (None if lambda_b is not None else default.bias),
+        counts=g["counts"],
+        classes=g["classes"],
+        samples=g["samples"],
+        depth=g["depth"] if g["depth"] is not None else default.depth,
+        width=g["width"],
+        widths=g["widths"],
+        lambda_w=g["lambda_w"] if g["lambda_w"] is not None else _one_or_list(default.lambda_w),
+        lambda_h=g["lambda_h"] if g["lambda_h"] is not None else str(default.lambda_h),
+        lambda_b=g["lambda_b"],
+        loss=g["loss"] if g["loss"] is not None else default.loss,
+        bias=g["bias"] if g["bias"] is not None or g["lambda_b"] is not None else default.bias,
     )
 
 
@@ -245,17 +234,17 @@ def check(  # noqa: PLR0913
     try:
         problem = build_problem(
             claim,
-            counts,
-            classes,
-            samples,
-            depth,
-            width,
-            widths,
-            lambda_w,
-            lambda_h,
-            lambda_b,
-            bias,
-            loss,
+            counts=counts,
+            classes=classes,
+            samples=samples,
+            depth=depth,
+            width=width,
+            widths=widths,
+            lambda_w=lambda_w,
+            lambda_h=lambda_h,
+            lambda_b=lambda_b,
+            bias=bias,
+            loss=loss,
         )
     except ProblemError as exc:
         fail(str(exc))

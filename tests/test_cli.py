@@ -13,10 +13,12 @@ import math
 import subprocess
 import sys
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
+import theorems
 from ncverify.cli import main
 
 SCRIPT = Path(sys.executable).with_name("ncverify")
@@ -297,3 +299,13 @@ def test_console_script_bad_input() -> None:
 def test_sweep_rejects_bad_scales(cli) -> None:  # noqa: ANN001
     r = cli("sweep", "mse-balanced-biasfree", *SMALL, "--scales", "1,-2")
     assert_one_line_error(r, "scales")
+
+
+def test_unset_options_come_from_the_claims_default_including_lambda_b(cli) -> None:  # noqa: ANN001
+    # only the depth given: the weight-decayed-bias claim keeps its default lambda_b
+    r = cli("check", "mse-balanced-regbias", "--depth", "1", "--restarts", "2", "--json", "-")
+    assert r.code == 0, r.err
+    problem = json.loads(r.out)["problem"]
+    default = theorems.get("mse-balanced-regbias").default_problem()
+    assert problem["depth"] == 1 and problem["bias"] == "regularised"
+    assert Fraction(problem["lambda_b_exact"]) == default.lambda_b
