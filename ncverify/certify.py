@@ -44,6 +44,10 @@ class Certificate:
     # (separable-reduction), or the program is no relaxation, so that `[bound, primal]`
     # brackets the optimum (convex-dual with d >= K)
     exact: bool = False
+    # True when the certificate also fixes the minimiser set (up to the orthogonal symmetries of
+    # hidden bases): the separable reduction with no tie or bottleneck note, the MSE convex
+    # program by strong convexity in A = W H
+    unique: bool = False
     point: Params | None = field(default=None, repr=False)
     primal_error: float = 0.0  # proven bound on the rounding error of `primal`
     notes: list[str] = field(default_factory=list)
@@ -57,6 +61,8 @@ class Certificate:
             "solver": self.solver,
             "status": self.status,
             "rigorous": self.rigorous,
+            "exact": self.exact,
+            "unique": self.unique,
             "detail": self.detail,
         }
 
@@ -128,6 +134,7 @@ def separable_reduction(problem: Problem) -> Certificate | None:
         ),
         bound_exact=total,
         exact=True,
+        unique=not notes,
         point=point,
         notes=notes,
     )

@@ -1,8 +1,10 @@
 """The `ncverify` command line: list, show, derive, check, sweep, recheck.
 
 Exit codes of `check` and `recheck`: 0 certified/consistent, 1 refuted, 2 bad input,
-3 inconclusive, 4 not-applicable.  `check --all` exits 0 when every instance ran, 3 when any was
-inconclusive, 2 on bad input.  Bad input is one sentence on stderr, never a traceback.
+3 inconclusive, 4 not-applicable, 70 an internal error (a bug in ncverify, never a verdict).
+`check --all` exits 0 when every instance ran, 3 when any was inconclusive, 2 on bad input.  Bad
+input is one sentence on stderr, never a traceback; output paths are checked before any
+computation.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ NoCertificateOpt = Annotated[bool, typer.Option("--no-certificate", help="Skip E
 NoOptimiseOpt = Annotated[
     bool, typer.Option("--no-optimise", help="Skip the random-start runs (E2).")
 ]
+ForceOpt = Annotated[
+    bool,
+    typer.Option("--force", help="Run every step even above its size limit (may take very long)."),
+]
 BackendOpt = Annotated[str, typer.Option(help="numpy, array-api-strict, torch, cupy or jax.")]
 DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, ...")]
 DtypeOpt = Annotated[str, typer.Option(help="float64 or float32.")]
@@ -67,6 +73,8 @@ PROBLEM_OPTIONS = (
     "loss",
 )
 EXIT = {"certified": 0, "consistent": 0, "refuted": 1, "inconclusive": 3, "not-applicable": 4}
+#: A bug in ncverify (an exception, or a run below a rigorous bound): never a verdict's code.
+INTERNAL_ERROR = 70  # EX_SOFTWARE of sysexits.h
 
 
 class BadInput(Exception):
@@ -198,6 +206,7 @@ def check(  # noqa: PLR0913
     probe: ProbeOpt = False,
     no_certificate: NoCertificateOpt = False,
     no_optimise: NoOptimiseOpt = False,
+    force: ForceOpt = False,
     backend: BackendOpt = "numpy",
     device: DeviceOpt = None,
     dtype: DtypeOpt = "float64",
@@ -214,20 +223,49 @@ def check(  # noqa: PLR0913
     from .verify import verify
 
     settings = run_settings(
-        restarts, seed, probe, no_certificate, no_optimise, save_counterexample, escalate, scales
+        restarts,
+        seed,
+        probe,
+        no_certificate,
+        no_optimise,
+        save_counterexample,
+        escalate,
+        scales,
+        force,
     )
     if all_claims and claim_id is not None:
         fail("give either a claim or --all, not both.")
     if not all_claims and claim_id is None:
         fail("name a claim to check (see `ncverify list`) or give --all.")
+    given = (
+        counts,
+        classes,
+        samples,
+        depth,
+        width,
+        widths,
+        lambda_w,
+        lambda_h,
+        lambda_b,
+        bias,
+        loss,
+    )
+    if all_claims and any(v is not None for v in given):
+        fail("--all checks every claim on its own default instance; give no problem options.")
+    check_outputs(json_out=json_out, save_counterexample=save_counterexample)
     be = make_backend(backend, device, dtype)
     if all_claims:
         reports = []
         for claim in claims().values():
             with render.progress(err, enabled=not quiet and err.is_terminal) as bar:
                 reports.append(verify(claim, claim.default_problem(), be, settings, bar))
-        out.print(render.summary_table(reports))
-        _write_json(json_out, [r.to_json() for r in reports])
+        if json_out == "-":
+            _write_json(json_out, [r.to_json() for r in reports])
+        else:
+            out.print(render.summary_table(reports))
+            _write_json(json_out, [r.to_json() for r in reports])
+        if any(r.contradiction for r in reports):
+            raise typer.Exit(INTERNAL_ERROR)
         inconclusive = any(r.verdict == "inconclusive" for r in reports)
         raise typer.Exit(3 if inconclusive else 0)
     claim = get_claim(claim_id)
@@ -255,7 +293,33 @@ def check(  # noqa: PLR0913
     else:
         out.print(render.report(report))
         _write_json(json_out, report.to_json())
+    if report.contradiction is not None:
+        err.print(f"error: {report.contradiction}.", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(INTERNAL_ERROR)
     raise typer.Exit(EXIT[report.verdict])
+
+
+def check_outputs(
+    *,
+    json_out: str | None = None,
+    save_counterexample: str | None = None,
+    out_file: str | None = None,
+    plot_file: str | None = None,
+) -> None:
+    """Every output path is writable, before any computation (else one sentence, exit 2)."""
+    from .paths import OutputError, check_file, check_folder
+
+    try:
+        if json_out is not None and json_out != "-":
+            check_file(json_out, "JSON report")
+        if out_file is not None:
+            check_file(out_file, "results file")
+        if plot_file is not None:
+            check_file(plot_file, "plot file")
+        if save_counterexample is not None:
+            check_folder(save_counterexample, "counterexample folder")
+    except OutputError as exc:
+        fail(str(exc))
 
 
 @app.command()
@@ -297,6 +361,7 @@ def sweep(  # noqa: PLR0913
     probe: ProbeOpt = False,
     no_certificate: NoCertificateOpt = False,
     no_optimise: NoOptimiseOpt = False,
+    force: ForceOpt = False,
     backend: BackendOpt = "numpy",
     device: DeviceOpt = None,
     dtype: DtypeOpt = "float64",
@@ -332,8 +397,16 @@ def sweep(  # noqa: PLR0913
 
     claim = get_claim(claim_id)
     settings = run_settings(
-        restarts, seed, probe, no_certificate, no_optimise, save_counterexample, scales=scales
+        restarts,
+        seed,
+        probe,
+        no_certificate,
+        no_optimise,
+        save_counterexample,
+        scales=scales,
+        force=force,
     )
+    check_outputs(save_counterexample=save_counterexample)
     make_backend(backend, device, dtype)
     tied = lambda_h is not None and lambda_h.strip().lower() == "tied"
     if tied and lambda_w is None:
@@ -358,6 +431,7 @@ def sweep(  # noqa: PLR0913
             ("--probe", probe),
             ("--no-certificate", no_certificate),
             ("--no-optimise", no_optimise),
+            ("--force", force),
         )
         if on
     ]
@@ -465,19 +539,16 @@ def run_settings(  # noqa: PLR0913
     save_counterexample: str | None,
     escalate: str = "2",
     scales: str | None = None,
+    force: bool = False,
 ) -> Settings:
     """The verification settings from the run options of `check` (and `sweep`)."""
     from .verify import Settings
 
-    try:
-        n_restarts = int(restarts)
-        n_seed = int(seed)
-        n_escalate = int(escalate)
-    except ValueError:
-        fail(
-            f"restarts, seed and escalate must be integers, not {restarts!r} / {seed!r} / "
-            f"{escalate!r}."
-        )
+    n_restarts, n_seed, n_escalate = (
+        _integer(restarts, "--restarts"),
+        _integer(seed, "--seed"),
+        _integer(escalate, "--escalate"),
+    )
     if n_escalate < 0:
         fail(f"escalate must be a non-negative integer, not {n_escalate}.")
     if n_restarts < 0:
@@ -491,8 +562,17 @@ def run_settings(  # noqa: PLR0913
         probe=probe,
         save_dir=save_counterexample,
         escalate=n_escalate,
+        force=force,
         **extra,
     )
+
+
+def _integer(text: str, option: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        fail(f"{option} must be an integer, not {text!r}.")
+        raise  # unreachable: fail() exits
 
 
 def start_scales(text: str) -> tuple[float, ...]:
@@ -526,11 +606,18 @@ def _write_json(path: str | None, payload: object) -> None:
     if path == "-":
         print(text)
         return
+    from .paths import write_text
+
     try:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-    except OSError as exc:
-        fail(f"cannot write the JSON report to {path!r}: {exc.strerror}.")
+        write_text(path, text + "\n")
+    except OSError as exc:  # checked before the run, so only a change since then gets here
+        err.print(
+            f"error: cannot write the JSON report to {path!r}: {exc.strerror}.",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(INTERNAL_ERROR) from None
 
 
 @app.command()
@@ -579,7 +666,7 @@ def main() -> None:
             markup=False,
             soft_wrap=True,
         )
-        sys.exit(3)
+        sys.exit(INTERNAL_ERROR)
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

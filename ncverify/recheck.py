@@ -276,7 +276,7 @@ def load(path: str) -> tuple[dict[str, Any], Params]:
         ws = tuple(np.asarray(data[f"W{m}"], dtype=np.float64) for m in range(1, depth + 1))
         h = np.asarray(data["H"], dtype=np.float64)
         b = np.asarray(data["b"], dtype=np.float64) if "b" in data.files else None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
         raise RecheckError(f"{path!r} is not an ncverify counterexample file.") from None
     if meta.get("schema") != COUNTEREXAMPLE_SCHEMA:
         raise RecheckError(

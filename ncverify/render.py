@@ -315,7 +315,11 @@ def summary_table(reports: list[Report]) -> Table:
         p = r.problem
         counts = r.outcome_counts()
         sizes = f"{p.counts[0]}x{p.K}" if p.balanced else ",".join(map(str, p.counts))
-        bias = {"none": "", "free": " free bias"}.get(p.bias, f" lambda_b={float(p.lambda_b):g}")
+        bias = (
+            f" lambda_b={float(p.lambda_b):g}"
+            if p.bias == "regularised"
+            else {"none": "", "free": " free bias"}[p.bias]
+        )
         t.add_row(
             r.claim.id,
             f"n={sizes} M={p.depth} d={p.widths[0]} {p.loss}{bias}",

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .limits import MAX_CLASSES_FOR_GRAMS
+
 if TYPE_CHECKING:  # pragma: no cover
     from .backend import Backend
     from .claim import Claim, Prediction
@@ -153,6 +155,10 @@ class Report:
     curvature_direction: Params | None = field(default=None, repr=False)
     search_candidates: list[Any] = field(default_factory=list, repr=False)
     claimed_minus_bound: float | None = None
+    # how the claimed geometry is established (`ncverify.verify.GEOMETRY_EVIDENCE`), or None
+    geometry_evidence: str | None = None
+    # a verifier-internal contradiction (a run below a rigorous bound), or None
+    contradiction: str | None = None
     timing: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -173,7 +179,8 @@ class Report:
         if pred is None:
             return None
         grams = None
-        if self.predicted_point is not None:
+        # K x K matrices: for large K the JSON would be hundreds of megabytes (said in a note)
+        if self.predicted_point is not None and self.problem.K <= MAX_CLASSES_FOR_GRAMS:
             from .metrics import layer_geometry
             from .objective import Objective
 
@@ -242,6 +249,8 @@ class Report:
                 "ncverify": version(),
                 "claim": self.claim.id,
                 "verdict": self.verdict,
+                "geometry_evidence": self.geometry_evidence,
+                "contradiction": self.contradiction,
                 "probe": self.probe,
                 "problem": self.problem.describe(),
                 "hypotheses": self.hypotheses,

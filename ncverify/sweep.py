@@ -300,6 +300,8 @@ def point_key(
             "max_iter": settings.max_iter,
             "curvature_steps": settings.curvature_steps,
             "escalate": settings.escalate,
+            # only when set: the keys of earlier results files stay valid
+            **({"force": True} if settings.force else {}),
         },
         "backend": list(backend),
     }
@@ -413,11 +415,14 @@ class ResultsFile:
                     "or choose another file."
                 )
             self._load(path)
+        # checked, not created: a sweep that stops before its first point (an unreachable
+        # scheduler, an interrupt) leaves no empty file behind to block the rerun
+        from .paths import OutputError, check_file
+
         try:
-            with open(path, "a", encoding="utf-8"):
-                pass
-        except OSError as exc:
-            raise SweepError(f"cannot write the results file {path!r}: {exc.strerror}.") from None
+            check_file(path, "results file")
+        except OutputError as exc:
+            raise SweepError(str(exc)) from None
 
     def _load(self, path: str) -> None:
         try:
@@ -485,7 +490,7 @@ def dask_client(scheduler: str | None, workers: int | None) -> Iterator[Any]:
         ) from None
     if scheduler is not None:
         try:
-            client = Client(scheduler, timeout="20s", set_as_default=False)
+            client = Client(scheduler, timeout="5s", set_as_default=False)
         except (OSError, TimeoutError, ValueError, TypeError) as exc:
             raise SweepError(
                 f"cannot connect to the Dask scheduler at {scheduler!r}: {exc}."
@@ -766,9 +771,12 @@ def check_plot_path(path: str) -> None:
     ext = os.path.splitext(path)[1].lower().lstrip(".")
     if ext not in PLOT_FORMATS:
         raise SweepError(f"--plot must name a .png, .svg or .pdf file, not {path!r}.")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise SweepError(f"the folder of the plot file {path!r} does not exist.")
+    from .paths import OutputError, check_file
+
+    try:
+        check_file(path, "plot file")
+    except OutputError as exc:
+        raise SweepError(str(exc)) from None
 
 
 def axis_value(record: dict[str, Any], name: str) -> float:
@@ -807,7 +815,15 @@ def plot(records: Sequence[dict[str, Any]], axes: Sequence[Axis], path: str, tit
             _plot_1d(fig, records, shown[0], title)
         else:
             _plot_2d(fig, records, shown, title)
-        fig.savefig(path, dpi=130)
+        # the format from the target's extension; written beside it, then renamed over it
+        fmt = os.path.splitext(path)[1].lower().lstrip(".")
+        tmp = f"{path}.tmp-{os.getpid()}"
+        try:
+            fig.savefig(tmp, dpi=130, format=fmt)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def _label(name: str) -> str:

@@ -3,13 +3,21 @@
 A researcher checks a claim of their own inside pytest the way the project's tests check theirs:
 
 ```python
-from hypothesis import given
+from hypothesis import given, settings
+
+import theorems
 from ncverify.testing import assert_claim_holds, problems
 
+my_claim = theorems.get("mse-balanced-bias")  # or an instance of your own Claim subclass
+
+
+@settings(deadline=None, max_examples=5)  # one verification takes about a second
 @given(problems(balanced=True, bias="free", max_classes=5, max_depth=3))
 def test_my_claim(problem):
     assert_claim_holds(my_claim, problem, restarts=4)
 ```
+
+(hypothesis' default deadline of 200 ms per example is shorter than one verification.)
 
 `problems(...)` draws valid `Problem`s with *exact* rational lambdas (decimals with two
 significant digits, e.g. `37/10000`), so that thresholds and regimes are decided exactly.

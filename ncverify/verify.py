@@ -27,6 +27,7 @@ from .backend import Backend
 from .certify import CERTIFIERS, Certificate
 from .claim import Claim, Prediction
 from .curvature import extreme_curvature
+from .limits import StepSkipped, check_runs_size, forcing
 from .metrics import class_means, nc_metrics, worst
 from .objective import Objective, Params, norm
 from .optimize import (
@@ -73,6 +74,7 @@ class Settings:
     escalate: int = 2  # times the runs are doubled when none reached the prediction or beat it
     curvature_steps: int = 60
     save_dir: str | None = None
+    force: bool = False  # run every step even above its size limit (`ncverify.limits`)
     extra: dict = field(default_factory=dict)
 
 
@@ -85,8 +87,18 @@ def verify(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Report:
     """Check `claim` on `problem` and return the report."""
-    backend = backend or Backend.create()
     settings = settings or Settings()
+    with forcing(settings.force):
+        return _verify(claim, problem, backend or Backend.create(), settings, progress)
+
+
+def _verify(
+    claim: Claim,
+    problem: Problem,
+    backend: Backend,
+    settings: Settings,
+    progress: Callable[[str, int, int], None] | None,
+) -> Report:
     tol = Tolerances.for_eps(backend.eps)
     timing: dict[str, float] = {}
     t_start = time.perf_counter()
@@ -108,14 +120,25 @@ def verify(
 
     # ---- E1: the predicted point -----------------------------------------------------------
     t0 = time.perf_counter()
-    point = claim.minimiser(problem, backend)
+    _stage(progress, "predicted point (E1)", 0)
+    point = _predicted_point(report, claim, problem, backend)
     report.predicted_point = point
-    e1_ok = _check_predicted_point(report, objective, point, claimed, tol, settings)
+    e1_ok = point is not None and _check_predicted_point(
+        report, objective, point, claimed, tol, settings
+    )
+    _stage(progress, "predicted point (E1)", 1)
     timing["predicted_point"] = time.perf_counter() - t0
 
     # ---- E2: random-start optimisation -----------------------------------------------------
     runs: list[Run] = []
-    if settings.optimise:
+    optimise = settings.optimise
+    if optimise:
+        try:
+            check_runs_size(problem.K * problem.N)
+        except StepSkipped as exc:
+            report.notes.append(str(exc))
+            optimise = False
+    if optimise:
         t0 = time.perf_counter()
 
         def on_run(i: int, run: Run) -> None:
@@ -150,7 +173,7 @@ def verify(
     report.start_scales = run_scales(settings.scales, len(runs)) if runs else list(settings.scales)
 
     # ---- claim-specific counterexample search (structured candidates) ----------------------
-    if settings.optimise:
+    if optimise:
         t0 = time.perf_counter()
         report.search_candidates = list(claim.search(problem, backend, settings))
         if report.search_candidates:
@@ -166,7 +189,14 @@ def verify(
         for kind in claim.certificates:  # the first kind that applies to this instance ...
             if kind not in CERTIFIERS:  # a kind this installation does not provide
                 continue
-            found = CERTIFIERS[kind](problem)
+            _stage(progress, f"certificate ({kind})", 0)
+            try:
+                found = CERTIFIERS[kind](problem)
+            except StepSkipped as exc:  # too large for this kind: said, never attempted
+                report.notes.append(f"certificate {kind} skipped: {exc}")
+                continue
+            finally:
+                _stage(progress, f"certificate ({kind})", 1)
             if found is not None and (cert is None or (found.exact and not cert.exact)):
                 cert = found
             if cert is not None and cert.exact:
@@ -178,7 +208,7 @@ def verify(
 
     # ---- E4: geometry of the best run ------------------------------------------------------
     best = min(runs, key=lambda r: r.objective) if runs else None
-    if best is not None and math.isfinite(best.objective):
+    if best is not None and math.isfinite(best.objective) and point is not None:
         try:
             report.metrics = nc_metrics(objective, best.point, point)
         except Exception as exc:  # noqa: BLE001 - a metric failure is reported, not raised
@@ -187,7 +217,8 @@ def verify(
 
     # ---- counterexample and verdict --------------------------------------------------------
     _find_counterexample(report, objective, point, claimed, best, cert, e1_ok, settings)
-    report.verdict = _verdict(report, runs, cert, e1_ok)
+    report.contradiction = _contradiction(runs, cert)
+    report.verdict, report.geometry_evidence = _verdict(report, runs, cert, e1_ok)
     if report.verdict == "inconclusive" and e1_ok and runs:
         if all(run.outcome == "worse" for run in runs):
             report.notes.append(
@@ -202,7 +233,37 @@ def verify(
     return report
 
 
+def _stage(progress: Callable[[str, int, int], None] | None, name: str, done: int) -> None:
+    """A one-step progress line naming the stage that runs (`done` 0 when it starts, 1 after)."""
+    if progress is not None:
+        progress(name, done, 1)
+
+
 # ---- E1 ---------------------------------------------------------------------------------------
+def _predicted_point(
+    report: Report, claim: Claim, problem: Problem, backend: Backend
+) -> Params | None:
+    """The claim's predicted point, or None with a failed E1 check when it cannot be built.
+
+    A `ValueError` from `minimiser` means the claim predicts a point that does not exist on this
+    instance (e.g. more classes alive than the bottleneck allows): the claim is wrong here,
+    which refutes it, not the verifier.
+    """
+    try:
+        return claim.minimiser(problem, backend)
+    except ValueError as exc:
+        report.checks.append(
+            Check(
+                "E1 objective",
+                False,
+                None,
+                None,
+                f"the claim's predicted point cannot be built on this instance: {exc}",
+            )
+        )
+        return None
+
+
 def _check_predicted_point(
     report: Report,
     objective: Objective,
@@ -296,7 +357,12 @@ def structure(objective: Objective, p: Params) -> dict[str, object]:
     classifier = p.Ws[-1]
     for w in reversed(p.Ws[:-1]):
         classifier = classifier @ w
-    logits = _host(classifier @ hbar)
+    # the K x K logits factor through the width: with C = Q R (thin QR), the logits Q (R Hbar)
+    # have the column norms and singular values of the small R Hbar (O(K d^2), not O(K^3))
+    c, h = _host(classifier), _host(hbar)
+    if c.shape[1] < c.shape[0]:
+        c, h = np.eye(c.shape[1]), np.linalg.qr(c, mode="r") @ h
+    logits = c @ h
     alive = [k for k, v in enumerate(np.linalg.norm(logits, axis=0)) if v > 1e-6]
     sv = np.linalg.svd(logits, compute_uv=False)
     rank = int(np.sum(sv > 1e-6 * max(1.0, float(sv[0])))) if sv.size else 0
@@ -394,7 +460,7 @@ def _check_geometry(report: Report, pred: Prediction, best: Run | None, tol: Tol
 def _find_counterexample(
     report: Report,
     objective: Objective,
-    point: Params,
+    point: Params | None,
     claimed: mpmath.mpf,
     best: Run | None,
     cert: Certificate | None,
@@ -423,7 +489,7 @@ def _find_counterexample(
             candidates.append(
                 (cert.primal, cert.primal_error, cert.point, f"{cert.kind} certificate's minimiser")
             )
-    if not e1_ok and not candidates:
+    if not e1_ok and not candidates and point is not None:
         # the prediction is not a minimiser: descend from it (labelled as such, not E2 evidence)
         start = point
         if report.curvature_direction is not None:
@@ -479,12 +545,49 @@ def _certify(report: Report, p: Params, value: float, err: float) -> dict | None
 
 
 # ---- verdict ----------------------------------------------------------------------------------
-def _verdict(report: Report, runs: list[Run], cert: Certificate | None, e1_ok: bool) -> str:
+#: How the claimed geometry is established (JSON `geometry_evidence`), given that the value is:
+#: `run` a random-start run reached the prediction and E4 compared its geometry; `certified-unique`
+#: the certificate fixes the minimiser set and the predicted point attains the proven optimum;
+#: `attained` the predicted point attains the proven optimum but nothing shows it is the only
+#: minimiser; `not-unique` the claim itself says the minimiser is not unique.
+GEOMETRY_EVIDENCE = ("run", "certified-unique", "attained", "not-unique")
+
+
+def _contradiction(runs: list[Run], cert: Certificate | None) -> str | None:
+    """A run below a rigorous lower bound by more than its proven error: a verifier bug."""
+    if cert is None or not cert.rigorous:
+        return None
+    for run in runs:
+        if math.isfinite(run.objective) and run.objective < cert.bound - run.error_bound:
+            return (
+                f"random-start run {run.seed} ends at {run.objective!r}, below the rigorous "
+                f"{cert.kind} lower bound {cert.bound!r} by more than its evaluation error "
+                f"bound {run.error_bound:.3e}: the verifier contradicts itself; no verdict is "
+                "trustworthy, please report this instance"
+            )
+    return None
+
+
+def value_proven(report: Report, cert: Certificate | None, e1_ok: bool) -> bool:
+    """The claimed optimum is proven: E1 holds and a rigorous certificate that determines the
+    optimum (exact, with its own bracket inside the tolerance) matches it."""
+    if cert is None or not (cert.rigorous and cert.exact) or not e1_ok:
+        return False
+    if cert.gap is not None and cert.gap > report.tolerances.certificate:
+        return False
+    passed = {c.name: c.passed for c in report.checks}
+    return passed.get("E3 certificate") is True
+
+
+def _verdict(
+    report: Report, runs: list[Run], cert: Certificate | None, e1_ok: bool
+) -> tuple[str, str | None]:
+    """The verdict and, where the claim holds, how its geometry is established."""
     if report.counterexample is not None:
-        return "refuted"
+        return "refuted", None
     failed = {c.name for c in report.checks if c.passed is False}
     if "E1 objective" in failed or "E1 stationarity" in failed or "E1 curvature" in failed:
-        return "refuted"
+        return "refuted", None
     if "E3 certificate" in failed and cert is not None:
         below_bound = report.claimed_minus_bound is not None and report.claimed_minus_bound < 0
         # an exact certificate pins the optimum only when its own bracket [bound, primal] is
@@ -492,16 +595,26 @@ def _verdict(report: Report, runs: list[Run], cert: Certificate | None, e1_ok: b
         pinned = cert.exact and (cert.gap is None or cert.gap <= report.tolerances.certificate)
         if cert.rigorous and (below_bound or pinned):
             # a rigorous lower bound above the claimed value, or an exact optimum that differs
-            return "refuted"
-        return "inconclusive"  # a loose bound proves nothing either way
+            return "refuted", None
+        return "inconclusive", None  # a loose bound proves nothing either way
     at = [r for r in runs if r.outcome == "at-prediction"]
     if "E4 geometry" in failed and at:
-        return "refuted"
-    if runs and not at:
-        return "inconclusive"
-    if any(r.outcome == "failed" for r in runs) and not at:
-        return "inconclusive"
-    if cert is not None and runs:
-        return "certified"
-    # no certificate, or no optimiser search (certified needs both): say only consistent
-    return "consistent"
+        return "refuted", None
+    if report.contradiction is not None:
+        return "inconclusive", None
+    unique = report.prediction is not None and report.prediction.unique
+    if at:  # E4 compared the geometry of a run at the prediction (or the claim says non-unique)
+        return ("certified" if cert is not None else "consistent"), (
+            "run" if unique else "not-unique"
+        )
+    # no run reached the prediction, or none ran: only a certificate can still decide the claim
+    proven = value_proven(report, cert, e1_ok)
+    if runs and (not proven or any(r.outcome == "failed" for r in runs)):
+        return "inconclusive", None
+    if not proven:  # no runs and no proven value: E1 alone, nothing contradicts the claim
+        return "consistent", None
+    if not unique:
+        return "certified", "not-unique"
+    if cert is not None and cert.unique:
+        return "certified", "certified-unique"
+    return "consistent", "attained"

@@ -94,26 +94,10 @@ def test_refuted_exits_1(cli) -> None:  # noqa: ANN001
 def test_inconclusive_exits_3(cli) -> None:  # noqa: ANN001
     # K = 3, n = 5, M = 3 with lambda_W = 1/10, lambda_H = 1/405 (rho = 1/1000, alive): from
     # these two seeded starts every run stops in a spurious local minimum (zero, or fewer alive
-    # modes) and none reaches the prediction, so the evidence is inconclusive
+    # modes) and none reaches the prediction; without a certificate the evidence is inconclusive
     r = cli(
-        "check",
-        "mse-balanced-biasfree",
-        "--classes",
-        "3",
-        "--samples",
-        "5",
-        "--depth",
-        "3",
-        "--width",
-        "6",
-        "--lambda-w",
-        "1/10",
-        "--lambda-h",
-        "1/405",
-        "--restarts",
-        "2",
-        "--escalate",
-        "0",
+        *INCONCLUSIVE_RUNS,
+        "--no-certificate",
         "--json",
         "-",
     )
@@ -121,6 +105,41 @@ def test_inconclusive_exits_3(cli) -> None:  # noqa: ANN001
     assert data["numerical"]["counts"]["at"] == 0 and data["numerical"]["counts"]["better"] == 0
     assert data["verdict"] == "inconclusive" and r.code == 3
     assert any("--scales" in note for note in data["notes"])  # says what to try next
+
+
+def test_a_certificate_decides_when_no_run_reaches_the_prediction(cli) -> None:  # noqa: ANN001
+    # the same runs, with the separable certificate: it proves the optimal value, and with no tie
+    # or bottleneck it fixes the minimiser set, so E1 (the predicted point attains the proven
+    # value) establishes the claim without any run at the prediction
+    data = json.loads(cli(*INCONCLUSIVE_RUNS, "--json", "-").out)
+    assert data["numerical"]["counts"]["at"] == 0 and data["numerical"]["counts"]["better"] == 0
+    assert data["certificate"]["kind"] == "separable-reduction" and data["certificate"]["unique"]
+    assert (data["verdict"], data["geometry_evidence"]) == ("certified", "certified-unique")
+    # the claimed value minus the certified one is within the certificate's tolerance
+    check = next(c for c in data["checks"] if c["name"] == "E3 certificate")
+    assert check["passed"] and abs(check["value"]) <= check["tolerance"]
+
+
+INCONCLUSIVE_RUNS = (
+    "check",
+    "mse-balanced-biasfree",
+    "--classes",
+    "3",
+    "--samples",
+    "5",
+    "--depth",
+    "3",
+    "--width",
+    "6",
+    "--lambda-w",
+    "1/10",
+    "--lambda-h",
+    "1/405",
+    "--restarts",
+    "2",
+    "--escalate",
+    "0",
+)
 
 
 def test_scales_option_sets_the_start_scales(cli) -> None:  # noqa: ANN001

@@ -128,11 +128,27 @@ def test_unequal_counts_are_not_applicable_and_probe_runs_anyway() -> None:
     assert probe.verdict == "refuted", failure_reason(probe)
 
 
-def test_no_optimise_gives_consistent_at_most() -> None:
-    # without optimiser runs there is no search for a better point: never certified
+def test_no_optimise_and_no_certificate_gives_consistent_at_most() -> None:
+    # without optimiser runs and without a certificate only E1 holds: never certified
+    problem = Problem.build(counts="4,4", depth=2, width=3, lambda_w="1e-2", lambda_h="1e-2")
+    report = verify(FREE, problem, settings=Settings(optimise=False, certificate=False))
+    assert report.runs == [] and report.verdict == "consistent"
+    assert report.geometry_evidence is None
+
+
+def test_without_runs_only_a_certificate_that_fixes_the_minimisers_certifies() -> None:
+    # the separable reduction proves the optimal value and, with no tie or bottleneck, that the
+    # minimiser is unique: with E1 that is the claim itself, no optimiser run needed
     problem = Problem.build(counts="4,4", depth=2, width=3, lambda_w="1e-2", lambda_h="1e-2")
     report = verify(FREE, problem, settings=Settings(optimise=False))
-    assert report.runs == [] and report.verdict == "consistent"
+    assert report.runs == [] and report.certificate.kind == "separable-reduction"
+    assert report.certificate.unique
+    assert (report.verdict, report.geometry_evidence) == ("certified", "certified-unique")
+    # the bottleneck cuts between equal modes: the value is proven, the geometry is not unique
+    narrow = Problem.build(counts="4,4,4", depth=2, width=2, lambda_w="1e-3", lambda_h="1e-3")
+    report = verify(FREE, narrow, settings=Settings(optimise=False))
+    assert not report.certificate.unique
+    assert report.geometry_evidence in ("not-unique", "attained")
 
 
 # ---- the JSON report ---------------------------------------------------------------------------
@@ -141,6 +157,8 @@ TOP = {
     "ncverify",
     "claim",
     "verdict",
+    "geometry_evidence",
+    "contradiction",
     "probe",
     "problem",
     "hypotheses",

@@ -1,0 +1,162 @@
+"""Run malformed `ncverify` invocations as a user would and check how each one fails.
+
+Each must end with its documented exit code (2: bad input) and exactly one sentence on stderr,
+no traceback, and — what a test may not check, so this script does — within 10 seconds, that is
+before any long computation.  The list is also imported by `tests/test_malformed.py`, which
+checks everything but the time.
+
+    python scripts/malformed_invocations.py          # prints a table; exit 1 if any fails
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+LIMIT_S = 10.0
+BAD_INPUT = 2
+CLAIM = "mse-balanced-biasfree"
+SMALL = ["--counts", "5,5,5", "--depth", "2", "--width", "4", "--restarts", "2"]
+
+
+@dataclass(frozen=True)
+class Invocation:
+    name: str
+    args: tuple[str, ...]  # `{tmp}` is replaced by a scratch folder holding the files below
+    word: str  # a word the one-sentence message must contain (case-insensitive)
+    code: int = BAD_INPUT
+
+
+def _check(*extra: str) -> tuple[str, ...]:
+    return ("check", CLAIM, *SMALL, *extra)
+
+
+def _sweep(*extra: str) -> tuple[str, ...]:
+    return ("sweep", CLAIM, *SMALL, *extra)
+
+
+INVOCATIONS: tuple[Invocation, ...] = (
+    Invocation("a count below 1", ("check", CLAIM, "--counts", "10,0,10"), "count"),
+    Invocation("one class", ("check", CLAIM, "--classes", "1", "--samples", "5"), "class"),
+    Invocation("depth 0", ("check", CLAIM, "--counts", "5,5", "--depth", "0"), "depth"),
+    Invocation("width 0", ("check", CLAIM, "--counts", "5,5", "--width", "0"), "width"),
+    Invocation(
+        "negative lambda", ("check", CLAIM, "--counts", "5,5", "--lambda-w", "-1"), "lambda"
+    ),
+    Invocation("NaN lambda", ("check", CLAIM, "--counts", "5,5", "--lambda-h", "nan"), "lambda"),
+    Invocation(
+        "infinite lambda", ("check", CLAIM, "--counts", "5,5", "--lambda-w", "inf"), "lambda"
+    ),
+    Invocation("empty list entry", ("check", CLAIM, "--counts", "10,,10"), "counts"),
+    Invocation("letters for counts", ("check", CLAIM, "--counts", "a,b"), "counts"),
+    Invocation(
+        "too many layer lambdas",
+        ("check", CLAIM, "--counts", "5,5", "--depth", "2", "--lambda-w", "1e-3,1e-3,1e-3"),
+        "lambda",
+    ),
+    Invocation(
+        "widths of the wrong length",
+        ("check", CLAIM, "--counts", "5,5", "--depth", "3", "--widths", "4,4"),
+        "width",
+    ),
+    Invocation("unknown claim", ("check", "no-such-claim", "--counts", "5,5"), "no-such-claim"),
+    Invocation("no claim", ("check",), "claim"),
+    Invocation("a claim and --all", ("check", CLAIM, "--all"), "--all"),
+    Invocation("--all with problem options", ("check", "--all", "--depth", "2"), "--all"),
+    Invocation("unknown backend", _check("--backend", "abacus"), "backend"),
+    Invocation("unknown dtype", _check("--dtype", "float16"), "dtype"),
+    Invocation("restarts not a number", _check("--restarts", "many"), "restarts"),
+    Invocation("seed not a number", _check("--seed", "abc"), "seed"),
+    Invocation("negative escalate", _check("--escalate", "-1"), "escalate"),
+    Invocation("zero start scale", _check("--scales", "0,1"), "scales"),
+    Invocation("unknown option", _check("--colour"), "colour"),
+    Invocation("JSON into a missing folder", _check("--json", "{tmp}/missing/r.json"), "folder"),
+    Invocation("JSON onto a folder", _check("--json", "{tmp}"), "folder"),
+    Invocation(
+        "counterexamples into a file", _check("--save-counterexample", "{tmp}/file.txt"), "file"
+    ),
+    Invocation("recheck of a missing file", ("recheck", "{tmp}/missing.npz"), "no such file"),
+    Invocation("recheck of an empty file", ("recheck", "{tmp}/empty.npz"), "not an ncverify"),
+    Invocation("recheck of a text file", ("recheck", "{tmp}/file.txt"), "not an ncverify"),
+    Invocation("show an unknown claim", ("show", "no-such-claim"), "no-such-claim"),
+    Invocation("derive in an unknown format", ("derive", CLAIM, "--format", "pdf"), "format"),
+    Invocation("sweep: a range of no points", _sweep("--lambda-w", "1e-3:1e-2:0"), "lambda"),
+    Invocation("sweep: plot format", _sweep("--plot", "{tmp}/p.gif"), "plot"),
+    Invocation("sweep: zero workers", _sweep("--workers", "0"), "workers"),
+    Invocation("sweep: --resume without --out", _sweep("--resume"), "--out"),
+    Invocation(
+        "sweep: unreachable scheduler",
+        _sweep("--scheduler", "tcp://127.0.0.1:9", "--out", "{tmp}/points.jsonl"),
+        "scheduler",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    invocation: Invocation
+    code: int
+    stderr: str
+    stdout: str
+    seconds: float
+
+    def problems(self, with_time: bool = True) -> list[str]:
+        inv = self.invocation
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        found = []
+        if self.code != inv.code:
+            found.append(f"exit code {self.code}, expected {inv.code}")
+        if len(lines) != 1:
+            found.append(f"{len(lines)} lines on stderr, expected one")
+        if "Traceback" in self.stderr or "Traceback" in self.stdout:
+            found.append("a traceback")
+        if lines and inv.word.lower() not in lines[0].lower():
+            found.append(f"the message does not mention {inv.word!r}")
+        if with_time and self.seconds > LIMIT_S:
+            found.append(f"took {self.seconds:.1f} s, more than {LIMIT_S:.0f} s")
+        return found
+
+
+def scratch_folder() -> Path:
+    """A folder with the files the invocations name: an empty `.npz` and a text file."""
+    tmp = Path(tempfile.mkdtemp(prefix="ncverify-malformed-"))
+    (tmp / "empty.npz").write_bytes(b"")
+    (tmp / "file.txt").write_text("not a counterexample\n")
+    return tmp
+
+
+def run(inv: Invocation, tmp: Path, script: str | None = None) -> Outcome:
+    script = script or shutil.which("ncverify") or str(Path(sys.executable).with_name("ncverify"))
+    args = [a.replace("{tmp}", str(tmp)) for a in inv.args]
+    t0 = time.perf_counter()
+    proc = subprocess.run([script, *args], capture_output=True, text=True, timeout=120, check=False)
+    return Outcome(inv, proc.returncode, proc.stderr, proc.stdout, time.perf_counter() - t0)
+
+
+def main() -> int:
+    tmp = scratch_folder()
+    failures = 0
+    try:
+        print(f"{'invocation':<36} {'exit':>4} {'s':>5}  message")
+        for inv in INVOCATIONS:
+            outcome = run(inv, tmp)
+            problems = outcome.problems()
+            failures += bool(problems)
+            first = (outcome.stderr.strip().splitlines() or [""])[0]
+            mark = "FAIL " + "; ".join(problems) if problems else first
+            print(f"{inv.name:<36} {outcome.code:>4} {outcome.seconds:>5.1f}  {mark}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{len(INVOCATIONS) - failures} of {len(INVOCATIONS)} fail as documented.")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("NCVERIFY_JOBS", "1")
+    sys.exit(main())
