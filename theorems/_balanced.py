@@ -10,7 +10,7 @@ import sympy as sp
 
 from ncverify.claim import Step
 from ncverify.problem import Problem
-from ncverify.symbolic import collapse_threshold, largest_root_in, mp
+from ncverify.symbolic import collapse_threshold, mp
 
 gamma, n, N, K, P, c = sp.symbols("gamma n N K P c", positive=True)
 
@@ -30,8 +30,41 @@ def threshold_gain(depth: int, rho: Fraction) -> tuple[sp.Expr, str]:
     thr = collapse_threshold(depth)
     if rho > thr:
         return sp.Integer(0), "collapsed"
-    root = largest_root_in(depth, rho, Fraction(depth - 1, 2 * depth), Fraction(1))
-    return root, ("tie" if rho == thr else "alive")
+    return alive_root(depth, rho), ("tie" if rho == thr else "alive")
+
+
+def alive_root(depth: int, rho: Fraction, bits: int = 160) -> sp.Expr:
+    """The root of `gamma^{M-1} (1-gamma)^{M+1} = rho` in `((M-1)/(2M), 1)`, for
+    `0 < rho <= thr_M` (`M >= 2`): exact when rational, else 50 digits from an interval of width
+    `2^-bits` around it.
+
+    On that interval the left side decreases strictly from its maximum to 0, so the root is
+    unique and bisection on the exact sign finds it.  With `gamma = a / D` the sign is that of the
+    integer `a^{M-1} (D - a)^{M+1} q - p D^{2M}` (`rho = p/q`, `D = 2M 2^j`).  This is the claim's own
+    root: the separable certificate isolates the roots of the same polynomial independently
+    (`ncverify.symbolic`), and a verdict may rest on the certificate alone only because the two
+    share no code.
+    """
+    m, p, q = depth, rho.numerator, rho.denominator
+
+    def excess(a: int, den: int) -> int:  # the sign of f(a / den) - rho
+        return a ** (m - 1) * (den - a) ** (m + 1) * q - p * den ** (2 * m)
+
+    # start at the maximiser (M-1)/(2M), where f = gap_top > thr_M >= rho, and at 1, where f = 0
+    lo, hi, den = m - 1, 2 * m, 2 * m
+    while (hi - lo) * 2**bits > den:
+        lo, hi, den = 2 * lo, 2 * hi, 2 * den
+        mid = (lo + hi) // 2
+        sign = excess(mid, den)
+        if sign == 0:
+            return sp.Rational(mid, den)
+        lo, hi = (mid, hi) if sign > 0 else (lo, mid)
+    guess = Fraction(lo + hi, 2 * den).limit_denominator(10**6)  # rational roots are small
+    if lo * guess.denominator <= guess.numerator * den <= hi * guess.denominator:
+        if guess ** (m - 1) * (1 - guess) ** (m + 1) == rho:
+            return sp.Rational(guess.numerator, guess.denominator)
+    with mpmath.workdps(60):
+        return sp.Float(mpmath.mpf(lo + hi) / (2 * den), 50)
 
 
 def mode_value(problem: Problem, count: int, g: sp.Expr) -> mpmath.mpf:
