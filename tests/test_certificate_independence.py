@@ -10,8 +10,7 @@ from fractions import Fraction
 import pytest
 
 import theorems
-from ncverify import Problem
-from ncverify import symbolic
+from ncverify import Problem, symbolic
 from ncverify.certify import separable_reduction
 from theorems import _balanced
 
