@@ -29,10 +29,31 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Verify Neural Collapse claims about global minimisers of deep linear networks.",
 )
 out = Console(width=None if sys.stdout.isatty() else 150)  # files and pipes: wide tables
 err = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .report import version
+
+        print(f"ncverify {version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Verify Neural Collapse claims about global minimisers of deep linear networks."""
 
 # run options shared by `check` and `sweep`
 ProbeOpt = Annotated[
@@ -646,6 +667,8 @@ def main() -> None:
     except ImportError:  # pragma: no cover
         from click import ClickException
 
+    if len(sys.argv) <= 1:  # bare `ncverify`: the help, not a usage error
+        sys.argv.append("--help")
     try:
         rc = app(standalone_mode=False)
     except ClickException as exc:

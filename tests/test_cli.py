@@ -328,3 +328,14 @@ def test_unset_options_come_from_the_claims_default_including_lambda_b(cli) -> N
     default = theorems.get("mse-balanced-regbias").default_problem()
     assert problem["depth"] == 1 and problem["bias"] == "regularised"
     assert Fraction(problem["lambda_b_exact"]) == default.lambda_b
+
+
+def test_version_help_and_bare_command() -> None:
+    from importlib.metadata import version
+
+    r = script("--version")
+    assert r.code == 0 and r.out.strip() == f"ncverify {version('ncverify')}"
+    for args in (("-h",), ("check", "-h"), ()):  # bare `ncverify` shows the help too
+        r = script(*args)
+        assert r.code == 0, (args, r.err)
+        assert r.out.startswith("Usage: ncverify") and r.err == ""
