@@ -2,19 +2,8 @@
 
 The file holds the claim id, the problem and the point; nothing computed by the run that saved
 it is trusted: the claimed optimum is recomputed from the claim's closed form, the point's
-objective and its rounding-error bound are recomputed, and the verdict follows from them alone.
-
-High-precision certificate (`certify_point`, shared with `ncverify.verify`).  A saved point's
-arrays are floats, i.e. exact dyadic rationals.  When its features are *class-constant* (every
-column of `H` in a class is bit-for-bit the same — checked, never assumed), the sum over samples
-is `n_k` times a per-class term, and the objective is evaluated with no rounding anywhere except
-in `log`/`exp`: the class-level logits `W_M ... W_1 hbar_k (+ b)`, the MSE loss and the
-regulariser in exact integer/rational arithmetic, the cross-entropy in mpmath interval arithmetic
-(`PREC` bits, outward rounding).  The result is a rigorous enclosure of `F` at that point; it is
-compared with the claim's rigorous enclosure of its optimum (`Prediction.objective_enclosure`),
-and a counterexample is certified only when the enclosures are disjoint, i.e. the gap exceeds
-the sum of their radii.  Otherwise (features not class-constant) the float value and its proven
-forward error bound (`Objective.error_bound`) are used.
+objective and its rounding-error bound are recomputed, and the verdict follows from them alone
+(the high-precision certificate of `ncverify.exact.certify_point`, shared with the verifier).
 """
 
 from __future__ import annotations
@@ -22,248 +11,19 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import mpmath
 import numpy as np
 
 from .backend import Backend
+from .exact import certify_point
 from .objective import Objective, Params
 from .problem import Problem, ProblemError
 from .report import COUNTEREXAMPLE_SCHEMA
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .claim import Prediction
-
-#: bits of the interval arithmetic of the high-precision certificate
-PREC = 200
-
 
 class RecheckError(ValueError):
     """A file that cannot be rechecked; the message is one sentence."""
-
-
-# ---- high-precision evaluation ---------------------------------------------------------------------
-def dyadic(a: np.ndarray) -> tuple[np.ndarray, int] | None:
-    """`a = M 2^E` exactly, `M` a Python-int array (dtype object); None if `a` is not finite."""
-    a = np.asarray(a, dtype=np.float64)
-    if not np.all(np.isfinite(a)):
-        return None
-    frac, expo = np.frexp(a)
-    man = (frac * 2.0**53).astype(np.int64)  # exact: frexp's fraction has 53 bits
-    expo = expo.astype(np.int64) - 53
-    out = np.zeros(a.shape, dtype=object)
-    nz = man != 0
-    if not nz.any():
-        return out, 0
-    base = int(expo[nz].min())
-    for idx in zip(*np.nonzero(nz), strict=True):
-        out[idx] = int(man[idx]) << int(expo[idx] - base)
-    return out, base
-
-
-def class_constant(problem: Problem, h: np.ndarray) -> bool:
-    """True when every column of `H` in a class equals the class's first column exactly."""
-    start = 0
-    for n in problem.counts:
-        block = h[:, start : start + n]
-        if not np.array_equal(block, np.repeat(block[:, :1], n, axis=1)):
-            return False
-        start += n
-    return True
-
-
-def _first_columns(problem: Problem) -> list[int]:
-    return [sum(problem.counts[:k]) for k in range(problem.K)]
-
-
-def _iv_of(x: int | Fraction) -> Any:
-    iv = mpmath.iv
-    x = Fraction(x)
-    return iv.mpf(x.numerator) / iv.mpf(x.denominator)
-
-
-def _sumsq(m: np.ndarray) -> int:
-    """Exact sum of squares of a Python-int array (its zero entries skipped)."""
-    return int(sum(int(v) * int(v) for v in m.ravel() if v))
-
-
-def _exact_matmul(w: np.ndarray, w_float: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Exact `w @ z` of Python-int arrays, computed on the non-zero rows and columns only
-    (balanced lifts are mostly zero; `w_float` is the float array `w` came from)."""
-    live = np.array([any(v for v in row) for row in z], dtype=bool)
-    rows = np.flatnonzero((w_float[:, live] != 0).any(axis=1))
-    out = np.zeros((w.shape[0], z.shape[1]), dtype=object)
-    if rows.size and live.any():
-        out[rows] = w[np.ix_(rows, np.flatnonzero(live))] @ z[live]
-    return out
-
-
-def enclose_objective(problem: Problem, point: Params) -> Any | None:
-    """A rigorous interval (mpmath `iv`, `PREC` bits) containing `F(point)`, or None.
-
-    None when the features are not class-constant or an entry is not finite.  `point` holds
-    host (numpy) arrays.
-    """
-    h = np.asarray(point.H, dtype=np.float64)
-    if not class_constant(problem, h):
-        return None
-    hbar = dyadic(h[:, _first_columns(problem)])
-    ws = [dyadic(w) for w in point.Ws]
-    b = None if point.b is None else dyadic(point.b)
-    if hbar is None or any(w is None for w in ws) or (point.b is not None and b is None):
-        return None
-    # exact class-level logits z = W_M ... W_1 hbar (+ b), as (integers, exponent)
-    z, ez = hbar
-    for (wm, ew), w_float in zip(ws, point.Ws, strict=True):  # type: ignore[misc]
-        z, ez = _exact_matmul(wm, np.asarray(w_float, dtype=np.float64), z), ez + ew
-    if b is not None:
-        bm, eb = b
-        e = min(ez, eb)
-        z = z * (1 << (ez - e)) + (bm * (1 << (eb - e)))[:, None]
-        ez = e
-    counts = [Fraction(n) for n in problem.counts]
-    scale = Fraction(2) ** ez
-    iv = mpmath.iv
-    saved = iv.prec
-    iv.prec = PREC
-    try:
-        if problem.loss == "mse":
-            total = Fraction(0)
-            for k, n in enumerate(counts):
-                col = [Fraction(int(v)) * scale for v in z[:, k]]
-                col[k] -= 1
-                total += n * sum(v * v for v in col)
-            loss = _iv_of(total / (2 * problem.N))
-        else:
-            two = iv.mpf(mpmath.ldexp(1, ez))  # exact power of two
-            loss = iv.mpf(0)
-            for k, n in enumerate(counts):
-                col = [int(v) for v in z[:, k]]
-                top = max(col)
-                terms = iv.mpf(0)
-                for v in col:
-                    terms += iv.exp(iv.mpf(v - top) * two)
-                ce = iv.mpf(top - col[k]) * two + iv.log(terms)
-                loss += _iv_of(n) * ce
-            loss = loss / iv.mpf(problem.N)
-        reg = Fraction(0)
-        for lam, (wm, ew) in zip(problem.lambda_w, ws, strict=True):  # type: ignore[misc]
-            reg += lam / 2 * _sumsq(wm) * Fraction(2) ** (2 * ew)
-        hm, eh = hbar
-        reg += (
-            problem.lambda_h
-            / 2
-            * sum(n * _sumsq(hm[:, k]) for k, n in enumerate(counts))
-            * Fraction(2) ** (2 * eh)
-        )
-        if b is not None and problem.lambda_b is not None:
-            reg += problem.lambda_b / 2 * _sumsq(b[0]) * Fraction(2) ** (2 * b[1])
-        return loss + _iv_of(reg)
-    finally:
-        iv.prec = saved
-
-
-def claimed_enclosure(prediction: Prediction) -> tuple[Any, bool]:
-    """The claimed optimum as an interval, and whether that interval is rigorous.
-
-    A claim that proves an enclosure (`objective_enclosure`) gives a rigorous one; otherwise
-    its high-precision value is widened by `1e-30 (1 + |F*|)` and marked not rigorous.
-    """
-    iv = mpmath.iv
-    saved = iv.prec
-    iv.prec = PREC
-    try:
-        if prediction.objective_enclosure is not None:
-            lo, hi = prediction.objective_enclosure
-            return iv.mpf([lo, hi]), True
-        obj = prediction.objective
-        with mpmath.workprec(PREC):
-            pad = mpmath.mpf("1e-30") * (1 + abs(obj))
-            return iv.mpf([obj - pad, obj + pad]), False
-    finally:
-        iv.prec = saved
-
-
-def _ends(x: Any) -> tuple[mpmath.mpf, mpmath.mpf]:
-    with mpmath.workprec(PREC):
-        return mpmath.mpf(x.a), mpmath.mpf(x.b)
-
-
-def point_structure(problem: Problem, point: Params) -> dict[str, Any]:
-    """Rank and singular values of the class-level logits `W_M ... W_1 Hbar`, the class-mean
-    Gram matrix `Hbar^T Hbar` (layer 1) and the classifier Gram `W W^T` (floats)."""
-    h = np.asarray(point.H, dtype=np.float64)
-    hbar = np.stack(
-        [
-            h[:, s : s + n].mean(axis=1)
-            for s, n in zip(_first_columns(problem), problem.counts, strict=True)
-        ],
-        axis=1,
-    )
-    w = np.asarray(point.Ws[-1], dtype=np.float64)
-    for wm in reversed(point.Ws[:-1]):
-        w = w @ np.asarray(wm, dtype=np.float64)
-    logits = w @ hbar
-    sv = np.linalg.svd(logits, compute_uv=False)
-    top = float(sv[0]) if sv.size else 0.0
-    rank = int(np.sum(sv > 1e-9 * top)) if top > 0 else 0
-    return {
-        "logit_rank": rank,
-        "logit_singular_values": [float(x) for x in sv],
-        "logits": logits.tolist(),
-        "class_mean_gram": (hbar.T @ hbar).tolist(),
-        "classifier_gram": (w @ w.T).tolist(),
-        "bias": None if point.b is None else [float(x) for x in np.asarray(point.b)],
-    }
-
-
-def certify_point(
-    problem: Problem,
-    prediction: Prediction,
-    point: Params,
-    float_value: float,
-    float_error: float,
-) -> dict[str, Any]:
-    """Does `point` beat the claimed optimum beyond every evaluation error?  (host arrays)
-
-    Returns a JSON-ready dict: `certified`, `method`, `gap` (claimed minus the point's value),
-    `bound` (the proven bound on the error of that gap), the two enclosures, `rigorous` and the
-    point's `structure`.  `certified` is `gap > bound`.
-    """
-    claimed, claimed_rigorous = claimed_enclosure(prediction)
-    c_lo, c_hi = _ends(claimed)
-    value = enclose_objective(problem, point)
-    if value is not None:
-        v_lo, v_hi = _ends(value)
-        method = (
-            f"exact rational arithmetic and {PREC}-bit interval arithmetic on the class-level "
-            "terms (class-constant features verified)"
-        )
-    else:
-        with mpmath.workprec(PREC):
-            v_lo = mpmath.mpf(float_value) - mpmath.mpf(float_error)
-            v_hi = mpmath.mpf(float_value) + mpmath.mpf(float_error)
-        method = "float64 value with its proven forward error bound (features not class-constant)"
-    with mpmath.workprec(PREC):
-        gap = (c_lo + c_hi) / 2 - (v_lo + v_hi) / 2
-        bound = (c_hi - c_lo) / 2 + (v_hi - v_lo) / 2
-        certified = bool(v_hi < c_lo)
-        return {
-            "certified": certified,
-            "exact": value is not None,  # evaluated exactly/in intervals, not with a float bound
-            "method": method,
-            "rigorous": bool(claimed_rigorous),
-            "gap": float(gap),
-            "bound": float(bound),
-            "objective_enclosure": [float(mpmath.nstr(v_lo, 25)), float(mpmath.nstr(v_hi, 25))],
-            "objective_digits": mpmath.nstr((v_lo + v_hi) / 2, 30),
-            "claimed_enclosure": [float(mpmath.nstr(c_lo, 25)), float(mpmath.nstr(c_hi, 25))],
-            "claimed_digits": mpmath.nstr((c_lo + c_hi) / 2, 30),
-            "claimed_rigorous": bool(claimed_rigorous),
-            "structure": point_structure(problem, point),
-        }
 
 
 def load(path: str) -> tuple[dict[str, Any], Params]:

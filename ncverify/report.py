@@ -88,7 +88,7 @@ class Counterexample:
     structure: dict[str, Any]
     point: Params | None = field(default=None, repr=False)
     path: str | None = None
-    # the high-precision certificate (`ncverify.recheck.certify_point`): gap, proven bound,
+    # the high-precision certificate (`ncverify.exact.certify_point`): gap, proven bound,
     # enclosures, method, and the structure of the point (logit rank and singular values, Grams)
     certificate: dict[str, Any] | None = None
 

@@ -528,12 +528,12 @@ def _find_counterexample(
 
 
 def _certify(report: Report, p: Params, value: float, err: float) -> dict | None:
-    """The counterexample certificate of `ncverify.recheck.certify_point` (None if it failed).
+    """The counterexample certificate of `ncverify.exact.certify_point` (None if it failed).
 
     Exact/interval evaluation where the point's features are class-constant, else the float
     value with its proven error bound; compared with the claim's enclosure of its optimum.
     """
-    from .recheck import certify_point
+    from .exact import certify_point
 
     if report.prediction is None:
         return None

@@ -19,12 +19,13 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from scipy.special import logsumexp
 
-from ncverify import ce_search
 from ncverify.backend import Backend
+from ncverify.exact import certify_point, enclose_objective
 from ncverify.objective import Objective, Params, norm
 from ncverify.problem import Problem
-from ncverify.recheck import certify_point, enclose_objective, recheck_file
+from ncverify.recheck import recheck_file
 from ncverify.verify import Settings, verify
+from theorems import _ce_search as ce_search
 from theorems.ce_balanced import claim, critical_c, margin_minimum
 
 NUMPY = Backend.create("numpy")

@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .geometry import balanced_layers, simplex_directions
-from .objective import Params
-from .problem import Problem
+from ncverify.geometry import balanced_layers, simplex_directions
+from ncverify.objective import Params
+from ncverify.problem import Problem
 
 #: start scales of the random points, relative to the ETF-sized logits `log K`.
 RANDOM_SCALES: tuple[float, ...] = (0.3, 1.0, 3.0)

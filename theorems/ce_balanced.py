@@ -11,7 +11,7 @@ The claim is true for `M = 1` (Zhu et al. 2021; the problem is convex in `A = W 
 general: Garrod & Keating (NeurIPS 2025) prove that the ETF is not optimal for `K >= 4, M >= 3`
 and `K >= 6, M = 2`, where lower-rank, block-structured logits do better; for `K = 4, 5` at
 `M = 2` it fails only inside a window of lambdas.  ncverify decides each instance from evidence:
-a search in the exact K x K reduction (`ncverify.ce_search`), lifted to full parameters and
+a search in the exact K x K reduction (`theorems._ce_search`), lifted to full parameters and
 certified in exact and interval arithmetic, or `consistent` when nothing better is found.
 
 Source: Dang et al., "Neural Collapse in Deep Linear Networks: From Balanced to Imbalanced Data",
@@ -32,12 +32,12 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from ncverify import ce_search
 from ncverify.backend import Backend
 from ncverify.claim import Candidate, Claim, ClassPrediction, Prediction, Step, to_backend
 from ncverify.geometry import balanced_layers, simplex_directions
 from ncverify.objective import Params
 from ncverify.problem import Problem
+from theorems import _ce_search as ce_search
 
 #: bits of the interval arithmetic that encloses the scalar minimum
 PREC = 200
