@@ -27,6 +27,7 @@ import doctest
 import io
 import json
 import logging
+import math
 import os
 import pkgutil
 import sys
@@ -360,9 +361,8 @@ def _source(claim, assets, info) -> str:  # noqa: ANN001
         ("certificates", ", ".join(f"`{c}`" for c in claim.certificates) or "none"),
         ("default instance", f"`{_instance(d)}`"),
     ]
-    thresholds = getattr(claim, "thresholds_text", None)
-    if callable(thresholds):
-        rows.append(("thresholds", _md(thresholds())))
+    if claim.thresholds_text():
+        rows.append(("thresholds", _md(claim.thresholds_text())))
     lines = ["## Source and status", "", "| what | |", "| --- | --- |"]
     lines += [f"| {k} | {_cell(v)} |" for k, v in rows]
     lines.append("")
@@ -491,7 +491,7 @@ def _example(claim, assets, info) -> str:  # noqa: ANN001
             "",
             f"```text\n{text}\n```",
             "",
-            f"The JSON report of this run (schema `ncverify.report/1`, see [the JSON report]"
+            f"The JSON report of this run (schema `ncverify.report/2`, see [the JSON report]"
             f"(../json.md)): [{claim.id}-report.json]({claim.id}-report.json).",
             "",
         ]
@@ -557,14 +557,38 @@ def _trace_section(claim, assets, info) -> str:  # noqa: ANN001
 
 
 def _phase_section(claim, assets, info) -> str:  # noqa: ANN001
+    """Generic: the closed form along every axis on which the claim draws a phase boundary for
+    its default instance, the boundaries' quantities, and the claim's own search, if it has one."""
+    from ncverify import Claim
+
     d = claim.default_problem()
-    if claim.loss == "ce":
-        return _ce_section(claim, assets, d)
-    if claim.loss == "mse" and not d.balanced:
-        return _gains_section(claim, assets, d)
-    if claim.loss == "mse" and d.bias == "regularised":
-        return _bias_decay_section(claim, assets, d)
-    return ""
+    base = claim.closed_form(d)
+    parts = [
+        _gains_section(claim, assets, d, axis, base)
+        for axis in PHASE_AXES
+        if any(math.isfinite(b.critical) for b in base.phase.on(axis))
+    ]
+    if base.phase.quantities:
+        parts.append(_quantities_section(base.phase))
+    if type(claim).search is not Claim.search:
+        parts.append(_ce_section(claim, assets, d))
+    return "\n".join(parts)
+
+
+#: The axes of the closed-form plots, with how an instance moves along them and their labels.
+PHASE_AXES = {
+    "lambda": "λ (every λ_W and λ_H tied to it)",
+    "lambda_b": "λ_b (bias weight decay)",
+}
+
+
+def _along(d, axis: str, value: str):  # noqa: ANN001, ANN202
+    """The instance `d` with the parameter of `axis` set to `value` (exact decimal)."""
+    from dataclasses import replace
+
+    if axis == "lambda":
+        return _tied(d, value)
+    return replace(d, **{axis: Fraction(value)})
 
 
 def _tied(d, lam: str):  # noqa: ANN001, ANN202
@@ -582,147 +606,146 @@ def _tied(d, lam: str):  # noqa: ANN001, ANN202
     )
 
 
+def _axis_value(d, axis: str) -> float:  # noqa: ANN001
+    return float(d.lambda_h if axis == "lambda" else getattr(d, axis))
+
+
+def _gains_section(claim, assets, d, axis: str, base) -> str:  # noqa: ANN001
+    """Per-class gains (and the bias, where there is one) of the closed form along `axis`, with
+    the claim's boundaries on it, and verdicts either side of the nearest boundary."""
+    bounds = [b for b in base.phase.on(axis) if math.isfinite(b.critical)]
+    crit = sorted({b.critical for b in bounds})
+    grid = set(np.geomspace(min(crit) / 10, max(crit) * 10, GAIN_GRID).tolist())
+    grid.add(_axis_value(d, axis))
+    for c in crit:  # resolve each jump
+        grid |= {c * (1 - 1e-3), c * (1 + 1e-3)}
+    t0 = time.perf_counter()
+    xs, gains, biases = [], [], []
+    for x in sorted(grid):
+        pred = claim.closed_form(_along(d, axis, f"{x:.6g}"))
+        xs.append(float(Fraction(f"{x:.6g}")))
+        gains.append([c.gain_float for c in pred.classes])
+        biases.append(None if pred.bias is None else pred.bias[0])
+    elapsed = time.perf_counter() - t0
+    g = np.array(gains)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    groups: dict[tuple, list[int]] = {}  # classes with identical curves share one line
+    for k in range(g.shape[1]):
+        groups.setdefault(tuple(np.round(g[:, k], 12)), []).append(k)
+    for i, ks in enumerate(groups.values()):
+        counts = sorted({d.counts[k] for k in ks})
+        ax.semilogx(
+            xs,
+            g[:, ks[0]],
+            "o-",
+            ms=3,
+            color=colours[i % len(colours)],
+            label=f"classes {ks} (n = {', '.join(map(str, counts))})",
+        )
+    if any(b is not None for b in biases):
+        ax.semilogx(
+            xs,
+            [np.nan if b is None else b for b in biases],
+            "s:",
+            ms=3,
+            color="grey",
+            label="bias b*_k",
+        )
+    for i, b in enumerate(bounds):
+        ax.axvline(b.critical, color="black", ls="--", lw=1)
+        ax.annotate(
+            f"{b.critical:.3g}: classes {list(b.classes)} {b.change}",
+            (b.critical, 0.02 + 0.08 * i),
+            rotation=90,
+            fontsize=6,
+            ha="right",
+        )
+    here = _axis_value(d, axis)
+    ax.axvline(here, color="grey", ls=":", lw=1, label=f"default instance ({here:g})")
+    ax.set_xlabel(PHASE_AXES[axis])
+    ax.set_ylabel("class gain γ_k = (W H̄)_kk")
+    _closed_form_axes(ax, claim, d, "center left")
+    name = f"{claim.id}-gains-{axis}.png"
+    assets[name] = _png(fig)
+    return "\n".join(
+        [
+            f"## The closed form against {PHASE_AXES[axis].split(' ')[0]}",
+            "",
+            f"![Per-class gains of {claim.id} against {axis}]({name})",
+            "",
+            f"`closed_form` of the default instance (counts {list(d.counts)}, depth {d.depth}) "
+            f"at {len(xs)} values, two of them on either side of every boundary ({elapsed:.1f} s). "
+            "Dashed lines: the phase boundaries the claim reports on this axis, "
+            + "; ".join(f"{b.critical:.4g} (classes {list(b.classes)} {b.change})" for b in bounds)
+            + ".",
+            "",
+            _verdicts_across(claim, axis),
+        ]
+    )
+
+
+def _verdicts_across(claim, axis: str) -> str:  # noqa: ANN001
+    """`verify` on the small example instance either side of its nearest boundary on `axis`."""
+    from ncverify import Backend, verify
+
+    small = example_problem(claim)
+    bounds = [b.critical for b in claim.closed_form(small).phase.on(axis)]
+    bounds = [c for c in bounds if math.isfinite(c)]
+    if not bounds:
+        return ""
+    here = _axis_value(small, axis)
+    nearest = min(bounds, key=lambda c: abs(math.log(c / here)))
+    be, settings = Backend.create(), example_settings()
+    t0 = time.perf_counter()
+    rows = []
+    for x in (nearest / 4, nearest * 4):
+        r = verify(claim, _along(small, axis, f"{x:.3g}"), be, settings)
+        best = "-" if r.best_objective is None else f"{r.best_objective:.10g}"
+        rows.append(
+            f"| {x:.3g} | {r.prediction.geometry} | {float(r.prediction.objective):.10g} | "
+            f"{best} | {r.verdict} |"
+        )
+    return "\n".join(
+        [
+            f"`verify` on the small example instance (counts {list(small.counts)}, depth "
+            f"{small.depth}, widths {list(small.widths)}; {settings.restarts} runs; "
+            f"{time.perf_counter() - t0:.1f} s) either side of its boundary at {nearest:.4g}:",
+            "",
+            "| value | claimed geometry | claimed optimum | best run | verdict |",
+            "| --- | --- | --- | --- | --- |",
+            *rows,
+            "",
+        ]
+    )
+
+
+def _quantities_section(phase) -> str:  # noqa: ANN001
+    """The claim's named quantities of the default instance, with what each means."""
+
+    def value(q) -> str:  # noqa: ANN001
+        v = q.exact if q.exact is not None else q.value
+        return _cell(_md(str(v)))
+
+    lines = [
+        "## Phase quantities of the default instance",
+        "",
+        "The report's `prediction.phase.quantities`, as the claim defines them:",
+        "",
+        "| name | value | meaning |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| `{q.name}` | {value(q)} | {_cell(_md(q.meaning))} |" for q in phase.quantities]
+    lines.append("")
+    return "\n".join(lines)
+
+
 def _closed_form_axes(ax, claim, d, legend: str) -> None:  # noqa: ANN001
     """Gains live in [0, 1]; title, grid and legend of the closed-form plots."""
     ax.set_ylim(-0.03, 1.03)
     ax.set_title(f"{claim.id}: counts {list(d.counts)}, M = {d.depth} (closed form)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc=legend)
-
-
-def _gains_section(claim, assets, d) -> str:  # noqa: ANN001
-    base = claim.closed_form(d)
-    crit = sorted({c.critical_lambda for c in base.classes if c.critical_lambda is not None})
-    lam0 = float(d.lambda_h)
-    lo = (min(crit) if crit else lam0) / 3
-    hi = max(crit) * 2 if crit else lam0 * 100
-    grid = set(np.geomspace(min(lo, lam0), max(hi, lam0), GAIN_GRID).tolist())
-    for c in crit:  # resolve each jump
-        grid |= {c * (1 - 1e-3), c * (1 + 1e-3)}
-    t0 = time.perf_counter()
-    lams, gains = [], []
-    for lam in sorted(grid):
-        pred = claim.closed_form(_tied(d, f"{lam:.6g}"))
-        lams.append(float(Fraction(f"{lam:.6g}")))
-        gains.append([c.gain_float for c in pred.classes])
-    elapsed = time.perf_counter() - t0
-    g = np.array(gains)
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    groups: dict[int, list[int]] = {}
-    for k, n in enumerate(d.counts):
-        groups.setdefault(n, []).append(k)
-    for i, (n, ks) in enumerate(groups.items()):
-        colour = colours[i % len(colours)]
-        ax.semilogx(lams, g[:, ks[0]], "o-", ms=3, color=colour, label=f"n_k = {n} (classes {ks})")
-        lam_star = base.classes[ks[0]].critical_lambda
-        if lam_star is not None:
-            ax.axvline(lam_star, color=colour, ls="--", lw=1)
-            ax.annotate(
-                f"λ* = {lam_star:.3g}",
-                (lam_star, 0.02 + 0.08 * i),
-                rotation=90,
-                fontsize=7,
-                color=colour,
-                ha="right",
-            )
-    ax.axvline(lam0, color="grey", ls=":", lw=1, label=f"default λ = {lam0:g}")
-    ax.set_xlabel("λ (every λ_W and λ_H tied to it)")
-    ax.set_ylabel("class gain γ_k = (W H̄)_kk")
-    _closed_form_axes(ax, claim, d, "lower left")
-    assets[f"{claim.id}-gains.png"] = _png(fig)
-    return "\n".join(
-        [
-            "## Per-class gains against lambda",
-            "",
-            f"![Per-class gains of {claim.id} against lambda]({claim.id}-gains.png)",
-            "",
-            f"`closed_form` of the default instance (counts {list(d.counts)}, depth {d.depth}) at "
-            f"{len(lams)} tied lambdas, two of them on either side of every threshold "
-            f"({elapsed:.1f} s). Dashed lines: the collapse thresholds λ_k* the claim reports "
-            f"({', '.join(f'{c:.4g}' for c in crit) or 'none'}); the claim says a class is alive "
-            "to the left of its threshold and collapsed to the right of it.",
-            "",
-        ]
-    )
-
-
-def _with_lambda_b(d, lam_b: str):  # noqa: ANN001, ANN202
-    from dataclasses import replace
-
-    return replace(d, lambda_b=Fraction(lam_b))
-
-
-def _bias_decay_section(claim, assets, d) -> str:  # noqa: ANN001
-    """Gain and bias of a weight-decayed-bias claim against lambda_b, and its verdicts."""
-    from ncverify import Backend, verify
-
-    base = claim.closed_form(d)
-    crit = base.phase.get("critical_lambda_b")
-    centre = crit if crit is not None and np.isfinite(crit) else float(d.lambda_b)
-    grid = set(np.geomspace(centre / 100, centre * 100, GAIN_GRID).tolist())
-    if crit is not None and np.isfinite(crit):
-        grid |= {crit * (1 - 1e-3), crit * (1 + 1e-3)}
-    t0 = time.perf_counter()
-    lams, gains, biases = [], [], []
-    for lam in sorted(grid):
-        pred = claim.closed_form(_with_lambda_b(d, f"{lam:.6g}"))
-        lams.append(float(Fraction(f"{lam:.6g}")))
-        gains.append(pred.classes[0].gain_float)
-        biases.append(d.K * pred.bias[0] * (1 + lams[-1]))
-    elapsed = time.perf_counter() - t0
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
-    ax.semilogx(lams, gains, "o-", ms=3, label="class gain (W H̄)_kk")
-    ax.semilogx(lams, biases, "s-", ms=3, label="K (1 + λ_b) b*_k = 1 - γ_0")
-    if crit is not None and np.isfinite(crit):
-        ax.axvline(crit, color="grey", ls="--", lw=1, label=f"mean mode alive beyond {crit:.3g}")
-    ax.axvline(float(d.lambda_b), color="grey", ls=":", lw=1, label=f"default λ_b = {d.lambda_b}")
-    ax.set_xlabel("λ_b (bias weight decay)")
-    _closed_form_axes(ax, claim, d, "center left")
-    assets[f"{claim.id}-bias-decay.png"] = _png(fig)
-    # the verdicts on the small example instance at a few lambda_b, either side of its threshold
-    small = example_problem(claim)
-    small_crit = claim.closed_form(small).phase.get("critical_lambda_b")
-    points = [
-        f"{x:.3g}"
-        for x in (
-            np.geomspace(small_crit / 30, small_crit * 30, 5)
-            if small_crit is not None and np.isfinite(small_crit)
-            else [float(small.lambda_b)]
-        )
-    ]
-    be, settings = Backend.create(), example_settings()
-    t1 = time.perf_counter()
-    rows = []
-    for lam_b in points:
-        r = verify(claim, _with_lambda_b(small, lam_b), be, settings)
-        rows.append(
-            f"| {lam_b} | {r.prediction.geometry} | {float(r.prediction.objective):.10g} | "
-            f"{r.best_objective:.10g} | {r.verdict} |"
-        )
-    checks = time.perf_counter() - t1
-    return "\n".join(
-        [
-            "## Gain and bias against the bias weight decay",
-            "",
-            f"![Gain and bias of {claim.id} against lambda_b]({claim.id}-bias-decay.png)",
-            "",
-            f"`closed_form` of the default instance at {len(lams)} values of λ_b ({elapsed:.1f} s). "
-            "Left of the dashed line the mean mode is collapsed: the class means form a simplex "
-            "ETF and the bias alone carries the mean, shrunk by 1/(1 + λ_b); right of it the "
-            "features fit the mean direction too, with a jump for M >= 2.",
-            "",
-            f"`verify` on the small example instance (counts {list(small.counts)}, depth "
-            f"{small.depth}, widths {list(small.widths)}; {settings.restarts} runs, escalated when "
-            f"none reaches the prediction; {checks:.1f} s), λ_b either side of its threshold "
-            f"{small_crit:.4g}:",
-            "",
-            "| λ_b | claimed geometry | claimed optimum | best run | verdict |",
-            "| --- | --- | --- | --- | --- |",
-            *rows,
-            "",
-        ]
-    )
 
 
 def _ce_section(claim, assets, d) -> str:  # noqa: ANN001

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import mpmath
@@ -19,7 +20,60 @@ from .backend import Backend
 from .objective import Params
 from .problem import Problem
 
-REGIMES = ("alive", "collapsed", "tie", "bottleneck")
+
+class Regime(StrEnum):
+    """What a claim says of one class (or mode) at an instance."""
+
+    ALIVE = "alive"  # a positive gain
+    COLLAPSED = "collapsed"  # gain zero: w_k = 0 and hbar_k = 0
+    TIE = "tie"  # exactly at a threshold: zero and a positive gain are both optimal
+    BOTTLENECK = "bottleneck"  # would be alive, but the bottleneck R leaves no room for it
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """A phase boundary of a claim at an instance: along `axis`, the other parameters as in
+    the instance, the regime of `classes` changes at `critical`.
+
+    Axes: `lambda` (every lambda_W and lambda_H tied to one value), `lambda_w` (every layer's
+    lambda_W set to one value), `lambda_h`, `lambda_b`.  Reports, sweep plots and the claim
+    pages draw boundaries from these fields alone.
+    """
+
+    axis: str
+    critical: float
+    classes: tuple[int, ...]
+    change: str  # in words, e.g. "collapse beyond it"
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A named number of a claim's closed form (e.g. `rho`), shown and serialised as is."""
+
+    name: str
+    value: float | None
+    exact: str | None
+    meaning: str
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Where an instance sits in a claim's phase diagram."""
+
+    boundaries: tuple[Boundary, ...] = ()
+    # |log(lambda / lambda*)| to the nearest boundary (log of the tied lambda), where defined
+    distance: float | None = None
+    quantities: tuple[Quantity, ...] = ()
+
+    def quantity(self, name: str) -> Quantity:
+        for q in self.quantities:
+            if q.name == name:
+                return q
+        raise KeyError(name)
+
+    def on(self, axis: str) -> tuple[Boundary, ...]:
+        """The boundaries along `axis`."""
+        return tuple(b for b in self.boundaries if b.axis == axis)
 
 
 @dataclass(frozen=True)
@@ -49,7 +103,7 @@ class ClassPrediction:
     """What a claim says about one class."""
 
     count: int
-    regime: str
+    regime: Regime
     gain: sp.Expr  # exact
     length_w: float  # ||w_k||, row k of W_M ... W_1
     length_h: float  # ||hbar_k||
@@ -68,10 +122,11 @@ class Prediction:
     classes: tuple[ClassPrediction, ...]
     bias: tuple[float, ...] | None
     unique: bool  # is the geometry unique (up to orthogonal changes of hidden bases)?
-    geometry: str  # "orthogonal frame", "simplex ETF", "zero", ...
+    geometry: str  # in words: "orthogonal frame", "simplex ETF", "zero", ...
+    zero: bool  # the predicted minimiser is the zero solution (W Hbar = 0): E4 checks that
     notes: tuple[str, ...] = ()
-    phase: dict[str, Any] = field(default_factory=dict)
-    objective_exact: str = ""  # a closed-form expression of the optimum, for the report
+    phase: Phase = field(default_factory=Phase)
+    objective_form: str = ""  # the closed-form expression the optimum comes from, in words
     # a rigorous enclosure (lo, hi) of the claimed optimum, where the claim proves one
     # (interval arithmetic); counterexamples are certified against it
     objective_enclosure: tuple[mpmath.mpf, mpmath.mpf] | None = None
@@ -123,9 +178,23 @@ class Claim:
         return []
 
     def default_problem(self) -> Problem:
+        """The paper's synthetic configuration: K = 4, n = 100, M = 3, width 64, every lambda
+        5e-4 (lambda_b too, where the bias is regularised)."""
         return Problem.build(
-            classes=4, samples=100, depth=3, width=64, loss=self.loss, bias=self.bias
+            classes=4,
+            samples=100,
+            depth=3,
+            width=64,
+            lambda_w="5e-4",
+            lambda_h="5e-4",
+            lambda_b="5e-4" if self.bias == "regularised" else None,
+            loss=self.loss,
+            bias=self.bias,
         )
+
+    def thresholds_text(self) -> str:
+        """The claim's thresholds in words, for `show` and the claim's page ("" for none)."""
+        return ""
 
     def statement(self) -> str:
         """The claim in words: the first paragraph of its module's docstring."""

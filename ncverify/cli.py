@@ -20,6 +20,7 @@ from rich.console import Console
 from . import render
 from .backend import Backend, BackendError
 from .problem import Problem, ProblemError
+from .report import Verdict
 
 if TYPE_CHECKING:  # pragma: no cover
     from .verify import Settings
@@ -54,6 +55,7 @@ def _main(
     ] = False,
 ) -> None:
     """Verify Neural Collapse claims about global minimisers of deep linear networks."""
+
 
 # run options shared by `check` and `sweep`
 ProbeOpt = Annotated[
@@ -93,13 +95,8 @@ PROBLEM_OPTIONS = (
     "bias",
     "loss",
 )
-EXIT = {"certified": 0, "consistent": 0, "refuted": 1, "inconclusive": 3, "not-applicable": 4}
 #: A bug in ncverify (an exception, or a run below a rigorous bound): never a verdict's code.
 INTERNAL_ERROR = 70  # EX_SOFTWARE of sysexits.h
-
-
-class BadInput(Exception):
-    """Raised for input no claim could accept; reported as one sentence with exit code 2."""
 
 
 def fail(message: str) -> None:
@@ -162,15 +159,24 @@ def derive(
 def build_problem(claim, **given: str | None) -> Problem:  # noqa: ANN001
     """A Problem from the CLI's problem options (`counts`, `classes`, `samples`, `depth`, `width`,
     `widths`, `lambda_w`, `lambda_h`, `lambda_b`, `bias`, `loss`), each one left unset taken from
-    the claim's default instance."""
+    the claim's default instance (its widths too while the depth is the default's; at another
+    depth every width is the default's feature dimension).  `--classes` and `--samples` go
+    together: one alone would silently take the other from the default.
+    """
     default = claim.default_problem()
     if all(v is None for v in given.values()):
         return default
     g = dict.fromkeys(PROBLEM_OPTIONS) | given
-    if g["counts"] is None and g["classes"] is None and g["samples"] is None:
+    if (g["classes"] is None) != (g["samples"] is None) and g["counts"] is None:
+        raise ProblemError("give --classes and --samples together (or --counts).")
+    if g["counts"] is None and g["classes"] is None:
         g["counts"] = ",".join(str(c) for c in default.counts)
     if g["widths"] is None and g["width"] is None:
-        g["width"] = str(default.widths[0])
+        same_depth = g["depth"] is None or str(g["depth"]).strip() == str(default.depth)
+        if same_depth:
+            g["widths"] = ",".join(str(w) for w in default.widths)
+        else:
+            g["width"] = str(default.widths[0])
     if g["lambda_b"] is None and g["bias"] in (None, "regularised") and default.lambda_b:
         g["lambda_b"] = str(default.lambda_b)  # the default's weight-decayed bias
     return Problem.build(
@@ -287,7 +293,7 @@ def check(  # noqa: PLR0913
             _write_json(json_out, [r.to_json() for r in reports])
         if any(r.contradiction for r in reports):
             raise typer.Exit(INTERNAL_ERROR)
-        inconclusive = any(r.verdict == "inconclusive" for r in reports)
+        inconclusive = any(r.verdict == Verdict.INCONCLUSIVE for r in reports)
         raise typer.Exit(3 if inconclusive else 0)
     claim = get_claim(claim_id)
     try:
@@ -317,7 +323,7 @@ def check(  # noqa: PLR0913
     if report.contradiction is not None:
         err.print(f"error: {report.contradiction}.", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(INTERNAL_ERROR)
-    raise typer.Exit(EXIT[report.verdict])
+    raise typer.Exit(report.verdict.exit_code)
 
 
 def check_outputs(
@@ -547,7 +553,7 @@ def sweep(  # noqa: PLR0913
         except OSError as exc:
             fail(f"cannot write the plot {plot_file!r}: {exc.strerror}.")
         out.print(f"phase diagram in {plot_file}", highlight=False, markup=False)
-    inconclusive = outcome.failures or any(r["verdict"] == "inconclusive" for r in records)
+    inconclusive = outcome.failures or any(r["verdict"] == Verdict.INCONCLUSIVE for r in records)
     raise typer.Exit(3 if inconclusive else 0)
 
 
@@ -657,7 +663,7 @@ def recheck(
         print(json.dumps(result, indent=2, allow_nan=False))
     else:
         out.print(render.recheck(result))
-    raise typer.Exit(EXIT[result["verdict"]])
+    raise typer.Exit(Verdict(result["verdict"]).exit_code)
 
 
 def main() -> None:

@@ -244,10 +244,6 @@ class Problem:
         return sum(self.counts)
 
     @property
-    def M(self) -> int:  # noqa: N802
-        return self.depth
-
-    @property
     def balanced(self) -> bool:
         return len(set(self.counts)) == 1
 

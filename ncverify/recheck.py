@@ -19,7 +19,7 @@ from .backend import Backend
 from .exact import certify_point
 from .objective import Objective, Params
 from .problem import Problem, ProblemError
-from .report import COUNTEREXAMPLE_SCHEMA
+from .report import COUNTEREXAMPLE_SCHEMA, Verdict
 
 
 class RecheckError(ValueError):
@@ -82,7 +82,7 @@ def recheck_file(path: str) -> dict[str, Any]:
     bound = objective.error_bound(point)
     cert = certify_point(problem, prediction, point, value, bound)
     beats = cert["certified"]
-    verdict = "refuted" if beats else "inconclusive"
+    verdict = Verdict.REFUTED if beats else Verdict.INCONCLUSIVE
     detail = (
         f"F(saved point) = {cert['objective_digits']}, claimed optimum "
         f"{cert['claimed_digits']}{'' if cert['claimed_rigorous'] else ' (not an enclosure)'}, "

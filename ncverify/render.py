@@ -13,15 +13,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from .claim import Claim
-from .report import Report
+from .claim import Boundary, Claim
+from .report import Report, Verdict
 
 VERDICT_STYLE = {
-    "certified": "bold green",
-    "consistent": "green",
-    "refuted": "bold red",
-    "inconclusive": "yellow",
-    "not-applicable": "cyan",
+    Verdict.CERTIFIED: "bold green",
+    Verdict.CONSISTENT: "green",
+    Verdict.REFUTED: "bold red",
+    Verdict.INCONCLUSIVE: "yellow",
+    Verdict.NOT_APPLICABLE: "cyan",
 }
 
 
@@ -87,10 +87,9 @@ def claim_page(claim: Claim) -> Group:
         + (f", lambda_b {p.lambda_b}" if p.lambda_b is not None else "")
         + "\n"
     )
-    extra = getattr(claim, "thresholds_text", None)
-    if callable(extra):
+    if claim.thresholds_text():
         body.append("thresholds: ", style="bold")
-        body.append(extra() + "\n")
+        body.append(claim.thresholds_text() + "\n")
     return Group(Panel(body, title=f"{claim.id}: {claim.title}"))
 
 
@@ -215,11 +214,14 @@ def report(r: Report) -> Group:
         parts.append(t)
         if pred.bias is not None:
             parts.append(Text(f"bias b* = {[round(b, 10) for b in pred.bias]}"))
-        if pred.phase.get("distance") is not None:
+        for b in pred.phase.boundaries:
+            if b.axis == "lambda":  # the tied axis: the one a reader compares with first
+                parts.append(Text(f"phase boundary at tied lambda {b.critical:.6g}: {_classes(b)}"))
+        if pred.phase.distance is not None:
             parts.append(
                 Text(
                     f"distance to the nearest phase boundary (log lambda): "
-                    f"{pred.phase['distance']:.4g}"
+                    f"{pred.phase.distance:.4g}"
                 )
             )
         for note in pred.notes:
@@ -296,6 +298,10 @@ def report(r: Report) -> Group:
     if r.timing:
         parts.append(Text(f"time {r.timing.get('total', 0.0):.2f} s", style="dim"))
     return Group(*parts)
+
+
+def _classes(b: Boundary) -> str:
+    return f"class(es) {', '.join(map(str, b.classes))}: {b.change}"
 
 
 def summary_table(reports: list[Report]) -> Table:

@@ -1,6 +1,6 @@
 """Reports: the evidence of one verification, as a readable rich report and as stable JSON.
 
-JSON schema `ncverify.report/1` (documented in docs/json.md).  Numbers are JSON numbers, never
+JSON schema `ncverify.report/2` (documented in docs/json.md).  Numbers are JSON numbers, never
 NaN or infinity (those become `null`); apart from `timing` and run times, the same command gives
 the same report.
 """
@@ -12,6 +12,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,12 +21,12 @@ from .limits import MAX_CLASSES_FOR_GRAMS
 
 if TYPE_CHECKING:  # pragma: no cover
     from .backend import Backend
-    from .claim import Claim, Prediction
+    from .claim import Claim, Phase, Prediction
     from .objective import Params
     from .optimize import Run
     from .problem import Problem
 
-SCHEMA = "ncverify.report/1"
+SCHEMA = "ncverify.report/2"
 COUNTEREXAMPLE_SCHEMA = "ncverify.counterexample/1"
 
 
@@ -56,10 +57,60 @@ def clean(x: Any) -> Any:
     return x
 
 
+class Verdict(StrEnum):
+    """What the evidence supports (docs/verdicts.md)."""
+
+    CERTIFIED = "certified"
+    CONSISTENT = "consistent"
+    REFUTED = "refuted"
+    INCONCLUSIVE = "inconclusive"
+    NOT_APPLICABLE = "not-applicable"
+
+    @property
+    def holds(self) -> bool:
+        """The claim holds on the instance as far as the evidence goes."""
+        return self in (Verdict.CERTIFIED, Verdict.CONSISTENT)
+
+    @property
+    def exit_code(self) -> int:
+        """The exit code of `check` and `recheck` for this verdict (2 is bad input, 70 an
+        internal error: neither is a verdict)."""
+        return _EXIT_CODES[self]
+
+
+_EXIT_CODES = {
+    Verdict.CERTIFIED: 0,
+    Verdict.CONSISTENT: 0,
+    Verdict.REFUTED: 1,
+    Verdict.INCONCLUSIVE: 3,
+    Verdict.NOT_APPLICABLE: 4,
+}
+
+
+class GeometryEvidence(StrEnum):
+    """How the claimed geometry is established, where the claim holds (JSON
+    `geometry_evidence`)."""
+
+    RUN = "run"  # a random-start run reached the prediction and E4 compared its geometry
+    CERTIFIED_UNIQUE = "certified-unique"  # the certificate fixes the minimiser set
+    ATTAINED = "attained"  # the predicted point attains the proven optimum; uniqueness unshown
+    NOT_UNIQUE = "not-unique"  # the claim itself says the minimiser is not unique
+
+
+class Evidence(StrEnum):
+    """The kind of evidence a check belongs to (DESIGN.md, Verdicts)."""
+
+    PREDICTED_POINT = "E1"
+    RUNS = "E2"
+    CERTIFICATE = "E3"
+    GEOMETRY = "E4"
+
+
 @dataclass
 class Check:
     """One piece of evidence: `passed` is None when the check was skipped (detail says why)."""
 
+    evidence: Evidence
     name: str
     passed: bool | None
     value: float | None
@@ -135,6 +186,21 @@ class Counterexample:
         return path
 
 
+def phase_json(phase: Phase) -> dict[str, Any]:
+    """The typed phase of a prediction as JSON: boundaries, distance, named quantities."""
+    return {
+        "boundaries": [
+            {"axis": b.axis, "critical": b.critical, "classes": list(b.classes), "change": b.change}
+            for b in phase.boundaries
+        ],
+        "distance": phase.distance,
+        "quantities": [
+            {"name": q.name, "value": q.value, "exact": q.exact, "meaning": q.meaning}
+            for q in phase.quantities
+        ],
+    }
+
+
 @dataclass
 class Report:
     claim: Claim
@@ -142,7 +208,7 @@ class Report:
     backend: Backend
     probe: bool
     tolerances: Any
-    verdict: str = ""
+    verdict: Verdict = Verdict.INCONCLUSIVE
     hypotheses: list[str] = field(default_factory=list)
     prediction: Prediction | None = None
     predicted_point: Params | None = field(default=None, repr=False)
@@ -155,8 +221,8 @@ class Report:
     curvature_direction: Params | None = field(default=None, repr=False)
     search_candidates: list[Any] = field(default_factory=list, repr=False)
     claimed_minus_bound: float | None = None
-    # how the claimed geometry is established (`ncverify.verify.GEOMETRY_EVIDENCE`), or None
-    geometry_evidence: str | None = None
+    # how the claimed geometry is established, or None where the verdict rests on no such evidence
+    geometry_evidence: GeometryEvidence | None = None
     # a verifier-internal contradiction (a run below a rigorous bound), or None
     contradiction: str | None = None
     timing: dict[str, float] = field(default_factory=dict)
@@ -194,7 +260,7 @@ class Report:
             {
                 "objective": pred.objective_float,
                 "objective_digits": str(pred.objective) if pred.objective is not None else None,
-                "objective_form": pred.objective_exact,
+                "objective_form": pred.objective_form,
                 "geometry": pred.geometry,
                 "unique": pred.unique,
                 "gains": [c.gain_float for c in pred.classes],
@@ -206,7 +272,7 @@ class Report:
                 "critical_lambdas": [c.critical_lambda for c in pred.classes],
                 "bias": list(pred.bias) if pred.bias is not None else None,
                 "gram": grams,
-                "phase": pred.phase,
+                "phase": phase_json(pred.phase),
                 "notes": list(pred.notes),
             }
         )

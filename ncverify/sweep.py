@@ -42,6 +42,7 @@ from typing import Any
 import mpmath
 
 from .problem import Problem, ProblemError, exact
+from .report import Verdict
 from .verify import Settings
 
 SIGNIFICANT_DIGITS = 6
@@ -74,11 +75,11 @@ ALIVE_GAIN = 1e-4  # a class is alive in an optimiser run when (W Hbar)_kk excee
 MAX_RESUBMIT = 3  # resubmissions of a point after the scheduler gave up on it (KilledWorker)
 PLOT_FORMATS = ("png", "svg", "pdf")
 VERDICT_COLOURS = {
-    "certified": "#2ca02c",
-    "consistent": "#98df8a",
-    "refuted": "#d62728",
-    "inconclusive": "#ffbf00",
-    "not-applicable": "#b0b0b0",
+    Verdict.CERTIFIED: "#2ca02c",
+    Verdict.CONSISTENT: "#98df8a",
+    Verdict.REFUTED: "#d62728",
+    Verdict.INCONCLUSIVE: "#ffbf00",
+    Verdict.NOT_APPLICABLE: "#b0b0b0",
 }
 
 
@@ -618,43 +619,16 @@ def run_alive(record: dict[str, Any]) -> list[int] | None:
     return None if best is None else list(best["alive"])
 
 
-def threshold_alive(record: dict[str, Any]) -> list[int] | None:
-    """The classes alive by the claim's phase boundary alone: `P^{1/(M+1)} < lambda_k*`
-    (classes at a tie or cut by the bottleneck excluded), where the claim draws one."""
-    pred = record.get("prediction")
-    if pred is None:
-        return None
-    crit = pred.get("critical_lambdas") or []
-    if not crit or any(c is None for c in crit):
-        return None
-    problem = record["problem"]
-    with mpmath.workdps(30):
-        p = (
-            mpmath.mpf(Fraction(problem["lambda_h_exact"]).numerator)
-            / Fraction(problem["lambda_h_exact"]).denominator
-        )
-        for lam in problem["lambda_w_exact"]:
-            f = Fraction(lam)
-            p *= mpmath.mpf(f.numerator) / f.denominator
-        effective = float(mpmath.root(p, problem["depth"] + 1))
-    regimes = pred.get("regimes") or ["alive"] * len(crit)
-    return [
-        k for k, c in enumerate(crit) if effective < c and regimes[k] not in ("bottleneck", "tie")
-    ]
-
-
 def agreement(record: dict[str, Any]) -> bool | None:
-    """Do the claim's alive classes, its thresholds (where it has them) and the best run's
-    alive classes agree?  None where there is nothing to compare.  A class whose claimed gain
-    is positive but at most `ALIVE_GAIN` is below the run's resolution and left out."""
+    """Do the claim's alive classes and the best run's alive classes agree?  None where there
+    is nothing to compare.  A class whose claimed gain is positive but at most `ALIVE_GAIN` is
+    below the run's resolution and left out."""
     claimed, observed = predicted_alive(record), run_alive(record)
     if claimed is None or observed is None:
         return None
     gains = record["prediction"]["gains"]
     unresolved = {k for k, g in enumerate(gains) if g is not None and 0 < g <= ALIVE_GAIN}
-    sets = [claimed, threshold_alive(record), observed]
-    known = [set(x) - unresolved for x in sets if x is not None]
-    return all(x == known[0] for x in known)
+    return set(claimed) - unresolved == set(observed) - unresolved
 
 
 def summary_rows(
@@ -783,23 +757,20 @@ def axis_value(record: dict[str, Any], name: str) -> float:
     return float(Fraction(record["sweep"]["point"][name]["exact"]))
 
 
-def threshold_on_axis(record: dict[str, Any], name: str, critical: float) -> float | None:
-    """Where, along the lambda axis `name` (the other parameters as at this point), the
-    effective lambda `P^{1/(M+1)}` reaches `critical`; None where the axis is not a lambda of P."""
-    problem = record["problem"]
-    m = problem["depth"]
+def boundaries_on_axis(record: dict[str, Any], name: str) -> list[tuple[float, list[int]]]:
+    """The claim's phase boundaries along the sweep axis `name` at this point, as (critical
+    value, classes): read from the report's `prediction.phase.boundaries`, along the tied axis
+    `lambda` where `--lambda-h tied` moves lambda_H with lambda_W."""
+    phase = (record.get("prediction") or {}).get("phase") or {}
     tied = record["sweep"].get("tied", False)
-    lambda_w = [float(Fraction(x)) for x in problem["lambda_w_exact"]]
-    lambda_h = float(Fraction(problem["lambda_h_exact"]))
-    if name == "lambda_w":
-        if tied:
-            return critical
-        if len(set(lambda_w)) != 1:
-            return None
-        return (critical ** (m + 1) / lambda_h) ** (1 / m)
-    if name == "lambda_h" and not tied:
-        return critical ** (m + 1) / math.prod(lambda_w)
-    return None
+    if tied and name == "lambda_h":
+        return []
+    axis = "lambda" if tied and name == "lambda_w" else name
+    return [
+        (float(b["critical"]), list(b["classes"]))
+        for b in phase.get("boundaries") or []
+        if b["axis"] == axis and b.get("critical") is not None and math.isfinite(b["critical"])
+    ]
 
 
 def plot(records: Sequence[dict[str, Any]], axes: Sequence[Axis], path: str, title: str) -> None:
@@ -917,7 +888,7 @@ def _plot_1d(fig: Any, records: Sequence[dict[str, Any]], axis: Axis, title: str
             cx,
             [1.04 * top] * len(cx),
             "*",
-            color=VERDICT_COLOURS["refuted"],
+            color=VERDICT_COLOURS[Verdict.REFUTED],
             ms=12,
             mec="k",
             ls="",
@@ -1008,16 +979,10 @@ def _draw_thresholds(
         return []
     drawn: dict[float, list[int]] = {}
     for r in records:
-        crit = (r.get("prediction") or {}).get("critical_lambdas") or []
-        for k, c in enumerate(crit):
-            if c is None:
-                continue
-            x = threshold_on_axis(r, axis.name, c)
-            if x is None:
-                continue
+        for x, classes in boundaries_on_axis(r, axis.name):
             key = float(f"{x:.12g}")
-            if k not in drawn.setdefault(key, []):
-                drawn[key].append(k)
+            drawn.setdefault(key, [])
+            drawn[key] += [k for k in classes if k not in drawn[key]]
     outside = []
     for x, ks in sorted(drawn.items()):
         name = ",".join(str(k) for k in ks)
@@ -1056,15 +1021,12 @@ def _plot_2d(fig: Any, records: Sequence[dict[str, Any]], shown: list[Axis], tit
         if r.get("counterexample"):
             text += "\n×"
         ax.text(j, i, text, ha="center", va="center", fontsize=7)
-        if x_axis.name in LAMBDA_OPTIONS:
-            crit = (r.get("prediction") or {}).get("critical_lambdas") or []
-            vals = [float(c) for c in xs]
-            for k, c in enumerate(crit):
-                x = None if c is None else threshold_on_axis(r, x_axis.name, c)
-                if x is None or not (min(vals) <= x <= max(vals)):
-                    continue
-                pos = _fractional_index(vals, x, x_axis.log)
-                ax.plot([pos, pos], [i - 0.45, i + 0.45], color=colours[k % 10], lw=2)
+        vals = [float(c) for c in xs]
+        for x, classes in boundaries_on_axis(r, x_axis.name):
+            if not (min(vals) <= x <= max(vals)):
+                continue
+            pos = _fractional_index(vals, x, x_axis.log)
+            ax.plot([pos, pos], [i - 0.45, i + 0.45], color=colours[classes[0] % 10], lw=2)
     ax.imshow(image, aspect="auto", origin="lower", interpolation="nearest")
     ax.set_xticks(range(len(xs)), [c.text for c in x_axis.values], rotation=60, fontsize=7)
     ax.set_yticks(range(len(ys)), [c.text for c in y_axis.values], fontsize=7)

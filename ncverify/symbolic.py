@@ -296,12 +296,6 @@ def _enclosure(depth: int, rho: Fraction, c: Candidate):  # noqa: ANN202
     return psi_interval(depth, rho, *c.interval)
 
 
-def _exact_excess(depth: int, gamma: sp.Expr) -> sp.Expr:
-    """`psi(gamma) - psi(0)` at a stationary point, by the identity (exact for algebraic gamma)."""
-    m = depth
-    return gamma * (m - 1 - m * gamma) / 2
-
-
 def largest_root_in(depth: int, rho: Fraction, lo: Fraction, hi: Fraction) -> sp.Expr | None:
     """The largest root of `p_rho` in the open interval `(lo, hi)`, or None if there is none.
 

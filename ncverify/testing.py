@@ -44,10 +44,8 @@ from .problem import BIAS_MODES, LOSSES, Problem
 from .report import Report
 from .verify import Settings, verify
 
-__all__ = ["HOLDS", "assert_claim_holds", "failure_reason", "lambdas", "problems"]
+__all__ = ["assert_claim_holds", "failure_reason", "lambdas", "problems"]
 
-#: Verdicts under which a claim is said to hold on an instance.
-HOLDS: tuple[str, ...] = ("certified", "consistent")
 
 
 def _as_fraction(x: Fraction | int | float | str, name: str) -> Fraction:
@@ -278,7 +276,7 @@ def assert_claim_holds(
     if unknown:
         raise TypeError(f"unknown settings {unknown}; known: {sorted(known)}.")
     report = verify(claim, problem, backend, Settings(**settings))
-    if report.verdict not in HOLDS:
+    if not report.verdict.holds:
         raise AssertionError(failure_reason(report))
     return report
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import mpmath
 import numpy as np
@@ -39,9 +39,7 @@ from .optimize import (
     single_threaded_blas,
 )
 from .problem import Problem
-from .report import Check, Counterexample, Report
-
-VERDICTS = ("certified", "consistent", "refuted", "inconclusive", "not-applicable")
+from .report import Check, Counterexample, Evidence, GeometryEvidence, Report, Verdict
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,6 @@ class Settings:
     curvature_steps: int = 60
     save_dir: str | None = None
     force: bool = False  # run every step even above its size limit (`ncverify.limits`)
-    extra: dict = field(default_factory=dict)
 
 
 @single_threaded_blas
@@ -86,7 +83,17 @@ def verify(
     settings: Settings | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Report:
-    """Check `claim` on `problem` and return the report."""
+    """Check `claim` on `problem` and return the report.
+
+    Raises `ValueError` when the claim names a certificate kind that does not exist (a
+    misspelling would otherwise drop the certificate and silently weaken the verdict).
+    """
+    unknown = [kind for kind in claim.certificates if kind not in CERTIFIERS]
+    if unknown:
+        raise ValueError(
+            f"claim {claim.id!r} names unknown certificate kind(s) {unknown}; known kinds: "
+            f"{sorted(CERTIFIERS)}."
+        )
     settings = settings or Settings()
     with forcing(settings.force):
         return _verify(claim, problem, backend or Backend.create(), settings, progress)
@@ -107,7 +114,7 @@ def _verify(
     )
     report.hypotheses = claim.hypotheses(problem)
     if report.hypotheses and not settings.probe:
-        report.verdict = "not-applicable"
+        report.verdict = Verdict.NOT_APPLICABLE
         report.timing = {"total": time.perf_counter() - t_start}
         return report
 
@@ -187,8 +194,6 @@ def _verify(
     if settings.certificate:
         t0 = time.perf_counter()
         for kind in claim.certificates:  # the first kind that applies to this instance ...
-            if kind not in CERTIFIERS:  # a kind this installation does not provide
-                continue
             _stage(progress, f"certificate ({kind})", 0)
             try:
                 found = CERTIFIERS[kind](problem)
@@ -216,10 +221,10 @@ def _verify(
     _check_geometry(report, pred, best, tol)
 
     # ---- counterexample and verdict --------------------------------------------------------
-    _find_counterexample(report, objective, point, claimed, best, cert, e1_ok, settings)
+    _find_counterexample(report, objective, point, claimed, cert, e1_ok, settings)
     report.contradiction = _contradiction(runs, cert)
     report.verdict, report.geometry_evidence = _verdict(report, runs, cert, e1_ok)
-    if report.verdict == "inconclusive" and e1_ok and runs:
+    if report.verdict == Verdict.INCONCLUSIVE and e1_ok and runs:
         if all(run.outcome == "worse" for run in runs):
             report.notes.append(
                 "the predicted point attains the claimed optimum (E1) and every run ended above "
@@ -254,6 +259,7 @@ def _predicted_point(
     except ValueError as exc:
         report.checks.append(
             Check(
+                Evidence.PREDICTED_POINT,
                 "E1 objective",
                 False,
                 None,
@@ -279,6 +285,7 @@ def _check_predicted_point(
     ok_value = diff <= allowed
     report.checks.append(
         Check(
+            Evidence.PREDICTED_POINT,
             "E1 objective",
             ok_value,
             diff,
@@ -295,6 +302,7 @@ def _check_predicted_point(
     ok_grad = gnorm <= allowed_g
     report.checks.append(
         Check(
+            Evidence.PREDICTED_POINT,
             "E1 stationarity",
             ok_grad,
             gnorm,
@@ -310,6 +318,7 @@ def _check_predicted_point(
         ok_curv = curv.smallest >= -allowed_c
         report.checks.append(
             Check(
+                Evidence.PREDICTED_POINT,
                 "E1 curvature",
                 ok_curv,
                 curv.smallest,
@@ -401,6 +410,7 @@ def _evaluate_certificate(
     allowed = tol.certificate * abs(float(exact))
     report.checks.append(
         Check(
+            Evidence.CERTIFICATE,
             "E3 certificate",
             abs(diff) <= allowed,
             diff,
@@ -422,14 +432,17 @@ def _check_geometry(report: Report, pred: Prediction, best: Run | None, tol: Tol
         else None
     )
     if skipped is not None:
-        report.checks.append(Check("E4 geometry", None, None, tol.geometry, f"skipped: {skipped}"))
+        report.checks.append(
+            Check(Evidence.GEOMETRY, "E4 geometry", None, None, tol.geometry, f"skipped: {skipped}")
+        )
         return
     rows = report.metrics or []
-    if pred.geometry == "zero":
+    if pred.zero:
         size = max((r.get("norm_WH") or 0.0) for r in rows) if rows else 0.0
         ok = size <= tol.geometry
         report.checks.append(
             Check(
+                Evidence.GEOMETRY,
                 "E4 geometry",
                 ok,
                 size,
@@ -444,6 +457,7 @@ def _check_geometry(report: Report, pred: Prediction, best: Run | None, tol: Tol
     ok = value is not None and value <= tol.geometry
     report.checks.append(
         Check(
+            Evidence.GEOMETRY,
             "E4 geometry",
             ok,
             value,
@@ -462,7 +476,6 @@ def _find_counterexample(
     objective: Objective,
     point: Params | None,
     claimed: mpmath.mpf,
-    best: Run | None,
     cert: Certificate | None,
     e1_ok: bool,
     settings: Settings,
@@ -545,14 +558,6 @@ def _certify(report: Report, p: Params, value: float, err: float) -> dict | None
 
 
 # ---- verdict ----------------------------------------------------------------------------------
-#: How the claimed geometry is established (JSON `geometry_evidence`), given that the value is:
-#: `run` a random-start run reached the prediction and E4 compared its geometry; `certified-unique`
-#: the certificate fixes the minimiser set and the predicted point attains the proven optimum;
-#: `attained` the predicted point attains the proven optimum but nothing shows it is the only
-#: minimiser; `not-unique` the claim itself says the minimiser is not unique.
-GEOMETRY_EVIDENCE = ("run", "certified-unique", "attained", "not-unique")
-
-
 def _contradiction(runs: list[Run], cert: Certificate | None) -> str | None:
     """A run below a rigorous lower bound by more than its proven error: a verifier bug."""
     if cert is None or not cert.rigorous:
@@ -575,46 +580,42 @@ def value_proven(report: Report, cert: Certificate | None, e1_ok: bool) -> bool:
         return False
     if cert.gap is not None and cert.gap > report.tolerances.certificate:
         return False
-    passed = {c.name: c.passed for c in report.checks}
-    return passed.get("E3 certificate") is True
+    return any(c.evidence == Evidence.CERTIFICATE and c.passed is True for c in report.checks)
 
 
 def _verdict(
     report: Report, runs: list[Run], cert: Certificate | None, e1_ok: bool
-) -> tuple[str, str | None]:
+) -> tuple[Verdict, GeometryEvidence | None]:
     """The verdict and, where the claim holds, how its geometry is established."""
-    if report.counterexample is not None:
-        return "refuted", None
-    failed = {c.name for c in report.checks if c.passed is False}
-    if "E1 objective" in failed or "E1 stationarity" in failed or "E1 curvature" in failed:
-        return "refuted", None
-    if "E3 certificate" in failed and cert is not None:
+    failed = {c.evidence for c in report.checks if c.passed is False}
+    if report.counterexample is not None or Evidence.PREDICTED_POINT in failed:
+        return Verdict.REFUTED, None
+    if Evidence.CERTIFICATE in failed and cert is not None:
         below_bound = report.claimed_minus_bound is not None and report.claimed_minus_bound < 0
         # an exact certificate pins the optimum only when its own bracket [bound, primal] is
         # narrower than the tolerance (a convex-dual bound with a loose gap pins nothing)
         pinned = cert.exact and (cert.gap is None or cert.gap <= report.tolerances.certificate)
         if cert.rigorous and (below_bound or pinned):
             # a rigorous lower bound above the claimed value, or an exact optimum that differs
-            return "refuted", None
-        return "inconclusive", None  # a loose bound proves nothing either way
+            return Verdict.REFUTED, None
+        return Verdict.INCONCLUSIVE, None  # a loose bound proves nothing either way
     at = [r for r in runs if r.outcome == "at-prediction"]
-    if "E4 geometry" in failed and at:
-        return "refuted", None
+    if Evidence.GEOMETRY in failed and at:
+        return Verdict.REFUTED, None
     if report.contradiction is not None:
-        return "inconclusive", None
+        return Verdict.INCONCLUSIVE, None
     unique = report.prediction is not None and report.prediction.unique
     if at:  # E4 compared the geometry of a run at the prediction (or the claim says non-unique)
-        return ("certified" if cert is not None else "consistent"), (
-            "run" if unique else "not-unique"
-        )
+        verdict = Verdict.CERTIFIED if cert is not None else Verdict.CONSISTENT
+        return verdict, GeometryEvidence.RUN if unique else GeometryEvidence.NOT_UNIQUE
     # no run reached the prediction, or none ran: only a certificate can still decide the claim
     proven = value_proven(report, cert, e1_ok)
     if runs and (not proven or any(r.outcome == "failed" for r in runs)):
-        return "inconclusive", None
+        return Verdict.INCONCLUSIVE, None
     if not proven:  # no runs and no proven value: E1 alone, nothing contradicts the claim
-        return "consistent", None
+        return Verdict.CONSISTENT, None
     if not unique:
-        return "certified", "not-unique"
+        return Verdict.CERTIFIED, GeometryEvidence.NOT_UNIQUE
     if cert is not None and cert.unique:
-        return "certified", "certified-unique"
-    return "consistent", "attained"
+        return Verdict.CERTIFIED, GeometryEvidence.CERTIFIED_UNIQUE
+    return Verdict.CONSISTENT, GeometryEvidence.ATTAINED

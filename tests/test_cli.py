@@ -339,3 +339,34 @@ def test_version_help_and_bare_command() -> None:
         r = script(*args)
         assert r.code == 0, (args, r.err)
         assert r.out.startswith("Usage: ncverify") and r.err == ""
+
+
+def test_classes_without_samples_is_bad_input(cli) -> None:  # noqa: ANN001
+    # it used to take n = 100 from the default instance without a word
+    assert_one_line_error(cli("check", "mse-balanced-biasfree", "--classes", "3"), "--samples")
+
+
+def test_unset_widths_keep_the_defaults_widths_at_its_depth() -> None:
+    from dataclasses import replace
+
+    from ncverify.cli import build_problem
+
+    class Narrowing(type(theorems.get("mse-balanced-biasfree"))):
+        def default_problem(self):  # noqa: ANN202
+            return replace(super().default_problem(), widths=(16, 12, 8))
+
+    claim = Narrowing()
+    # only lambda_h given: every width is the default's, not its first one repeated
+    assert build_problem(claim, lambda_h="1e-3").widths == (16, 12, 8)
+    # another depth: the default's feature dimension for every width
+    assert build_problem(claim, depth="2").widths == (16, 16)
+
+
+def test_the_base_default_instance_of_a_weight_decayed_bias_claim_builds() -> None:
+    from ncverify.claim import Claim
+
+    class WithRegularisedBias(Claim):
+        bias = "regularised"
+
+    problem = WithRegularisedBias().default_problem()
+    assert problem.bias == "regularised" and problem.lambda_b > 0

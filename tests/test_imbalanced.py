@@ -159,7 +159,7 @@ def test_placed_class_has_the_regime_of_its_place(problem: Problem) -> None:
         positive = [x for x in stationary_candidates(m, r) if x.gamma != 0]
         if m == 1:
             assert c.regime == ("alive" if r < 1 else "collapsed")
-            assert pred.phase["in_gap"][k] is False
+            assert pred.phase.quantity("in_gap").value[k] is False
             continue
         if r < thr:
             assert c.regime == "alive"
@@ -172,7 +172,7 @@ def test_placed_class_has_the_regime_of_its_place(problem: Problem) -> None:
             assert c.regime == "collapsed" and c.gain == 0
             # in the gap a positive stationary point exists (the published rule would take it)
             assert bool(positive) == (r < gap_top(m))
-            assert pred.phase["in_gap"][k] == (r < gap_top(m))
+            assert pred.phase.quantity("in_gap").value[k] == (r < gap_top(m))
 
 
 def test_published_reference_bugs_are_absent() -> None:
@@ -187,7 +187,7 @@ def test_published_reference_bugs_are_absent() -> None:
         pred = CLAIM.closed_form(vi.instance((5, 5, 5), 3, 4, r))
         assert mpmath.isfinite(pred.objective)
         assert all(np.isfinite(c.gain_float) and np.isfinite(c.length_w) for c in pred.classes)
-        assert np.isfinite(pred.phase["distance"])
+        assert np.isfinite(pred.phase.distance)
 
 
 # ---- consistency with the other claims and with symmetry ---------------------------------------
@@ -239,7 +239,7 @@ def test_permuting_classes_permutes_the_prediction(problem: Problem, rnd) -> Non
         x, y = b.classes[new], a.classes[old]
         assert (x.count, x.regime, x.gain) == (y.count, y.regime, y.gain)
         assert (x.length_w, x.length_h) == (y.length_w, y.length_h)
-    assert a.phase["distance"] == b.phase["distance"]
+    assert a.phase.distance == b.phase.distance
 
 
 @given(problems(bias="none", allow_bottleneck=True, max_depth=4))
@@ -355,7 +355,7 @@ def test_critical_lambdas_and_distance_to_the_phase_boundary(problem: Problem) -
         lam_mp = mpmath.mpf(lam.numerator) / lam.denominator
         live = slots(problem)
         distance = min(abs(mpmath.log(lam_mp / crit[k])) for k in live)
-    assert abs(pred.phase["distance"] - float(distance)) <= 1e-12 * max(1.0, float(distance))
+    assert abs(pred.phase.distance - float(distance)) <= 1e-12 * max(1.0, float(distance))
     for k, c in enumerate(pred.classes):
         assert abs(c.critical_lambda - float(crit[k])) <= 1e-12 * float(crit[k])
         if c.regime != "bottleneck" and lam_mp != crit[k]:
@@ -419,7 +419,7 @@ def test_gap_instance_is_certified_with_collapsed_classes_at_zero(name: str) -> 
     pred = report.prediction
     collapsed = [k for k, c in enumerate(pred.classes) if c.regime == "collapsed"]
     assert collapsed == [2, 3]
-    assert all(pred.phase["in_gap"][k] for k in collapsed)
+    assert all(pred.phase.quantity("in_gap").value[k] for k in collapsed)
     best = min(report.runs, key=lambda r: r.objective)
     assert abs(best.objective - pred.objective_float) <= 1e-8 * pred.objective_float
     w = best.point.Ws[0]
@@ -446,14 +446,15 @@ def test_tie_at_the_threshold_is_reported_not_unique() -> None:
     assert report.outcome_counts()["better"] == 0
 
 
-def test_unknown_certificate_kind_is_skipped() -> None:
+def test_unknown_certificate_kind_is_an_error() -> None:
+    # a misspelt kind used to be skipped silently, turning `certified` into `consistent`
     class WithUnknownKind(MSEImbalancedBiasFree):
-        certificates = ("no-such-kind", "separable-reduction")
+        certificates = ("separable-reductoin", "separable-reduction")
 
-    assert "no-such-kind" not in CERTIFIERS
+    assert "separable-reductoin" not in CERTIFIERS
     problem = vi.instance((4, 2, 1), 2, 4, Fraction(1, 100))
-    report = verify(WithUnknownKind(), problem, settings=Settings(optimise=False))
-    assert report.certificate is not None and report.certificate.kind == "separable-reduction"
+    with pytest.raises(ValueError, match="separable-reductoin"):
+        verify(WithUnknownKind(), problem, settings=Settings(optimise=False))
 
 
 VARIANT_CASES = {

@@ -221,7 +221,7 @@ def test_stationarity_helper_rejects_the_wrong_value() -> None:
 @given(regbias(max_depth=4, max_lambda="1/100"))
 def test_reported_critical_lambda_b_is_where_the_mean_mode_turns_on(problem: Problem) -> None:
     """The phase boundary in the report separates the two geometries of the closed form."""
-    crit = CLAIM.closed_form(problem).phase["critical_lambda_b"]
+    crit = CLAIM.closed_form(problem).phase.quantity("critical_lambda_b").value
     # a mean mode that can turn on: room for it (R >= K) and a finite threshold
     assume(math.isfinite(crit) and problem.bottleneck >= problem.K)
     below = Fraction(crit * (1 - 1e-6)).limit_denominator(10**12)

@@ -241,7 +241,7 @@ def test_json_has_every_field() -> None:
     assert len(pred["gains"]) == len(pred["alive"]) == len(pred["regimes"]) == 3
     assert pred["bias"] == pytest.approx([1 / 3] * 3, rel=1e-15)
     assert set(pred["gram"]) >= {"WWt", "HtH", "WH"}
-    assert "distance" in pred["phase"]
+    assert "distance" in pred["phase"] and "boundaries" in pred["phase"]
     num = data["numerical"]
     assert NUMERICAL <= set(num) and len(num["runs"]) == 3
     assert {"at", "worse", "better"} <= set(num["counts"])

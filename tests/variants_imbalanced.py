@@ -129,8 +129,9 @@ class LengthsProportionalToCounts(MSEImbalancedBiasFree):
             unique=base.unique,
             geometry=base.geometry,
             notes=base.notes,
+            zero=base.zero,
             phase=base.phase,
-            objective_exact="value of the lengths-proportional-to-counts point",
+            objective_form="value of the lengths-proportional-to-counts point",
         )
 
     def _value(self, problem: Problem, design: list[tuple[sp.Expr, float, float]]) -> mpmath.mpf:

@@ -1,14 +1,30 @@
-"""Pieces shared by the balanced MSE claims (3.1 and 3.2): the class gain by the published
-threshold rule, the per-mode value and the lengths of the balanced factorisation."""
+"""Mathematics shared by the MSE claims: the class gain by the published threshold rule, the
+per-mode value, the lengths of the balanced factorisation, the phase boundaries on the lambda
+axes, and the whole prediction of a balanced frame (orthogonal frame or simplex ETF)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 
 import mpmath
+import numpy as np
 import sympy as sp
 
-from ncverify.claim import Step
+from ncverify.backend import Backend
+from ncverify.claim import (
+    Boundary,
+    ClassPrediction,
+    Phase,
+    Prediction,
+    Quantity,
+    Regime,
+    Step,
+    to_backend,
+)
+from ncverify.geometry import balanced_layers
+from ncverify.objective import Params
 from ncverify.problem import Problem
 from ncverify.symbolic import collapse_threshold, mp
 
@@ -21,16 +37,16 @@ def rho_of(problem: Problem, count: int) -> Fraction:
     return Fraction(problem.N) ** (m + 1) * problem.lambda_product / Fraction(count) ** m
 
 
-def threshold_gain(depth: int, rho: Fraction) -> tuple[sp.Expr, str]:
+def threshold_gain(depth: int, rho: Fraction) -> tuple[sp.Expr, Regime]:
     """The claim's rule: `M = 1` soft threshold; `M >= 2` the root in `((M-1)/(2M), 1)` while
     `rho < thr_M`, a tie at `rho = thr_M`, zero beyond."""
     if depth == 1:
         g = 1 - sp.sqrt(sp.Rational(rho.numerator, rho.denominator))
-        return (g, "alive") if g > 0 else (sp.Integer(0), "collapsed")
+        return (g, Regime.ALIVE) if g > 0 else (sp.Integer(0), Regime.COLLAPSED)
     thr = collapse_threshold(depth)
     if rho > thr:
-        return sp.Integer(0), "collapsed"
-    return alive_root(depth, rho), ("tie" if rho == thr else "alive")
+        return sp.Integer(0), Regime.COLLAPSED
+    return alive_root(depth, rho), (Regime.TIE if rho == thr else Regime.ALIVE)
 
 
 def alive_root(depth: int, rho: Fraction, bits: int = 160) -> sp.Expr:
@@ -97,6 +113,135 @@ def critical_lambda(problem: Problem, count: int) -> float:
     m = problem.depth
     thr = float(collapse_threshold(m))
     return (thr * count**m / problem.N ** (m + 1)) ** (1 / (m + 1))
+
+
+def lambda_boundaries(
+    problem: Problem, effective: float, classes: Sequence[int], change: str
+) -> tuple[Boundary, ...]:
+    """A boundary at `P^{1/(M+1)} = effective`, along each lambda axis of a sweep.
+
+    Tied (`lambda_W = lambda_H = lambda` for every layer) it is at `lambda = effective`; along
+    `lambda_H` alone at `effective^{M+1} / prod_m lambda_{W_m}`; along `lambda_W` (every layer
+    set to one value `x`, so `P = lambda_H x^M`) at `(effective^{M+1} / lambda_H)^{1/M}`.
+    """
+    m, target = problem.depth, effective ** (problem.depth + 1)
+    lam_w = math.prod(float(x) for x in problem.lambda_w)
+    lam_h = float(problem.lambda_h)
+    ks = tuple(classes)
+    return (
+        Boundary("lambda", effective, ks, change),
+        Boundary("lambda_h", target / lam_w, ks, change),
+        Boundary("lambda_w", (target / lam_h) ** (1 / m), ks, change),
+    )
+
+
+def log_distance(rho: Fraction, thr: Fraction, depth: int) -> float:
+    """`|log(rho / thr)| / (M+1)`: the distance to the threshold in units of log lambda (tied)."""
+    with mpmath.workdps(30):
+        ratio = (mpmath.mpf(rho.numerator) / rho.denominator) / (
+            mpmath.mpf(thr.numerator) / thr.denominator
+        )
+        return abs(float(mpmath.log(ratio))) / (depth + 1)
+
+
+def rho_quantities(rho: Fraction, thr: Fraction, mode: str = "") -> tuple[Quantity, ...]:
+    """`rho` and the threshold `thr_M` it is compared with, as report quantities."""
+    suffix = f"_{mode}" if mode else ""
+    return (
+        Quantity(
+            f"rho{suffix}",
+            float(rho),
+            str(rho),
+            f"rho = N^(M+1) P / n^M of the {mode or 'class'} mode (the scalar problem's parameter)",
+        ),
+        Quantity(
+            "threshold",
+            float(thr),
+            str(thr),
+            "thr_M = (M-1)^(M-1) / M^(2M): a mode is alive iff rho < thr_M",
+        ),
+    )
+
+
+def frame_prediction(
+    problem: Problem,
+    *,
+    gain: tuple[sp.Expr, Regime],
+    modes: int,
+    share: sp.Expr,
+    bias: Sequence[float] | None,
+    geometry: str,
+) -> Prediction:
+    """The prediction of a balanced frame: `modes` equal modes of target `sqrt(n)` each, of which
+    at most `R` are alive with mode gain `gamma` (the non-zero singular value of `W Hbar`) and
+    class gain `gamma * share` (`(W Hbar)_kk`)."""
+    n = problem.counts[0]
+    g, regime = gain
+    alive = min(modes, problem.bottleneck) if g != 0 else 0
+    with mpmath.workdps(50):  # the optimum in high precision, not at mpmath's default 15 digits
+        value = mode_value(problem, n, g) * alive + mpmath.mpf(n) / (2 * problem.N) * (
+            modes - alive
+        )
+    lw, lh = lengths(problem, n, float(sp.N(g, 30)))
+    lw, lh = lw * float(share) ** 0.5, lh * float(share) ** 0.5
+    crit = critical_lambda(problem, n)
+    classes = []
+    for k in range(problem.K):
+        cut = k >= problem.bottleneck and g != 0 and modes == problem.K
+        classes.append(
+            ClassPrediction(
+                n,
+                Regime.BOTTLENECK if cut else regime,
+                sp.Integer(0) if cut else g * share,
+                0.0 if cut else lw,
+                0.0 if cut else lh,
+                crit,
+            )
+        )
+    notes = []
+    if g != 0 and problem.bottleneck < modes:
+        notes.append(
+            f"bottleneck R = {problem.bottleneck} < {modes} modes: the minimiser is a "
+            "rank-R projection and is not unique"
+        )
+    if regime == Regime.TIE:
+        notes.append("rho equals the collapse threshold: zero and the positive root tie")
+    rho, thr = rho_of(problem, n), collapse_threshold(problem.depth)
+    return Prediction(
+        objective=value,
+        classes=tuple(classes),
+        bias=None if bias is None else tuple(float(x) for x in bias),
+        unique=regime != Regime.TIE and (g == 0 or problem.bottleneck >= modes),
+        geometry="zero" if g == 0 else geometry,
+        zero=g == 0,
+        notes=tuple(notes),
+        phase=Phase(
+            boundaries=lambda_boundaries(
+                problem, crit, range(problem.K), "every class collapses beyond it"
+            ),
+            distance=log_distance(rho, thr, problem.depth),
+            quantities=rho_quantities(rho, thr),
+        ),
+        objective_form=f"{alive} phi(gamma) + {modes - alive} n/(2N), gamma = {sp.N(g, 20)}",
+    )
+
+
+def frame_minimiser(
+    problem: Problem,
+    backend: Backend,
+    *,
+    gain: tuple[sp.Expr, Regime],
+    modes: int,
+    frame: Callable[[Problem, int], tuple[np.ndarray, np.ndarray]],
+    bias: np.ndarray | None,
+) -> Params:
+    """Balanced layers of `W Hbar D = sqrt(n) gamma U V^T`, `(U, V) = frame(problem, r)` for the
+    `r` modes the bottleneck lets live."""
+    gf = float(sp.N(gain[0], 30))
+    r = min(modes, problem.bottleneck) if gf > 0 else 0
+    left, right = frame(problem, r)
+    s = np.full(r, np.sqrt(problem.counts[0]) * gf)
+    return to_backend(balanced_layers(problem, left, s, right, bias), backend)
 
 
 def _stationarity_identity() -> sp.Expr:

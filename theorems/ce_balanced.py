@@ -33,10 +33,21 @@ import numpy as np
 import sympy as sp
 
 from ncverify.backend import Backend
-from ncverify.claim import Candidate, Claim, ClassPrediction, Prediction, Step, to_backend
+from ncverify.claim import (
+    Candidate,
+    Claim,
+    ClassPrediction,
+    Phase,
+    Prediction,
+    Quantity,
+    Regime,
+    Step,
+    to_backend,
+)
 from ncverify.geometry import balanced_layers, simplex_directions
 from ncverify.objective import Params
 from ncverify.problem import Problem
+from theorems import _balanced as bal
 from theorems import _ce_search as ce_search
 
 #: bits of the interval arithmetic that encloses the scalar minimum
@@ -59,7 +70,7 @@ class MarginMinimum:
 
     value: tuple[mpmath.mpf, mpmath.mpf]
     alpha: tuple[mpmath.mpf, mpmath.mpf]
-    regime: str
+    regime: Regime
     positive: tuple[mpmath.mpf, mpmath.mpf] | None
     stationary: int
 
@@ -164,7 +175,7 @@ def _margin_minimum(sc: _Scalar, k: int, depth: int, n_p: Fraction) -> MarginMin
     iv = mpmath.iv
     f0 = iv.log(iv.mpf(k))
     zero = (mpmath.mpf(0), mpmath.mpf(0))
-    collapsed = MarginMinimum(_ends(f0), zero, "collapsed", None, 0)
+    collapsed = MarginMinimum(_ends(f0), zero, Regime.COLLAPSED, None, 0)
     if depth == 1:
         # g = 1 - c(e^alpha + K - 1) is strictly decreasing from g(0) = 1 - cK: a positive root
         # exists iff cK < 1, i.e. iff K^2 n P < 1 (decided exactly, in rationals)
@@ -199,7 +210,7 @@ def _margin_minimum(sc: _Scalar, k: int, depth: int, n_p: Fraction) -> MarginMin
             hull = iv.mpf([peak - width, peak + width])
             fh = sc.f_iv(hull)
             lo_v = min(_ends(fh)[0], _ends(f0)[0])
-            return MarginMinimum((lo_v, _ends(f0)[1]), _ends(hull), "tie", _ends(fh), 2)
+            return MarginMinimum((lo_v, _ends(f0)[1]), _ends(hull), Regime.TIE, _ends(fh), 2)
     # a positive root r_2 > peak exists: bracket it and prove the bracket
     hi = max(peak * 2, mpmath.mpf(1))
     while sc.g(hi) >= 0:
@@ -217,12 +228,12 @@ def _margin_minimum(sc: _Scalar, k: int, depth: int, n_p: Fraction) -> MarginMin
     fr = sc.f_iv(alpha)
     stationary = 1 if depth == 1 else 2
     if fr.b < f0.a:
-        return MarginMinimum(_ends(fr), _ends(alpha), "alive", _ends(fr), stationary)
+        return MarginMinimum(_ends(fr), _ends(alpha), Regime.ALIVE, _ends(fr), stationary)
     if fr.a > f0.b:
-        return MarginMinimum(_ends(f0), zero, "collapsed", _ends(fr), stationary)
+        return MarginMinimum(_ends(f0), zero, Regime.COLLAPSED, _ends(fr), stationary)
     lo_v = min(_ends(fr)[0], _ends(f0)[0])
     hi_v = min(_ends(fr)[1], _ends(f0)[1])
-    return MarginMinimum((lo_v, hi_v), _ends(alpha), "tie", _ends(fr), stationary)
+    return MarginMinimum((lo_v, hi_v), _ends(alpha), Regime.TIE, _ends(fr), stationary)
 
 
 @lru_cache(maxsize=256)
@@ -389,7 +400,7 @@ class CEBalanced(Claim):
     def closed_form(self, problem: Problem) -> Prediction:
         k, m, n = problem.K, problem.depth, problem.counts[0]
         mm = self.margin(problem)
-        alpha = mm.alpha_mid if mm.regime != "collapsed" else mpmath.mpf(0)
+        alpha = mm.alpha_mid if mm.regime != Regime.COLLAPSED else mpmath.mpf(0)
         with mpmath.workdps(40):
             gain_digits = mpmath.nstr(alpha * (k - 1) / k, 35)
         gain = sp.Float(gain_digits, 35) if alpha != 0 else sp.Integer(0)
@@ -404,7 +415,7 @@ class CEBalanced(Claim):
             "the claimed optimum is a rigorous enclosure (interval arithmetic, "
             f"{PREC} bits) of the ETF scalar problem, zero included",
         ]
-        if mm.regime == "tie":
+        if mm.regime == Regime.TIE:
             notes.append(
                 "zero and the positive margin cannot be separated: the minimiser is not unique"
             )
@@ -416,20 +427,46 @@ class CEBalanced(Claim):
             objective=mm.mid,
             classes=classes,
             bias=None if problem.bias == "none" else tuple(0.0 for _ in range(k)),
-            unique=mm.regime != "tie",
-            geometry="zero" if mm.regime == "collapsed" else "simplex ETF",
+            unique=mm.regime != Regime.TIE,
+            geometry="zero" if mm.regime == Regime.COLLAPSED else "simplex ETF",
             notes=tuple(notes),
-            phase={
-                "margin": float(alpha),
-                "margin_enclosure": [float(mm.alpha[0]), float(mm.alpha[1])],
-                "objective_enclosure": [mpmath.nstr(mm.value[0], 40), mpmath.nstr(mm.value[1], 40)],
-                "enclosure_width": float(width),
-                "positive_stationary_points": mm.stationary,
-                "c": c,
-                "critical_c": c_star,
-                "distance": abs(math.log(c / c_star)),
-            },
-            objective_exact=(
+            zero=mm.regime == Regime.COLLAPSED,
+            phase=Phase(
+                boundaries=bal.lambda_boundaries(
+                    problem, lam_star, range(k), "every class collapses beyond it"
+                ),
+                distance=abs(math.log(c / c_star)),
+                quantities=(
+                    Quantity("margin", float(alpha), None, "the logit margin alpha of the ETF"),
+                    Quantity(
+                        "margin_enclosure",
+                        [float(mm.alpha[0]), float(mm.alpha[1])],
+                        None,
+                        "an interval containing the margin",
+                    ),
+                    Quantity(
+                        "objective_enclosure",
+                        [float(mm.value[0]), float(mm.value[1])],
+                        f"[{mpmath.nstr(mm.value[0], 40)}, {mpmath.nstr(mm.value[1], 40)}]",
+                        "an interval containing the claimed optimum (interval arithmetic)",
+                    ),
+                    Quantity("enclosure_width", float(width), None, "its width"),
+                    Quantity(
+                        "positive_stationary_points",
+                        mm.stationary,
+                        None,
+                        "positive stationary points of the margin problem",
+                    ),
+                    Quantity("c", c, None, "c = (n P)^(1/(M+1))"),
+                    Quantity(
+                        "critical_c",
+                        c_star,
+                        None,
+                        "the c beyond which zero wins (located in floats)",
+                    ),
+                ),
+            ),
+            objective_form=(
                 f"min(log K, f(alpha)) with f(alpha) = log(1 + {k - 1} e^-alpha) + "
                 f"{k - 1}*{m + 1}/2 c alpha^(2/{m + 1}), c = (nP)^(1/{m + 1}); alpha = "
                 f"{mpmath.nstr(alpha, 20)}"
@@ -450,7 +487,7 @@ class CEBalanced(Claim):
     def minimiser(self, problem: Problem, backend: Backend) -> Params:
         k, n = problem.K, problem.counts[0]
         mm = self.margin(problem)
-        alpha = 0.0 if mm.regime == "collapsed" else float(mm.alpha_mid)
+        alpha = 0.0 if mm.regime == Regime.COLLAPSED else float(mm.alpha_mid)
         r = k - 1 if alpha > 0 else 0
         frame = simplex_directions(k)[:, :r]
         bias = None if problem.bias == "none" else np.zeros(k)

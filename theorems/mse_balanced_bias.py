@@ -15,19 +15,22 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from ncverify.claim import Step
+from ncverify.backend import Backend
+from ncverify.claim import Claim, Prediction, Regime, Step
 from ncverify.geometry import simplex_directions
+from ncverify.objective import Params
 from ncverify.problem import Problem
-from theorems.mse_balanced_biasfree import MSEBalancedBiasFree
+from theorems import _balanced as bal
 
 
-class MSEBalancedBias(MSEBalancedBiasFree):
+class MSEBalancedBias(Claim):
     id = "mse-balanced-bias"
     title = "Balanced MSE with a free bias: simplex ETF at every layer"
     source = "Dang et al. 2023 (ICML), arXiv 2301.00437: balanced MSE theorem with bias"
     status = "proven (M = 1: Zhou et al. 2022)"
+    loss = "mse"
     bias = "free"
-    geometry_name = "simplex ETF"
+    certificates = ("convex-dual", "separable-reduction")
 
     def hypotheses(self, problem: Problem) -> list[str]:
         unmet = []
@@ -39,27 +42,52 @@ class MSEBalancedBias(MSEBalancedBiasFree):
             unmet.append("the classes must be balanced (all n_k equal)")
         return unmet
 
+    # ---- the mathematics, in pieces a wrong variant (tests/variants.py) can replace ----------
+    geometry_name = "simplex ETF"
+
+    def gain(self, problem: Problem) -> tuple[sp.Expr, Regime]:
+        """The mode gain gamma (the non-zero singular value of `W Hbar`) and its regime."""
+        return bal.threshold_gain(problem.depth, bal.rho_of(problem, problem.counts[0]))
+
     def n_modes(self, problem: Problem) -> int:
-        """The target `sqrt(n) C` has K-1 non-zero singular values."""
+        """The centred target `sqrt(n) C` has K-1 non-zero singular values."""
         return problem.K - 1
 
     def frame(self, problem: Problem, r: int) -> tuple[np.ndarray, np.ndarray]:
+        """r orthonormal directions orthogonal to the all-ones vector."""
         e = simplex_directions(problem.K)[:, :r]
         return e, e
 
-    def diagonal_share(self, problem: Problem) -> sp.Expr:
-        """`W Hbar = gamma C`, so the class gain `(W Hbar)_kk` is `gamma (K-1)/K` (the mode gain
-        `gamma` is the non-zero singular value of `W Hbar`)."""
-        return sp.Rational(problem.K - 1, problem.K)
-
     def bias_value(self, problem: Problem) -> np.ndarray:
+        """The free bias takes the mean target: `b* = 1/K 1`."""
         return np.full(problem.K, 1.0 / problem.K)
 
-    def default_problem(self) -> Problem:
-        return Problem.build(classes=4, samples=100, depth=3, width=64, bias="free")
+    def diagonal_share(self, problem: Problem) -> sp.Expr:
+        """`W Hbar = gamma C`, so the class gain `(W Hbar)_kk` is `gamma (K-1)/K`."""
+        return sp.Rational(problem.K - 1, problem.K)
+
+    # ---- closed form and predicted point ------------------------------------------------------
+    def closed_form(self, problem: Problem) -> Prediction:
+        return bal.frame_prediction(
+            problem,
+            gain=self.gain(problem),
+            modes=self.n_modes(problem),
+            share=self.diagonal_share(problem),
+            bias=list(self.bias_value(problem)),
+            geometry=self.geometry_name,
+        )
+
+    def minimiser(self, problem: Problem, backend: Backend) -> Params:
+        return bal.frame_minimiser(
+            problem,
+            backend,
+            gain=self.gain(problem),
+            modes=self.n_modes(problem),
+            frame=self.frame,
+            bias=self.bias_value(problem),
+        )
 
     def derivation(self) -> list[Step]:
-        steps = super().derivation()[:-1]
         return [
             Step(
                 "Given A, the optimal free bias is the mean residual; the mean of the features costs "
@@ -69,7 +97,7 @@ class MSEBalancedBias(MSEBalancedBiasFree):
                 "test",
                 "tests/test_claims.py::test_bias_is_mean_residual",
             ),
-            *steps,
+            *bal.scalar_steps("K modes, each with target sqrt(n)"),
             Step(
                 "The balanced factorisation of A = sqrt(n) gamma C is a simplex ETF at every layer.",
                 r"W\bar H = \gamma C,\; \bar H^T\bar H \propto C,\; WW^T \propto C,\; b^*=\tfrac1K"

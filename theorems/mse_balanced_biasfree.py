@@ -15,13 +15,11 @@ ICML 2023 (balanced bias-free MSE result); THEOREMS.md §3.1.
 
 from __future__ import annotations
 
-import mpmath
 import numpy as np
 import sympy as sp
 
 from ncverify.backend import Backend
-from ncverify.claim import Claim, ClassPrediction, Prediction, Step, to_backend
-from ncverify.geometry import balanced_layers
+from ncverify.claim import Claim, Prediction, Regime, Step
 from ncverify.objective import Params
 from ncverify.problem import Problem
 from theorems import _balanced as bal
@@ -46,13 +44,15 @@ class MSEBalancedBiasFree(Claim):
             unmet.append("the classes must be balanced (all n_k equal)")
         return unmet
 
-    # ---- the mathematics, in overridable pieces ---------------------------------------------
-    def gain(self, problem: Problem) -> tuple[sp.Expr, str]:
-        """The class gain gamma and its regime, from the threshold rule."""
+    # ---- the mathematics, in pieces a wrong variant (tests/variants.py) can replace ----------
+    geometry_name = "orthogonal frame"
+
+    def gain(self, problem: Problem) -> tuple[sp.Expr, Regime]:
+        """The mode gain gamma and its regime, by the threshold rule."""
         return bal.threshold_gain(problem.depth, bal.rho_of(problem, problem.counts[0]))
 
     def n_modes(self, problem: Problem) -> int:
-        """Modes of the target `sqrt(n) I_K`: K, of which at most R can be alive."""
+        """Modes of the target `sqrt(n) I_K`: the K classes, of which at most R can be alive."""
         return problem.K
 
     def frame(self, problem: Problem, r: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,79 +67,27 @@ class MSEBalancedBiasFree(Claim):
         """`(W Hbar)_kk / gamma`: 1 for the orthogonal frame (`W Hbar = gamma I`)."""
         return sp.Integer(1)
 
-    # ---- closed form --------------------------------------------------------------------------
+    # ---- closed form and predicted point ------------------------------------------------------
     def closed_form(self, problem: Problem) -> Prediction:
-        n = problem.counts[0]
-        g, regime = self.gain(problem)
-        modes = self.n_modes(problem)
-        alive = min(modes, problem.bottleneck) if g != 0 else 0
-        with mpmath.workdps(50):  # the optimum in high precision, not at mpmath's default 15 digits
-            value = bal.mode_value(problem, n, g) * alive + mpmath.mpf(n) / (2 * problem.N) * (
-                modes - alive
-            )
-        share = self.diagonal_share(problem)  # (W Hbar)_kk = gamma * share
-        lw, lh = bal.lengths(problem, n, float(sp.N(g, 30)))
-        lw, lh = lw * float(share) ** 0.5, lh * float(share) ** 0.5
-        crit = bal.critical_lambda(problem, n)
-        classes = []
-        for k in range(problem.K):
-            cut = k >= problem.bottleneck and g != 0 and modes == problem.K
-            reg = "bottleneck" if cut else regime
-            gk = sp.Integer(0) if cut else g * share
-            classes.append(
-                ClassPrediction(n, reg, gk, 0.0 if cut else lw, 0.0 if cut else lh, crit)
-            )
-        unique = regime != "tie" and (g == 0 or problem.bottleneck >= modes)
-        notes = []
-        if g != 0 and problem.bottleneck < modes:
-            notes.append(
-                f"bottleneck R = {problem.bottleneck} < {modes} modes: the minimiser is a "
-                "rank-R projection and is not unique"
-            )
-        if regime == "tie":
-            notes.append("rho equals the collapse threshold: zero and the positive root tie")
-        rho = bal.rho_of(problem, n)
-        thr = bal.collapse_threshold(problem.depth)
-        return Prediction(
-            objective=value,
-            classes=tuple(classes),
-            bias=None
-            if self.bias_value(problem) is None
-            else tuple(float(x) for x in self.bias_value(problem)),
-            unique=unique,
-            geometry="zero" if g == 0 else self.geometry_name,
-            notes=tuple(notes),
-            phase={
-                "rho": float(rho),
-                "rho_exact": str(rho),
-                "threshold": float(thr),
-                "threshold_exact": str(thr),
-                "distance": abs(
-                    float(
-                        mpmath.log(
-                            mpmath.mpf(rho.numerator)
-                            / rho.denominator
-                            / (mpmath.mpf(thr.numerator) / thr.denominator)
-                        )
-                    )
-                )
-                / (problem.depth + 1),
-            },
-            objective_exact=f"{alive} phi(gamma) + {modes - alive} n/(2N), gamma = {sp.N(g, 20)}",
+        bias = self.bias_value(problem)
+        return bal.frame_prediction(
+            problem,
+            gain=self.gain(problem),
+            modes=self.n_modes(problem),
+            share=self.diagonal_share(problem),
+            bias=None if bias is None else list(bias),
+            geometry=self.geometry_name,
         )
-
-    geometry_name = "orthogonal frame"
 
     def minimiser(self, problem: Problem, backend: Backend) -> Params:
-        n = problem.counts[0]
-        g, _ = self.gain(problem)
-        gf = float(sp.N(g, 30))
-        r = min(self.n_modes(problem), problem.bottleneck) if gf > 0 else 0
-        left, right = self.frame(problem, r)
-        point = balanced_layers(
-            problem, left, np.full(r, np.sqrt(n) * gf), right, self.bias_value(problem)
+        return bal.frame_minimiser(
+            problem,
+            backend,
+            gain=self.gain(problem),
+            modes=self.n_modes(problem),
+            frame=self.frame,
+            bias=self.bias_value(problem),
         )
-        return to_backend(point, backend)
 
     def derivation(self) -> list[Step]:
         return [

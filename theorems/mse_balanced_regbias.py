@@ -39,7 +39,17 @@ import numpy as np
 import sympy as sp
 
 from ncverify.backend import Backend
-from ncverify.claim import Claim, ClassPrediction, Prediction, Step, to_backend
+from ncverify.claim import (
+    Boundary,
+    Claim,
+    ClassPrediction,
+    Phase,
+    Prediction,
+    Quantity,
+    Regime,
+    Step,
+    to_backend,
+)
 from ncverify.geometry import balanced_layers, simplex_directions
 from ncverify.objective import Params
 from ncverify.problem import Problem
@@ -104,14 +114,14 @@ class MSEBalancedRegBias(Claim):
         return unmet
 
     # ---- the mathematics ----------------------------------------------------------------------
-    def gains(self, problem: Problem) -> tuple[tuple[sp.Expr, str], tuple[sp.Expr, str]]:
+    def gains(self, problem: Problem) -> tuple[tuple[sp.Expr, Regime], tuple[sp.Expr, Regime]]:
         """`((gamma, regime), (gamma_0, regime_0))`: the centred modes' gain and the mean mode's,
         each by the threshold rule; the mean mode needs a K-th dimension (`R >= K`)."""
         n = problem.counts[0]
         centred = bal.threshold_gain(problem.depth, bal.rho_of(problem, n))
         mean = bal.threshold_gain(problem.depth, mean_rho(problem))
         if problem.bottleneck < problem.K and mean[0] != 0:
-            mean = (sp.Integer(0), "bottleneck")
+            mean = (sp.Integer(0), Regime.BOTTLENECK)
         return centred, mean
 
     def _modes(self, problem: Problem) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +157,7 @@ class MSEBalancedRegBias(Claim):
         means = _class_means(problem, point.H)
         gain = g * sp.Rational(k - 1, k) + g0 / k  # (W Hbar)_kk = gamma (K-1)/K + gamma_0 / K
         crit = bal.critical_lambda(problem, n)
-        class_regime = "tie" if "tie" in (regime, regime0) else regime  # a tie anywhere shows
+        class_regime = Regime.TIE if Regime.TIE in (regime, regime0) else regime  # a tie shows
         classes = tuple(
             ClassPrediction(
                 n,
@@ -161,11 +171,11 @@ class MSEBalancedRegBias(Claim):
         )
         rho, rho0, thr = bal.rho_of(problem, n), mean_rho(problem), collapse_threshold(m)
         notes = []
-        if regime == "tie" or regime0 == "tie":
+        if Regime.TIE in (regime, regime0):
             notes.append(
                 "a mode sits exactly at its collapse threshold: the minimiser is not unique"
             )
-        if regime0 == "bottleneck":
+        if regime0 == Regime.BOTTLENECK:
             notes.append(
                 f"the mean mode would be alive but R = {problem.bottleneck} < K leaves it no room"
             )
@@ -182,21 +192,41 @@ class MSEBalancedRegBias(Claim):
             objective=value,
             classes=classes,
             bias=tuple(float(x) for x in self.bias_value(problem)),
-            unique=regime != "tie" and regime0 != "tie",
+            unique=Regime.TIE not in (regime, regime0),
             geometry=self._geometry_name(g, g0),
             notes=tuple(notes),
-            phase={
-                "rho": float(rho),
-                "rho_exact": str(rho),
-                "rho_mean": float(rho0),
-                "rho_mean_exact": str(rho0),
-                "threshold": float(thr),
-                "threshold_exact": str(thr),
-                "critical_lambda_b": lam_b_star,
+            zero=g == 0 and g0 == 0,
+            phase=Phase(
+                boundaries=(
+                    *bal.lambda_boundaries(
+                        problem, crit, range(k), "the centred modes collapse beyond it"
+                    ),
+                    Boundary(
+                        "lambda_b",
+                        lam_b_star,
+                        tuple(range(k)),
+                        "the mean mode comes alive beyond it",
+                    ),
+                ),
                 # log-distance of either mode to the threshold, in units of log lambda
-                "distance": min(_log_distance(rho, thr), _log_distance(rho0, thr)) / (m + 1),
-            },
-            objective_exact=(
+                distance=min(bal.log_distance(rho, thr, m), bal.log_distance(rho0, thr, m)),
+                quantities=(
+                    *bal.rho_quantities(rho, thr),
+                    Quantity(
+                        "rho_mean",
+                        float(rho0),
+                        str(rho0),
+                        "rho_0 = rho / mu^(M+1) of the mean mode, mu = lambda_b / (1 + lambda_b)",
+                    ),
+                    Quantity(
+                        "critical_lambda_b",
+                        lam_b_star,
+                        None,
+                        "the lambda_b beyond which the mean mode is alive (inf: never)",
+                    ),
+                ),
+            ),
+            objective_form=(
                 f"(K-1) phi(gamma) + phi_mu(gamma_0), gamma = {sp.N(g, 20)}, "
                 f"gamma_0 = {sp.N(g0, 20)}, mu = {mu}"
             ),
@@ -270,11 +300,6 @@ class MSEBalancedRegBias(Claim):
 def _class_means(problem: Problem, h: np.ndarray) -> np.ndarray:
     labels = np.asarray(problem.labels())
     return np.stack([h[:, labels == c].mean(axis=1) for c in range(problem.K)], axis=1)
-
-
-def _log_distance(rho: Fraction, thr: Fraction) -> float:
-    with mpmath.workdps(30):
-        return abs(float(mpmath.log(mp(rho) / mp(thr))))
 
 
 def _sum_of_squares(m: sp.Matrix) -> sp.Expr:

@@ -41,7 +41,7 @@ Example:
 
 >>> from ncverify import Problem
 >>> p = Problem.build(counts="200,100,50,50", depth=3, width=64, lambda_w="5e-4", lambda_h="5e-4")
->>> [c.regime for c in claim.closed_form(p).classes]
+>>> [str(c.regime) for c in claim.closed_form(p).classes]
 ['alive', 'alive', 'alive', 'alive']
 """
 
@@ -55,7 +55,16 @@ import numpy as np
 import sympy as sp
 
 from ncverify.backend import Backend
-from ncverify.claim import Claim, ClassPrediction, Prediction, Step, to_backend
+from ncverify.claim import (
+    Claim,
+    ClassPrediction,
+    Phase,
+    Prediction,
+    Quantity,
+    Regime,
+    Step,
+    to_backend,
+)
 from ncverify.geometry import balanced_layers
 from ncverify.objective import Params
 from ncverify.problem import Problem
@@ -74,7 +83,7 @@ def gap_top(depth: int) -> Fraction:
 
 
 @lru_cache(maxsize=1024)
-def _threshold_gain(depth: int, rho: Fraction) -> tuple[sp.Expr, str]:
+def _threshold_gain(depth: int, rho: Fraction) -> tuple[sp.Expr, Regime]:
     # root isolation of a degree-2M polynomial is the slow part; each (M, rho) is done once
     return bal.threshold_gain(depth, rho)
 
@@ -112,7 +121,7 @@ class MSEImbalancedBiasFree(Claim):
         the phase report shows it; `gain` applies the same threshold through the rule."""
         return collapse_threshold(depth)
 
-    def gain(self, problem: Problem, count: int) -> tuple[sp.Expr, str]:
+    def gain(self, problem: Problem, count: int) -> tuple[sp.Expr, Regime]:
         """The class gain `gamma_k` and its regime (alive / collapsed / tie) by the claim's
         threshold rule, before the bottleneck is applied."""
         return _threshold_gain(problem.depth, self.rho(problem, count))
@@ -139,14 +148,14 @@ class MSEImbalancedBiasFree(Claim):
             and self.gain(problem, problem.counts[outside])[0] != 0
         )
 
-    def gains(self, problem: Problem) -> list[tuple[sp.Expr, str]]:
+    def gains(self, problem: Problem) -> list[tuple[sp.Expr, Regime]]:
         """Per class: the exact gain and the regime, the bottleneck applied."""
         slots = set(self.slots(problem))
         out = []
         for k, count in enumerate(problem.counts):
             g, regime = self.gain(problem, count)
             if g != 0 and k not in slots:
-                out.append((sp.Integer(0), "bottleneck"))
+                out.append((sp.Integer(0), Regime.BOTTLENECK))
             else:
                 out.append((g, regime))
         return out
@@ -166,14 +175,14 @@ class MSEImbalancedBiasFree(Claim):
         regimes = [r for _, r in gains]
         cut_tie = self.cut_tie(problem)
         notes = []
-        if "tie" in regimes:
-            tied = [k for k, r in enumerate(regimes) if r == "tie"]
+        if Regime.TIE in regimes:
+            tied = [k for k, r in enumerate(regimes) if r == Regime.TIE]
             notes.append(
                 f"class(es) {tied} sit exactly at the collapse threshold rho_k = thr_M: zero and "
                 "gamma = (M-1)/M give the same value, so the minimiser is not unique"
             )
-        if "bottleneck" in regimes:
-            cut = [k for k, r in enumerate(regimes) if r == "bottleneck"]
+        if Regime.BOTTLENECK in regimes:
+            cut = [k for k, r in enumerate(regimes) if r == Regime.BOTTLENECK]
             notes.append(
                 f"bottleneck R = {problem.bottleneck} < K: class(es) {cut} would live on their own "
                 "but only the R largest classes can"
@@ -191,37 +200,83 @@ class MSEImbalancedBiasFree(Claim):
             ]
             distance = float(min(distances))
             effective = float(mpmath.root(bal.mp(problem.lambda_product), problem.depth + 1))
-        top = gap_top(problem.depth) if problem.depth > 1 else None
         return Prediction(
             objective=value,
             classes=tuple(classes),
             bias=None,
-            unique="tie" not in regimes and not cut_tie,
+            unique=Regime.TIE not in regimes and not cut_tie,
             geometry=self.geometry_name if any(g != 0 for g, _ in gains) else "zero",
             notes=tuple(notes),
-            phase={
-                "rho": [float(rhos[k]) for k in range(problem.K)],
-                "rho_exact": [str(rhos[k]) for k in range(problem.K)],
-                "threshold": float(thr),
-                "threshold_exact": str(thr),
-                "gap_top": None if top is None else float(top),
-                "gap_top_exact": None if top is None else str(top),
-                "in_gap": [
-                    top is not None and thr < rhos[k] < top and gains[k][1] == "collapsed"
-                    for k in range(problem.K)
-                ],
-                "effective_lambda": effective,
-                "critical_lambdas": [c.critical_lambda for c in classes],
-                "distance": distance,
-                "distance_form": "min over classes the bottleneck lets live of "
-                "|log(rho_k/thr_M)|/(M+1) = |log(lambda_eff/lambda_k*)|, "
-                "lambda_eff = P^{1/(M+1)}",
-            },
-            objective_exact="sum_k [n_k (gamma_k - 1)^2/(2N) + ((M+1)/2) P^{1/(M+1)} "
+            zero=all(g == 0 for g, _ in gains),
+            phase=self.phase(problem, gains, rhos, distance, effective),
+            objective_form="sum_k [n_k (gamma_k - 1)^2/(2N) + ((M+1)/2) P^{1/(M+1)} "
             "n_k^{1/(M+1)} gamma_k^q], gamma = " + ", ".join(str(sp.N(g, 20)) for g, _ in gains),
         )
 
-    def objective(self, problem: Problem, gains: list[tuple[sp.Expr, str]]) -> mpmath.mpf:
+    def phase(
+        self,
+        problem: Problem,
+        gains: list[tuple[sp.Expr, Regime]],
+        rhos: dict[int, Fraction],
+        distance: float,
+        effective: float,
+    ) -> Phase:
+        """One boundary per group of equal counts, at its critical lambda; `rho_k`, the
+        threshold, the top of the collapse gap and which classes sit in it."""
+        thr = self.threshold(problem.depth)
+        top = gap_top(problem.depth) if problem.depth > 1 else None
+        boundaries: list = []
+        for count in sorted(set(problem.counts), reverse=True):
+            members = [k for k, c in enumerate(problem.counts) if c == count]
+            boundaries += bal.lambda_boundaries(
+                problem,
+                bal.critical_lambda(problem, count),
+                members,
+                f"the classes of {count} samples collapse beyond it",
+            )
+        in_gap = [
+            top is not None and thr < rhos[k] < top and gains[k][1] == Regime.COLLAPSED
+            for k in range(problem.K)
+        ]
+        return Phase(
+            boundaries=tuple(boundaries),
+            distance=distance,
+            quantities=(
+                Quantity(
+                    "rho",
+                    [float(rhos[k]) for k in range(problem.K)],
+                    [str(rhos[k]) for k in range(problem.K)],
+                    "rho_k = N^(M+1) P / n_k^M per class",
+                ),
+                Quantity(
+                    "threshold",
+                    float(thr),
+                    str(thr),
+                    "thr_M = (M-1)^(M-1) / M^(2M): class k is alive iff rho_k < thr_M",
+                ),
+                Quantity(
+                    "gap_top",
+                    None if top is None else float(top),
+                    None if top is None else str(top),
+                    "max of gamma^(M-1) (1-gamma)^(M+1): between thr_M and it a positive "
+                    "stationary point exists but loses to zero",
+                ),
+                Quantity(
+                    "in_gap",
+                    in_gap,
+                    None,
+                    "per class: collapsed although a positive stationary point exists",
+                ),
+                Quantity(
+                    "effective_lambda",
+                    effective,
+                    None,
+                    "P^(1/(M+1)), compared with each class's critical lambda",
+                ),
+            ),
+        )
+
+    def objective(self, problem: Problem, gains: list[tuple[sp.Expr, Regime]]) -> mpmath.mpf:
         """`F*`, summed over groups of equal count (so equal counts reproduce the balanced claim
         term for term): `phi_n(gamma) * alive + n/(2N) * dead` per group."""
         total = mpmath.mpf(0)
