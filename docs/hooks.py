@@ -652,14 +652,17 @@ def _gains_section(claim, assets, d, axis: str, base) -> str:  # noqa: ANN001
             color="grey",
             label="bias b*_k",
         )
-    for i, b in enumerate(bounds):
-        ax.axvline(b.critical, color="black", ls="--", lw=1)
+    colour_of = {k: colours[i % len(colours)] for i, ks in enumerate(groups.values()) for k in ks}
+    for i, b in enumerate(bounds):  # details in the text below the plot: keep the plot readable
+        colour = colour_of.get(b.classes[0], "black") if b.classes else "black"
+        ax.axvline(b.critical, color=colour, ls="--", lw=1)
         ax.annotate(
-            f"{b.critical:.3g}: classes {list(b.classes)} {b.change}",
-            (b.critical, 0.02 + 0.08 * i),
+            f"{b.critical:.3g}",
+            (b.critical, 0.04 + 0.1 * (i % 4)),
             rotation=90,
-            fontsize=6,
+            fontsize=7,
             ha="right",
+            color=colour,
         )
     here = _axis_value(d, axis)
     ax.axvline(here, color="grey", ls=":", lw=1, label=f"default instance ({here:g})")

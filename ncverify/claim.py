@@ -1,7 +1,7 @@
 """The claim interface: what one theorem module provides, and what the engine gives back.
 
 A claim module in `theorems/` exposes `claim`, an instance of a `Claim` subclass with
-`id`, `title`, `source`, `status`, and the four methods of DESIGN.md: `hypotheses`,
+`id`, `title`, `source`, `status`, and the four methods of docs/adding-a-claim.md: `hypotheses`,
 `closed_form`, `minimiser`, `derivation`.  The engine (`ncverify.verify`) does the rest.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import mpmath
@@ -19,15 +18,7 @@ import sympy as sp
 from .backend import Backend
 from .objective import Params
 from .problem import Problem
-
-
-class Regime(StrEnum):
-    """What a claim says of one class (or mode) at an instance."""
-
-    ALIVE = "alive"  # a positive gain
-    COLLAPSED = "collapsed"  # gain zero: w_k = 0 and hbar_k = 0
-    TIE = "tie"  # exactly at a threshold: zero and a positive gain are both optimal
-    BOTTLENECK = "bottleneck"  # would be alive, but the bottleneck R leaves no room for it
+from .symbolic import Regime
 
 
 @dataclass(frozen=True)

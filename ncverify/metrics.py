@@ -1,4 +1,4 @@
-"""Neural-collapse metrics per layer, against a claim's predicted geometry (THEOREMS.md §4).
+"""Neural-collapse metrics per layer, against a claim's predicted geometry (docs/theory/model.md#nc-metrics).
 
 Conventions (published code disagrees on each; these are ours, stated once):
 - layer m has features `H_m` (the input of `W_m`; `H_1 = H`) and classifier `W_M ... W_m`;

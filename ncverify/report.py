@@ -98,7 +98,7 @@ class GeometryEvidence(StrEnum):
 
 
 class Evidence(StrEnum):
-    """The kind of evidence a check belongs to (DESIGN.md, Verdicts)."""
+    """The kind of evidence a check belongs to (docs/verdicts.md)."""
 
     PREDICTED_POINT = "E1"
     RUNS = "E2"

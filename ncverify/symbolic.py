@@ -1,6 +1,6 @@
 """Exact global minimisation of the one-variable problems the MSE claims reduce to.
 
-After lemmas 1-3 (THEOREMS.md §2) every MSE claim splits into one scalar problem per mode.
+After lemmas 1-3 (docs/theory/lemmas.md) every MSE claim splits into one scalar problem per mode.
 With the mode's gain `gamma >= 0` (the diagonal entry of `W Hbar`), normalised by its loss
 weight, the scalar problem is
 
@@ -29,11 +29,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 from fractions import Fraction
 from functools import lru_cache
 
 import mpmath
 import sympy as sp
+
+
+class Regime(StrEnum):
+    """What a claim says of one class (or mode) at an instance."""
+
+    ALIVE = "alive"  # a positive gain
+    COLLAPSED = "collapsed"  # gain zero: w_k = 0 and hbar_k = 0
+    TIE = "tie"  # exactly at a threshold: zero and a positive gain are both optimal
+    BOTTLENECK = "bottleneck"  # would be alive, but the bottleneck R leaves no room for it
+
 
 GAMMA = sp.Symbol("gamma", positive=True)
 DIGITS = 40
@@ -111,10 +122,10 @@ class ModeMinimum:
         return self.candidates[self.best[0]].value
 
     @property
-    def regime(self) -> str:
+    def regime(self) -> Regime:
         if self.tie:
-            return "tie"
-        return "alive" if self.gamma != 0 else "collapsed"
+            return Regime.TIE
+        return Regime.ALIVE if self.gamma != 0 else Regime.COLLAPSED
 
 
 def _horner(coeffs: list[Fraction], x: Fraction) -> Fraction:
@@ -250,7 +261,7 @@ def minimise_mode(depth: int, rho: Fraction) -> ModeMinimum:
 
     >>> minimise_mode(1, Fraction(1, 4)).gamma   # M = 1: 1 - sqrt(rho)
     1/2
-    >>> minimise_mode(3, Fraction(1, 10**6)).regime
+    >>> str(minimise_mode(3, Fraction(1, 10**6)).regime)
     'alive'
     """
     if rho <= 0:

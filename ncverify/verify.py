@@ -1,6 +1,6 @@
 """The verification pipeline: claim + problem + backend -> Report (verdict + evidence).
 
-Evidence (DESIGN.md):
+Evidence (docs/verdicts.md):
 - E1 the predicted point has the claimed objective, vanishing gradient and no negative curvature;
 - E2 optimiser runs from random starts only, each classified at-prediction / worse / better;
 - E3 an independent certificate where one exists;
@@ -15,9 +15,10 @@ prediction (and nothing better) or failed numerics is `inconclusive`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import mpmath
@@ -99,6 +100,29 @@ def verify(
         return _verify(claim, problem, backend or Backend.create(), settings, progress)
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What every evidence step of one verification reads."""
+
+    claim: Claim
+    problem: Problem
+    backend: Backend
+    settings: Settings
+    objective: Objective
+    claimed: mpmath.mpf
+    tol: Tolerances
+    progress: Callable[[str, int, int], None] | None
+
+
+@contextlib.contextmanager
+def _timed(timing: dict[str, float], phase: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timing[phase] = time.perf_counter() - t0
+
+
 def _verify(
     claim: Claim,
     problem: Problem,
@@ -117,111 +141,134 @@ def _verify(
         report.verdict = Verdict.NOT_APPLICABLE
         report.timing = {"total": time.perf_counter() - t_start}
         return report
-
-    t0 = time.perf_counter()
-    pred = claim.closed_form(problem)
-    report.prediction = pred
-    timing["closed_form"] = time.perf_counter() - t0
+    with _timed(timing, "closed_form"):
+        report.prediction = claim.closed_form(problem)
     objective = Objective(problem, backend.xp, dtype=backend.dtype, device=backend.device)
-    claimed = pred.objective
-
-    # ---- E1: the predicted point -----------------------------------------------------------
-    t0 = time.perf_counter()
-    _stage(progress, "predicted point (E1)", 0)
-    point = _predicted_point(report, claim, problem, backend)
-    report.predicted_point = point
-    e1_ok = point is not None and _check_predicted_point(
-        report, objective, point, claimed, tol, settings
+    ctx = _Context(
+        claim, problem, backend, settings, objective, report.prediction.objective, tol, progress
     )
-    _stage(progress, "predicted point (E1)", 1)
-    timing["predicted_point"] = time.perf_counter() - t0
-
-    # ---- E2: random-start optimisation -----------------------------------------------------
-    runs: list[Run] = []
-    optimise = settings.optimise
+    with _timed(timing, "predicted_point"):  # E1
+        point, e1_ok = _e1(ctx, report)
+    optimise = settings.optimise and _runs_affordable(problem, report)
     if optimise:
-        try:
-            check_runs_size(problem.K * problem.N)
-        except StepSkipped as exc:
-            report.notes.append(str(exc))
-            optimise = False
-    if optimise:
-        t0 = time.perf_counter()
-
-        def on_run(i: int, run: Run) -> None:
-            if progress is not None:
-                progress("optimiser runs", i + 1, restarts)
-
-        restarts = settings.restarts
-        for attempt in range(settings.escalate + 1):
-            runs = multistart(
-                problem,
-                backend,
-                restarts=restarts,
-                seed=settings.seed,
-                scales=settings.scales,
-                max_iter=settings.max_iter,
-                progress=on_run,
-            )
-            for run in runs:
-                _classify(run, objective, claimed, tol)
-            outcomes = {run.outcome for run in runs}
-            if "at-prediction" in outcomes or "better" in outcomes or attempt == settings.escalate:
-                break
-            # no run reached the prediction and none beat it: gather more evidence before
-            # saying inconclusive (twice the runs, over the same range of start scales)
-            report.notes.append(
-                f"none of {restarts} random-start runs reached the prediction or beat it "
-                f"({', '.join(sorted(outcomes))}); escalated to {2 * restarts} runs"
-            )
-            restarts *= 2
-        timing["optimise"] = time.perf_counter() - t0
-    report.runs = runs
-    report.start_scales = run_scales(settings.scales, len(runs)) if runs else list(settings.scales)
-
-    # ---- claim-specific counterexample search (structured candidates) ----------------------
-    if optimise:
-        t0 = time.perf_counter()
-        report.search_candidates = list(claim.search(problem, backend, settings))
-        if report.search_candidates:
-            timing["search"] = time.perf_counter() - t0
-        for cand in report.search_candidates:  # what the search tried (starts, structures)
-            if cand.info.get("summary"):
-                report.notes.append(str(cand.info["summary"]))
-
-    # ---- E3: certificate -------------------------------------------------------------------
-    cert: Certificate | None = None
+        with _timed(timing, "optimise"):  # E2
+            report.runs = _e2(ctx, report)
+        with _timed(timing, "search"):  # the claim's own structured candidates
+            report.search_candidates = _search(ctx, report)
+    report.start_scales = run_scales(settings.scales, len(report.runs) or len(settings.scales))
     if settings.certificate:
-        t0 = time.perf_counter()
-        for kind in claim.certificates:  # the first kind that applies to this instance ...
-            _stage(progress, f"certificate ({kind})", 0)
-            try:
-                found = CERTIFIERS[kind](problem)
-            except StepSkipped as exc:  # too large for this kind: said, never attempted
-                report.notes.append(f"certificate {kind} skipped: {exc}")
-                continue
-            finally:
-                _stage(progress, f"certificate ({kind})", 1)
-            if found is not None and (cert is None or (found.exact and not cert.exact)):
-                cert = found
-            if cert is not None and cert.exact:
-                break  # ... but a relaxation (exact = False) gives way to a later exact kind
-        if cert is not None:
-            _evaluate_certificate(report, cert, objective, backend, claimed, tol)
-        timing["certificate"] = time.perf_counter() - t0
-    report.certificate = cert
+        with _timed(timing, "certificate"):  # E3
+            report.certificate = _e3(ctx, report)
+    _e4(ctx, report, point)
+    _conclude(ctx, report, point, e1_ok)
+    timing["total"] = time.perf_counter() - t_start
+    report.timing = timing
+    if report.counterexample is not None and settings.save_dir:
+        report.counterexample.save(settings.save_dir, report, backend)
+    return report
 
-    # ---- E4: geometry of the best run ------------------------------------------------------
+
+def _e1(ctx: _Context, report: Report) -> tuple[Params | None, bool]:
+    """E1: the claim's predicted point, and whether it has the claimed value, is stationary and
+    shows no negative curvature."""
+    _stage(ctx.progress, "predicted point (E1)", 0)
+    point = _predicted_point(report, ctx.claim, ctx.problem, ctx.backend)
+    report.predicted_point = point
+    ok = point is not None and _check_predicted_point(
+        report, ctx.objective, point, ctx.claimed, ctx.tol, ctx.settings
+    )
+    _stage(ctx.progress, "predicted point (E1)", 1)
+    return point, ok
+
+
+def _runs_affordable(problem: Problem, report: Report) -> bool:
+    try:
+        check_runs_size(problem.K * problem.N)
+    except StepSkipped as exc:
+        report.notes.append(str(exc))
+        return False
+    return True
+
+
+def _e2(ctx: _Context, report: Report) -> list[Run]:
+    """E2: seeded random-start runs, each classified; doubled (`escalate` times at most) while
+    none reaches the prediction or beats it."""
+    settings, restarts = ctx.settings, ctx.settings.restarts
+
+    def on_run(i: int, run: Run) -> None:
+        if ctx.progress is not None:
+            ctx.progress("optimiser runs", i + 1, restarts)
+
+    for attempt in range(settings.escalate + 1):
+        runs = multistart(
+            ctx.problem,
+            ctx.backend,
+            restarts=restarts,
+            seed=settings.seed,
+            scales=settings.scales,
+            max_iter=settings.max_iter,
+            progress=on_run,
+        )
+        for run in runs:
+            _classify(run, ctx.objective, ctx.claimed, ctx.tol)
+        outcomes = {run.outcome for run in runs}
+        if "at-prediction" in outcomes or "better" in outcomes or attempt == settings.escalate:
+            break
+        # no run reached the prediction and none beat it: gather more evidence before saying
+        # inconclusive (twice the runs, over the same range of start scales)
+        report.notes.append(
+            f"none of {restarts} random-start runs reached the prediction or beat it "
+            f"({', '.join(sorted(outcomes))}); escalated to {2 * restarts} runs"
+        )
+        restarts *= 2
+    return runs
+
+
+def _search(ctx: _Context, report: Report) -> list:
+    """The claim's own counterexample candidates (structured points), with what it tried."""
+    candidates = list(ctx.claim.search(ctx.problem, ctx.backend, ctx.settings))
+    report.notes += [str(c.info["summary"]) for c in candidates if c.info.get("summary")]
+    return candidates
+
+
+def _e3(ctx: _Context, report: Report) -> Certificate | None:
+    """E3: the first certificate kind of the claim that applies to the instance (a relaxation
+    gives way to a later exact kind), compared with the claimed optimum."""
+    cert: Certificate | None = None
+    for kind in ctx.claim.certificates:
+        _stage(ctx.progress, f"certificate ({kind})", 0)
+        try:
+            found = CERTIFIERS[kind](ctx.problem)
+        except StepSkipped as exc:  # too large for this kind: said, never attempted
+            report.notes.append(f"certificate {kind} skipped: {exc}")
+            continue
+        finally:
+            _stage(ctx.progress, f"certificate ({kind})", 1)
+        if found is not None and (cert is None or (found.exact and not cert.exact)):
+            cert = found
+        if cert is not None and cert.exact:
+            break
+    if cert is not None:
+        _evaluate_certificate(report, cert, ctx.objective, ctx.backend, ctx.claimed, ctx.tol)
+    return cert
+
+
+def _e4(ctx: _Context, report: Report, point: Params | None) -> None:
+    """E4: the NC metrics of the best run against the predicted point, and its geometry."""
+    runs = report.runs
     best = min(runs, key=lambda r: r.objective) if runs else None
     if best is not None and math.isfinite(best.objective) and point is not None:
         try:
-            report.metrics = nc_metrics(objective, best.point, point)
+            report.metrics = nc_metrics(ctx.objective, best.point, point)
         except Exception as exc:  # noqa: BLE001 - a metric failure is reported, not raised
             report.notes.append(f"metrics could not be computed: {exc}")
-    _check_geometry(report, pred, best, tol)
+    _check_geometry(report, report.prediction, best, ctx.tol)
 
-    # ---- counterexample and verdict --------------------------------------------------------
-    _find_counterexample(report, objective, point, claimed, cert, e1_ok, settings)
+
+def _conclude(ctx: _Context, report: Report, point: Params | None, e1_ok: bool) -> None:
+    """The counterexample, an internal contradiction, the verdict and what to try next."""
+    runs, cert = report.runs, report.certificate
+    _find_counterexample(report, ctx.objective, point, ctx.claimed, cert, e1_ok, ctx.settings)
     report.contradiction = _contradiction(runs, cert)
     report.verdict, report.geometry_evidence = _verdict(report, runs, cert, e1_ok)
     if report.verdict == Verdict.INCONCLUSIVE and e1_ok and runs:
@@ -231,11 +278,6 @@ def _verify(
                 "it, in worse local minima or saddles: more runs (--restarts), another --seed or "
                 "other start scales (--scales) may reach it"
             )
-    timing["total"] = time.perf_counter() - t_start
-    report.timing = timing
-    if report.counterexample is not None and settings.save_dir:
-        report.counterexample.save(settings.save_dir, report, backend)
-    return report
 
 
 def _stage(progress: Callable[[str, int, int], None] | None, name: str, done: int) -> None:

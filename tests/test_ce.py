@@ -372,7 +372,7 @@ def _window_instance(lam: str) -> Problem:
 
 def test_lambda_window_at_depth_two() -> None:
     """K = 4, M = 2, n = 100: the search finds a certified counterexample at lambda = 1e-2, and
-    nothing below the claimed enclosure at lambda = 1e-3 (THEOREMS.md §3.4)."""
+    nothing below the claimed enclosure at lambda = 1e-3 (docs/theory/ce.md#balanced-ce)."""
     for lam, refuted in (("1e-2", True), ("1e-3", False)):
         problem = _window_instance(lam)
         pred = claim.closed_form(problem)

@@ -1,4 +1,4 @@
-"""The two balanced MSE claims (THEOREMS.md §3.1, §3.2) on random instances.
+"""The two balanced MSE claims (docs/theory/mse.md#balanced-bias-free, #balanced-bias) on random instances.
 
 The claims' derivations cite `test_predicted_point_is_stationary_with_claimed_value` and
 `test_bias_is_mean_residual` by name.  Instances include the zero regime (large lambdas) and

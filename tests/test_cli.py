@@ -1,4 +1,4 @@
-"""The `ncverify` command line: exit codes of DESIGN.md, `list --json`, JSON reports, and bad
+"""The `ncverify` command line: exit codes of docs/verdicts.md, `list --json`, JSON reports, and bad
 input as exactly one line on stderr with exit code 2 and no traceback.
 
 Most cases call the console script's entry point (`ncverify.cli:main`) in-process, with
@@ -175,7 +175,7 @@ def test_not_applicable_exits_4_and_probe_runs(cli) -> None:  # noqa: ANN001
     data = json.loads(probe.out)
     assert data["probe"] is True and data["verdict"] != "not-applicable" and data["checks"]
     exit_codes = {"certified": 0, "consistent": 0, "refuted": 1, "inconclusive": 3}
-    assert probe.code == exit_codes[data["verdict"]]  # DESIGN.md exit codes
+    assert probe.code == exit_codes[data["verdict"]]  # docs/verdicts.md exit codes
 
 
 # ---- list, show, derive, JSON ------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import importlib.util
 import json
+import math
 import os
 import re
 import subprocess
@@ -28,6 +29,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 import theorems  # noqa: E402
 from ncverify import Backend, render, verify  # noqa: E402
+from ncverify.claim import Claim  # noqa: E402
 from ncverify.cli import app  # noqa: E402
 from ncverify.report import Counterexample  # noqa: E402
 
@@ -152,11 +154,18 @@ def test_plots_are_png_images_that_the_pages_show(site: Path) -> None:
         claim = theorems.registry()[claim_id]
         source = (site / "claims" / claim_id / "index.html").read_text(encoding="utf-8")
         images = re.findall(r'<img[^>]*src="([^"]+)"', source)
+        # generic: one closed-form plot per axis on which the default instance has a finite
+        # phase boundary, and the search plot of a claim with a search of its own
+        phase = claim.closed_form(claim.default_problem()).phase
         expected = [f"{claim_id}-nc-trace.png"]
-        if claim.loss == "ce":
+        expected += [
+            f"{claim_id}-gains-{axis}.png"
+            for axis in ("lambda", "lambda_b")
+            if any(math.isfinite(b.critical) for b in phase.on(axis))
+        ]
+        if type(claim).search is not Claim.search:
             expected.append(f"{claim_id}-etf.png")
-        elif not claim.default_problem().balanced:
-            expected.append(f"{claim_id}-gains.png")
+        assert len(expected) >= 2, claim_id  # every registered claim draws its phase
         for name in expected:
             assert any(src.endswith(name) for src in images), f"{claim_id}: {name} not shown"
             data = (site / "claims" / name).read_bytes()

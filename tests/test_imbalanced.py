@@ -1,4 +1,4 @@
-"""`mse-imbalanced-biasfree` (THEOREMS.md §3.3): consistency, every regime, wrong variants refuted.
+"""`mse-imbalanced-biasfree` (docs/theory/mse.md#imbalanced-bias-free): consistency, every regime, wrong variants refuted.
 
 What would make these tests fail:
 - the closed form disagreeing with the exact per-mode global minimisation
@@ -150,7 +150,7 @@ def test_closed_form_agrees_with_separable_reduction(problem: Problem) -> None:
 
 @given(placed_problems(bottleneck=False))
 def test_placed_class_has_the_regime_of_its_place(problem: Problem) -> None:
-    """Each class's regime follows from where its rho lies, as THEOREMS.md §3.3 says."""
+    """Each class's regime follows from where its rho lies, as docs/theory/mse.md#imbalanced-bias-free says."""
     m = problem.depth
     thr = collapse_threshold(m)
     pred = CLAIM.closed_form(problem)

@@ -1,4 +1,4 @@
-"""The three lemmas every MSE proof uses (THEOREMS.md §2), checked on random instances.
+"""The three lemmas every MSE proof uses (docs/theory/lemmas.md), checked on random instances.
 
 The claims' derivations cite these tests by name:
 `test_lemma1_nc1`, `test_lemma2_factorisation_bound`, `test_lemma3_separation`.

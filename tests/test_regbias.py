@@ -1,11 +1,11 @@
-"""`mse-balanced-regbias`: balanced MSE with a weight-decayed bias (THEOREMS.md §3.2, variant).
+"""`mse-balanced-regbias`: balanced MSE with a weight-decayed bias (docs/theory/mse.md#regularised-bias).
 
 The claim rests on a split over the modes of a *weighted* target that no published lemma proves,
 so besides the closed form's own consistency these tests hold it against the problem itself:
 full-parameter optimisation on small instances on both sides of the mean mode's threshold, the
 exact bracket between the free-bias and the bias-free optimum (computed by the engine's
-separable-reduction certificate, not by any claim), and the one-layer threshold written out in
-THEOREMS.md.  A variant that forgets the bias's weight decay is refuted.
+separable-reduction certificate, not by any claim), and the one-layer threshold of
+docs/theory/mse.md#regularised-bias.  A variant that forgets the bias's weight decay is refuted.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def test_optimum_increases_with_lambda_b(problem: Problem, exponent: int, step: 
     st.fractions(min_value=Fraction(1, 10**4), max_value=100),
 )
 def test_one_layer_mean_mode_threshold(k: int, n: int, lam: Fraction, lambda_b: Fraction) -> None:
-    """THEOREMS.md: for M = 1 the optimum is a simplex ETF exactly while
+    """docs/theory/mse.md#regularised-bias: for M = 1 the optimum is a simplex ETF exactly while
     `mu <= K sqrt(n lambda_W lambda_H)`, the mean direction being fitted beyond."""
     p = Problem.build(
         classes=k, samples=n, depth=1, width=k, lambda_w=lam, lambda_h=lam, lambda_b=lambda_b

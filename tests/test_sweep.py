@@ -13,7 +13,7 @@ What would make these tests fail:
 - a worker killed while it runs a point losing or duplicating that point;
 - `--resume` recomputing a point that is already in the file (counted by the scheduler's own
   transition log, not by the code under test), or not finishing the missing ones;
-- the phase diagram missing the claimed critical lambda, computed here from THEOREMS.md §3.2-3.3.
+- the phase diagram missing the claimed critical lambda, computed here from docs/theory/mse.md#balanced-bias and #imbalanced-bias-free.
 
 The Dask tests use tiny instances (K = 3, n = 4, M = 2, d = 3, 2 restarts); every process they
 start is stopped by them, within bounded time.
@@ -181,7 +181,7 @@ def test_unknown_claim_exits_2() -> None:
 
 # ---- plots (in process, no cluster) -------------------------------------------------------------
 def _critical_lambda_balanced(k: int, n: int, m: int) -> float:
-    """THEOREMS.md §3.2: the ETF modes of the biased claim are those of §3.1 with n_k = n, so
+    """docs/theory/mse.md#balanced-bias: the ETF modes of the biased claim are those of §3.1 with n_k = n, so
     with tied lambdas the gain vanishes from lambda* = (thr_M n^M / N^{M+1})^{1/(M+1)} on,
     thr_M = (M-1)^{M-1} / M^{2M}."""
     thr = (m - 1) ** (m - 1) / m ** (2 * m)

@@ -1,5 +1,5 @@
 """The verification pipeline on the true balanced claims: verdicts, optimiser runs, the JSON
-report (every field of DESIGN.md, no NaN), determinism, and `ncverify.testing`."""
+report (every field of docs/json.md, no NaN), determinism, and `ncverify.testing`."""
 
 from __future__ import annotations
 

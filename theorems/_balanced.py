@@ -28,6 +28,13 @@ from ncverify.objective import Params
 from ncverify.problem import Problem
 from ncverify.symbolic import collapse_threshold, mp
 
+#: The seed paper, as every claim derived from it cites it (theorem numbers: see the docs'
+#: theory pages, which name results by subject where the number is not certain).
+DANG_2023 = (
+    'Dang, Tran, Osher, Tran-The, Ho, Nguyen, "Neural Collapse in Deep Linear Networks: From '
+    'Balanced to Imbalanced Data", ICML 2023, arXiv 2301.00437'
+)
+
 gamma, n, N, K, P, c = sp.symbols("gamma n N K P c", positive=True)
 
 

@@ -1,6 +1,6 @@
 """Counterexample search for balanced cross-entropy claims in the exact K x K reduction.
 
-For balanced counts `n_k = n` and any loss, lemmas 1-2 (THEOREMS.md §2) reduce the full deep
+For balanced counts `n_k = n` and any loss, lemmas 1-2 (docs/theory/lemmas.md) reduce the full deep
 linear problem exactly to a problem on the class-level logits `Z = W_M ... W_1 Hbar` (column `k`
 holds the logits of class `k`):
 

@@ -17,7 +17,7 @@ certified in exact and interval arithmetic, or `consistent` when nothing better 
 Source: Dang et al., "Neural Collapse in Deep Linear Networks: From Balanced to Imbalanced Data",
 ICML 2023, appendix (balanced CE claim); M = 1: Zhu et al. 2021; counterexamples: Garrod &
 Keating, "The persistence of neural collapse despite low-rank bias", NeurIPS 2025;
-THEOREMS.md §3.4.
+docs/theory/ce.md#balanced-ce.
 """
 
 from __future__ import annotations
@@ -357,8 +357,9 @@ class CEBalanced(Claim):
     id = "ce-balanced"
     title = "Balanced cross-entropy: simplex ETF at every layer (claimed)"
     source = (
-        "Dang et al. 2023 (ICML), arXiv 2301.00437, appendix: balanced CE claim; "
-        "Garrod & Keating 2025 (NeurIPS): counterexamples"
+        f"{bal.DANG_2023}, appendix: the balanced cross-entropy claim; counterexamples: Garrod, "
+        'Keating, "The Persistence of Neural Collapse Despite Low-Rank Bias", NeurIPS 2025, '
+        "arXiv 2410.23169"
     )
     status = (
         "true for M = 1 (Zhu et al. 2021); false for K >= 4, M >= 3 and K >= 6, M = 2 "

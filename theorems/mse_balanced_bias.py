@@ -7,7 +7,7 @@ matrix `C = I_K - (1/K) 1 1^T`: `Hbar_m^T Hbar_m ∝ C`, `(W_M...W_m)(W_M...W_m)
 of `K`, so the optimum is `(K-1)/K` times the bias-free value, the zero regime included.
 
 Source: Dang et al., "Neural Collapse in Deep Linear Networks: From Balanced to Imbalanced Data",
-ICML 2023 (balanced MSE with bias); M = 1: Zhou et al. 2022; THEOREMS.md §3.2.
+ICML 2023 (balanced MSE with bias); M = 1: Zhou et al. 2022; docs/theory/mse.md#balanced-bias.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ from ncverify.geometry import simplex_directions
 from ncverify.objective import Params
 from ncverify.problem import Problem
 from theorems import _balanced as bal
+from theorems._balanced import DANG_2023 as D
 
 
 class MSEBalancedBias(Claim):
     id = "mse-balanced-bias"
     title = "Balanced MSE with a free bias: simplex ETF at every layer"
-    source = "Dang et al. 2023 (ICML), arXiv 2301.00437: balanced MSE theorem with bias"
+    source = f"{D}: the balanced MSE result with an unregularised bias"
     status = "proven (M = 1: Zhou et al. 2022)"
     loss = "mse"
     bias = "free"

@@ -10,7 +10,7 @@ ETF.  The scale is the class gain `gamma = (W Hbar)_{kk}`: for `M = 1`,
 the minimiser is not unique.
 
 Source: Dang et al., "Neural Collapse in Deep Linear Networks: From Balanced to Imbalanced Data",
-ICML 2023 (balanced bias-free MSE result); THEOREMS.md §3.1.
+ICML 2023 (balanced bias-free MSE result); docs/theory/mse.md#balanced-bias-free.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ from ncverify.claim import Claim, Prediction, Regime, Step
 from ncverify.objective import Params
 from ncverify.problem import Problem
 from theorems import _balanced as bal
+from theorems._balanced import DANG_2023 as D
 
 
 class MSEBalancedBiasFree(Claim):
     id = "mse-balanced-biasfree"
     title = "Balanced MSE without bias: orthogonal frame at every layer"
-    source = "Dang et al. 2023 (ICML), arXiv 2301.00437: balanced bias-free MSE theorem"
+    source = f"{D}: the balanced bias-free MSE result"
     status = "proven (M = 1: Tirer & Bruna 2022)"
     loss = "mse"
     bias = "none"

@@ -19,7 +19,7 @@ quasi-norm (`M >= 2`) can favour points that mix the mean direction with the oth
 claim is certified only where a certificate exists (`M = 1`, the convex dual); elsewhere the
 best the evidence can say is `consistent`, or it finds a counterexample.
 
-Source: THEOREMS.md §3.2 (the regularised-bias variant of the balanced theorem with bias of Dang
+Source: docs/theory/mse.md#balanced-bias (the regularised-bias variant of the balanced theorem with bias of Dang
 et al., ICML 2023); `M = 1` with a free bias: Zhou et al. 2022.
 
 >>> from ncverify import Problem
@@ -55,6 +55,7 @@ from ncverify.objective import Params
 from ncverify.problem import Problem
 from ncverify.symbolic import collapse_threshold, mp
 from theorems import _balanced as bal
+from theorems._balanced import DANG_2023 as D
 
 
 def mean_weight(problem: Problem) -> Fraction:
@@ -95,7 +96,10 @@ def critical_lambda_b(problem: Problem) -> float:
 class MSEBalancedRegBias(Claim):
     id = "mse-balanced-regbias"
     title = "Balanced MSE with a weight-decayed bias: simplex ETF while the mean mode is off"
-    source = "THEOREMS.md §3.2, the regularised-bias variant of Dang et al. 2023 (ICML)"
+    source = (
+        "this project's weight-decayed-bias variant (docs/theory/mse.md#regularised-bias) of the "
+        f"balanced MSE result with bias of {D}"
+    )
     status = "conjectured (the split over the weighted target is unproven); M = 1 certified"
     loss = "mse"
     bias = "regularised"

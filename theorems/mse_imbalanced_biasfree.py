@@ -35,7 +35,7 @@ Every regime is decided exactly from the rational inputs (`5e-4` is `1/2000`), n
 float: the threshold comparison is between rationals and the root is an exact algebraic number.
 
 Source: Dang et al., "Neural Collapse in Deep Linear Networks: From Balanced to Imbalanced Data",
-ICML 2023 (arXiv 2301.00437), imbalanced bias-free MSE result; THEOREMS.md §3.3.
+ICML 2023 (arXiv 2301.00437), imbalanced bias-free MSE result; docs/theory/mse.md#imbalanced-bias-free.
 
 Example:
 
@@ -70,6 +70,7 @@ from ncverify.objective import Params
 from ncverify.problem import Problem
 from ncverify.symbolic import collapse_threshold
 from theorems import _balanced as bal
+from theorems._balanced import DANG_2023 as D
 
 gamma, n, N, P, lam = sp.symbols("gamma n N P lambda", positive=True)
 
@@ -91,7 +92,7 @@ def _threshold_gain(depth: int, rho: Fraction) -> tuple[sp.Expr, Regime]:
 class MSEImbalancedBiasFree(Claim):
     id = "mse-imbalanced-biasfree"
     title = "Imbalanced MSE without bias: length-weighted orthogonal frame, minority collapse"
-    source = "Dang et al. 2023 (ICML), arXiv 2301.00437: imbalanced bias-free MSE theorem"
+    source = f"{D}: the imbalanced bias-free MSE result"
     status = "proven (M = 1: convex in A = W H)"
     loss = "mse"
     bias = "none"
