@@ -47,7 +47,6 @@ from .verify import Settings, verify
 __all__ = ["assert_claim_holds", "failure_reason", "lambdas", "problems"]
 
 
-
 def _as_fraction(x: Fraction | int | float | str, name: str) -> Fraction:
     if isinstance(x, float):
         if not math.isfinite(x):
