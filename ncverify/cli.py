@@ -282,35 +282,10 @@ def check(  # noqa: PLR0913
     check_outputs(json_out=json_out, save_counterexample=save_counterexample)
     be = make_backend(backend, device, dtype)
     if all_claims:
-        reports = []
-        for claim in claims().values():
-            with render.progress(err, enabled=not quiet and err.is_terminal) as bar:
-                reports.append(verify(claim, claim.default_problem(), be, settings, bar))
-        if json_out == "-":
-            _write_json(json_out, [r.to_json() for r in reports])
-        else:
-            out.print(render.summary_table(reports))
-            _write_json(json_out, [r.to_json() for r in reports])
-        if any(r.contradiction for r in reports):
-            raise typer.Exit(INTERNAL_ERROR)
-        inconclusive = any(r.verdict == Verdict.INCONCLUSIVE for r in reports)
-        raise typer.Exit(3 if inconclusive else 0)
+        _check_all(be, settings, json_out, quiet)
     claim = get_claim(claim_id)
     try:
-        problem = build_problem(
-            claim,
-            counts=counts,
-            classes=classes,
-            samples=samples,
-            depth=depth,
-            width=width,
-            widths=widths,
-            lambda_w=lambda_w,
-            lambda_h=lambda_h,
-            lambda_b=lambda_b,
-            bias=bias,
-            loss=loss,
-        )
+        problem = build_problem(claim, **dict(zip(PROBLEM_OPTIONS, given, strict=True)))
     except ProblemError as exc:
         fail(str(exc))
     with render.progress(err, enabled=not quiet and err.is_terminal) as bar:
@@ -324,6 +299,22 @@ def check(  # noqa: PLR0913
         err.print(f"error: {report.contradiction}.", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(INTERNAL_ERROR)
     raise typer.Exit(report.verdict.exit_code)
+
+
+def _check_all(be: Backend, settings: Settings, json_out: str | None, quiet: bool) -> None:
+    """`check --all`: every claim on its default instance, a summary table, exit 0/3/70."""
+    from .verify import verify
+
+    reports = []
+    for claim in claims().values():
+        with render.progress(err, enabled=not quiet and err.is_terminal) as bar:
+            reports.append(verify(claim, claim.default_problem(), be, settings, bar))
+    if json_out != "-":
+        out.print(render.summary_table(reports))
+    _write_json(json_out, [r.to_json() for r in reports])
+    if any(r.contradiction for r in reports):
+        raise typer.Exit(INTERNAL_ERROR)
+    raise typer.Exit(3 if any(r.verdict == Verdict.INCONCLUSIVE for r in reports) else 0)
 
 
 def check_outputs(
@@ -347,6 +338,69 @@ def check_outputs(
             check_folder(save_counterexample, "counterexample folder")
     except OutputError as exc:
         fail(str(exc))
+
+
+@app.command()
+def predict(  # noqa: PLR0913
+    claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
+    counts: Annotated[str | None, typer.Option(help="Class counts, e.g. 200,100,50,50.")] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="Number of classes K (with --samples).")
+    ] = None,
+    samples: Annotated[
+        str | None, typer.Option(help="Samples per class n (with --classes).")
+    ] = None,
+    depth: Annotated[str | None, typer.Option(help="Number of linear layers M.")] = None,
+    width: Annotated[
+        str | None, typer.Option(help="Feature dimension and every hidden width.")
+    ] = None,
+    widths: Annotated[str | None, typer.Option(help="d,d_1,...,d_{M-1}.")] = None,
+    lambda_w: Annotated[
+        str | None, typer.Option("--lambda-w", help="One value or one per layer.")
+    ] = None,
+    lambda_h: Annotated[
+        str | None, typer.Option("--lambda-h", help="Feature weight decay.")
+    ] = None,
+    lambda_b: Annotated[
+        str | None, typer.Option("--lambda-b", help="Bias weight decay (regularised bias).")
+    ] = None,
+    bias: Annotated[str | None, typer.Option(help="none, free or regularised.")] = None,
+    loss: Annotated[str | None, typer.Option(help="mse or ce.")] = None,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="Write the prediction as JSON to a file, or -.")
+    ] = None,
+) -> None:
+    """The claim's closed form for one instance, no optimiser: the optimum to 30 digits,
+    per-class gains, lengths and regimes, phase boundaries and the distance to the nearest.
+
+    Exit codes: 0, 2 on bad input, 4 when the instance is outside the claim's hypotheses.
+    """
+    claim = get_claim(claim_id)
+    check_outputs(json_out=json_out)
+    given = (counts, classes, samples, depth, width, widths, lambda_w, lambda_h, lambda_b)
+    try:
+        problem = build_problem(
+            claim, **dict(zip(PROBLEM_OPTIONS, (*given, bias, loss), strict=True))
+        )
+    except ProblemError as exc:
+        fail(str(exc))
+    unmet = claim.hypotheses(problem)
+    pred = None if unmet else claim.closed_form(problem)
+    if json_out is not None:
+        from .report import PREDICTION_SCHEMA, prediction_json, version
+
+        payload = {
+            "schema": PREDICTION_SCHEMA,
+            "ncverify": version(),
+            "claim": claim.id,
+            "problem": problem.describe(),
+            "hypotheses": unmet,
+            "prediction": None if pred is None else prediction_json(pred),
+        }
+        _write_json(json_out, payload)
+    if json_out != "-":
+        out.print(render.prediction_page(claim, problem, pred, unmet))
+    raise typer.Exit(Verdict.NOT_APPLICABLE.exit_code if unmet else 0)
 
 
 @app.command()
@@ -438,66 +492,22 @@ def sweep(  # noqa: PLR0913
     tied = lambda_h is not None and lambda_h.strip().lower() == "tied"
     if tied and lambda_w is None:
         lambda_w = _one_or_list(claim.default_problem().lambda_w)
-    options = {
-        "counts": counts,
-        "classes": classes,
-        "samples": samples,
-        "depth": depth,
-        "width": width,
-        "widths": widths,
-        "lambda_w": lambda_w,
-        "lambda_h": None if tied else lambda_h,
-        "lambda_b": lambda_b,
-        "bias": bias,
-        "loss": loss,
-    }
-    extra = ["--restarts", restarts, "--seed", seed]
-    extra += [
-        flag
-        for flag, on in (
-            ("--probe", probe),
-            ("--no-certificate", no_certificate),
-            ("--no-optimise", no_optimise),
-            ("--force", force),
-        )
-        if on
-    ]
+    values = (counts, classes, samples, depth, width, widths, lambda_w, lambda_h, lambda_b)
+    options = dict(zip(PROBLEM_OPTIONS, (*values, bias, loss), strict=True))
+    options["lambda_h"] = None if tied else lambda_h
+    flags = {"--probe": probe, "--no-certificate": no_certificate, "--no-optimise": no_optimise}
+    extra = ["--restarts", restarts, "--seed", seed] + [f for f, on in flags.items() if on]
+    extra += ["--force"] if force else []
     if (backend, device, dtype) != ("numpy", None, "float64"):
         extra += ["--backend", backend, "--dtype", dtype] + (["--device", device] if device else [])
     spec = (backend, device, dtype)
     try:
-        if scheduler is not None and workers is not None:
-            raise sw.SweepError("give either --scheduler or --workers, not both.")
-        n_workers = None
-        if workers is not None:
-            if not workers.strip().isdigit() or int(workers) < 1:
-                raise sw.SweepError(f"--workers must be a positive integer, not {workers!r}.")
-            n_workers = int(workers)
+        n_workers = _workers(scheduler, workers)
         axes, points = sw.expand(options, tied)
         if plot_file is not None:
             sw.check_plot_path(plot_file)
             sw.plot_axes(axes)
-        tasks: list[sw.PointTask] = []
-        for point in points:
-            args = {k: point.options[k] for k in options}
-            problem = build_problem(claim, **args)
-            key = sw.point_key(claim.id, problem, settings, spec)
-            if any(t.key == key for t in tasks):
-                raise sw.SweepError("the grid repeats a point; check the ranges.")
-            coords = {name: c.to_json() for name, c in point.coordinates.items()}
-            tasks.append(
-                sw.PointTask(
-                    key,
-                    point.index,
-                    claim.id,
-                    problem,
-                    settings,
-                    spec,
-                    coords,
-                    tied,
-                    sw.check_command(claim.id, point.options, extra),
-                )
-            )
+        tasks = _plan(claim, points, options, settings, spec, tied, extra)
         results = sw.ResultsFile(out_file, resume)
     except (sw.SweepError, ProblemError) as exc:
         fail(str(exc))
@@ -507,14 +517,61 @@ def sweep(  # noqa: PLR0913
             highlight=False,
             markup=False,
         )
+    outcome = _run_points(tasks, results, scheduler, n_workers, out_file, quiet)
+    records = [outcome.records[t.key] for t in tasks if t.key in outcome.records]
+    title = sw.title(claim.id, tasks[0].problem, axes, tied)
+    _print_sweep(tasks, records, outcome, axes, title, out_file)
+    if plot_file is not None and records:
+        try:
+            sw.plot(records, axes, plot_file, title)
+        except OSError as exc:
+            fail(f"cannot write the plot {plot_file!r}: {exc.strerror}.")
+        out.print(f"phase diagram in {plot_file}", highlight=False, markup=False)
+    inconclusive = outcome.failures or any(r["verdict"] == Verdict.INCONCLUSIVE for r in records)
+    raise typer.Exit(3 if inconclusive else 0)
+
+
+def _workers(scheduler: str | None, workers: str | None) -> int | None:
+    from .sweep import SweepError
+
+    if scheduler is not None and workers is not None:
+        raise SweepError("give either --scheduler or --workers, not both.")
+    if workers is None:
+        return None
+    if not workers.strip().isdigit() or int(workers) < 1:
+        raise SweepError(f"--workers must be a positive integer, not {workers!r}.")
+    return int(workers)
+
+
+def _plan(claim, points, options, settings, spec, tied: bool, extra: list[str]) -> list:  # noqa: ANN001, PLR0913
+    """One task per grid point, each with the `check` command that reproduces it."""
+    from . import sweep as sw
+
+    tasks: list[sw.PointTask] = []
+    for point in points:
+        problem = build_problem(claim, **{k: point.options[k] for k in options})
+        key = sw.point_key(claim.id, problem, settings, spec)
+        if any(t.key == key for t in tasks):
+            raise sw.SweepError("the grid repeats a point; check the ranges.")
+        coords = {name: c.to_json() for name, c in point.coordinates.items()}
+        command = sw.check_command(claim.id, point.options, extra)
+        tasks.append(
+            sw.PointTask(key, point.index, claim.id, problem, settings, spec, coords, tied, command)
+        )
+    return tasks
+
+
+def _run_points(tasks, results, scheduler, n_workers, out_file, quiet: bool):  # noqa: ANN001, ANN202, PLR0913
+    """Run the points not yet in `results` on a Dask cluster; 130 when interrupted."""
+    from . import sweep as sw
+
     try:
         with render.progress(err, enabled=not quiet and err.is_terminal) as bar:
             update = None if bar is None else (lambda done, total: bar("points", done, total))
             if all(t.key in results for t in tasks):  # nothing to run: no cluster
-                outcome = sw.execute(tasks, results, None, update)
-            else:
-                with sw.dask_client(scheduler, n_workers) as client:
-                    outcome = sw.execute(tasks, results, client, update)
+                return sw.execute(tasks, results, None, update)
+            with sw.dask_client(scheduler, n_workers) as client:
+                return sw.execute(tasks, results, client, update)
     except sw.SweepError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -526,8 +583,12 @@ def sweep(  # noqa: PLR0913
             f"interrupted: {done} of {len(tasks)} points {where}.", highlight=False, markup=False
         )
         raise typer.Exit(130) from None
-    records = [outcome.records[t.key] for t in tasks if t.key in outcome.records]
-    title = sw.title(claim.id, tasks[0].problem, axes, tied)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _print_sweep(tasks, records, outcome, axes, title: str, out_file: str | None) -> None:  # noqa: ANN001, PLR0913
+    from . import sweep as sw
+
     # off a terminal (a file, a pipe) rich would assume 80 columns and truncate the cells
     wide = out if out.is_terminal else Console(file=out.file, width=220)
     wide.print(sw.summary_table(records, axes, title))
@@ -547,14 +608,6 @@ def sweep(  # noqa: PLR0913
                 markup=False,
                 soft_wrap=True,
             )
-    if plot_file is not None and records:
-        try:
-            sw.plot(records, axes, plot_file, title)
-        except OSError as exc:
-            fail(f"cannot write the plot {plot_file!r}: {exc.strerror}.")
-        out.print(f"phase diagram in {plot_file}", highlight=False, markup=False)
-    inconclusive = outcome.failures or any(r["verdict"] == Verdict.INCONCLUSIVE for r in records)
-    raise typer.Exit(3 if inconclusive else 0)
 
 
 def run_settings(  # noqa: PLR0913

@@ -243,6 +243,15 @@ class Problem:
     def N(self) -> int:  # noqa: N802
         return sum(self.counts)
 
+    def summary(self) -> str:
+        """The instance in one line: every parameter, lambdas as exact rationals."""
+        return (
+            f"K={self.K} counts={list(self.counts)} depth={self.depth} widths={list(self.widths)} "
+            f"lambda_W={[str(x) for x in self.lambda_w]} lambda_H={self.lambda_h} "
+            f"loss={self.loss} bias={self.bias}"
+            + (f" lambda_b={self.lambda_b}" if self.lambda_b is not None else "")
+        )
+
     @property
     def balanced(self) -> bool:
         return len(set(self.counts)) == 1

@@ -13,8 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from .claim import Boundary, Claim
-from .report import Report, Verdict
+from .claim import Boundary, Claim, Prediction
+from .problem import Problem
+from .report import GeometryEvidence, Report, Verdict
 
 VERDICT_STYLE = {
     Verdict.CERTIFIED: "bold green",
@@ -80,13 +81,7 @@ def claim_page(claim: Claim) -> Group:
     body.append("certificates: ", style="bold")
     body.append((", ".join(claim.certificates) or "none") + "\n")
     body.append("default instance: ", style="bold")
-    body.append(
-        f"counts {list(p.counts)}, depth {p.depth}, widths {list(p.widths)}, "
-        f"lambda_W {[str(x) for x in p.lambda_w]}, lambda_H {p.lambda_h}, "
-        f"loss {p.loss}, bias {p.bias}"
-        + (f", lambda_b {p.lambda_b}" if p.lambda_b is not None else "")
-        + "\n"
-    )
+    body.append(p.summary() + "\n")
     if claim.thresholds_text():
         body.append("thresholds: ", style="bold")
         body.append(claim.thresholds_text() + "\n")
@@ -174,103 +169,26 @@ def _how(step) -> str:  # noqa: ANN001
 
 
 def report(r: Report) -> Group:
-    parts: list[Any] = []
+    """The readable report: verdict, instance, prediction, evidence, runs, certificate,
+    counterexample and notes."""
     verdict = Text(r.verdict.upper(), style=VERDICT_STYLE.get(r.verdict, "bold"))
-    head = Text.assemble(f"{r.claim.id}  ", verdict, " (probe)" if r.probe else "")
-    p = r.problem
-    parts.append(head)
-    parts.append(
+    parts: list[Any] = [
+        Text.assemble(f"{r.claim.id}  ", verdict, " (probe)" if r.probe else ""),
         Text(
-            f"K={p.K} counts={list(p.counts)} depth={p.depth} widths={list(p.widths)} "
-            f"lambda_W={[str(x) for x in p.lambda_w]} lambda_H={p.lambda_h} "
-            f"loss={p.loss} bias={p.bias}"
-            + (f" lambda_b={p.lambda_b}" if p.lambda_b is not None else "")
-            + f"  backend={r.backend.name}/{r.backend.device_name}/{r.backend.dtype_name}"
-        )
-    )
+            f"{r.problem.summary()}  backend={r.backend.name}/{r.backend.device_name}/"
+            f"{r.backend.dtype_name}"
+        ),
+    ]
+    if r.geometry_evidence is not None:
+        parts.append(Text(f"geometry: {GEOMETRY_WORDS[r.geometry_evidence]}"))
     if r.hypotheses:
         parts.append(Text("unmet hypotheses: " + "; ".join(r.hypotheses), style="cyan"))
     if r.prediction is not None:
-        pred = r.prediction
-        parts.append(
-            Text(
-                f"claimed optimum {pred.objective_float:.15g}  geometry: {pred.geometry}"
-                f"{'' if pred.unique else ' (not unique)'}"
-            )
-        )
-        t = Table(title="per class")
-        for col in ("class", "count", "regime", "gain", "||w_k||", "||hbar_k||", "critical lambda"):
-            t.add_column(col)
-        for k, c in enumerate(pred.classes):
-            t.add_row(
-                str(k),
-                str(c.count),
-                c.regime,
-                _fmt(c.gain_float, 10),
-                _fmt(c.length_w),
-                _fmt(c.length_h),
-                _fmt(c.critical_lambda),
-            )
-        parts.append(t)
-        if pred.bias is not None:
-            parts.append(Text(f"bias b* = {[round(b, 10) for b in pred.bias]}"))
-        for b in pred.phase.boundaries:
-            if b.axis == "lambda":  # the tied axis: the one a reader compares with first
-                parts.append(Text(f"phase boundary at tied lambda {b.critical:.6g}: {_classes(b)}"))
-        if pred.phase.distance is not None:
-            parts.append(
-                Text(
-                    f"distance to the nearest phase boundary (log lambda): "
-                    f"{pred.phase.distance:.4g}"
-                )
-            )
-        for note in pred.notes:
-            parts.append(Text(f"note: {note}", style="dim"))
+        parts += _prediction(r.prediction)
     if r.checks:
-        t = Table(title="evidence")
-        for col in ("check", "passed", "value", "tolerance", "detail"):
-            t.add_column(col)
-        for c in r.checks:
-            style = {True: "green", False: "red", None: "yellow"}[c.passed]
-            t.add_row(
-                c.name,
-                Text({True: "yes", False: "NO", None: "skipped"}[c.passed], style=style),
-                _fmt(c.value, 3),
-                _fmt(c.tolerance, 3),
-                c.detail,
-            )
-        parts.append(t)
+        parts.append(_checks(r))
     if r.runs:
-        counts = r.outcome_counts()
-        parts.append(
-            Text(
-                f"optimiser: {len(r.runs)} random-start runs (scales "
-                f"{', '.join(_fmt(float(s), 3) for s in r.start_scales)}): "
-                f"{counts['at-prediction']} at the prediction, {counts['worse']} in worse local minima "
-                f"or saddles, {counts['better']} better, {counts['failed']} failed; best "
-                f"{_fmt(r.best_objective, 15)}"
-            )
-        )
-        worse = [run for run in r.runs if run.outcome == "worse" and run.structure]
-        if worse:
-            shapes: dict[str, int] = {}
-            for w in worse:  # how many worse runs end with each structure
-                alive = w.structure["alive_classes"]
-                key = (
-                    f"{alive}, rank(W Hbar) {w.structure['rank_WH']}"
-                    if alive
-                    else "none (the zero point)"
-                )
-                shapes[key] = shapes.get(key, 0) + 1
-            parts.append(
-                Text(
-                    "  worse runs end with alive classes "
-                    + "; ".join(
-                        f"{k} ({v} run{'' if v == 1 else 's'})" for k, v in sorted(shapes.items())
-                    ),
-                    style="dim",
-                )
-            )
+        parts += _runs(r)
     if r.certificate is not None:
         c = r.certificate
         parts.append(
@@ -281,23 +199,151 @@ def report(r: Report) -> Group:
             )
         )
     if r.counterexample is not None:
-        ce = r.counterexample
-        parts.append(
-            Text(
-                f"COUNTEREXAMPLE from {ce.origin}: objective {ce.objective:.15g} < claimed "
-                f"{ce.claimed:.15g} (gap {ce.gap:.3e} > error bound {ce.error_bound:.3e}); "
-                f"alive classes {ce.structure.get('alive_classes')}, rank(W Hbar) "
-                f"{ce.structure.get('rank_WH')}" + (f"; saved to {ce.path}" if ce.path else ""),
-                style="red",
-            )
-        )
-        if ce.certificate is not None:
-            parts.append(counterexample_certificate(ce.certificate))
-    for note in r.notes:
-        parts.append(Text(f"note: {note}", style="dim"))
+        parts += _counterexample(r)
+    if r.contradiction is not None:
+        parts.append(Text(f"INTERNAL CONTRADICTION: {r.contradiction}", style="bold red"))
+    parts += [Text(f"note: {note}", style="dim") for note in r.notes]
     if r.timing:
         parts.append(Text(f"time {r.timing.get('total', 0.0):.2f} s", style="dim"))
     return Group(*parts)
+
+
+#: How the claimed geometry is established, in words (`Report.geometry_evidence`).
+GEOMETRY_WORDS = {
+    GeometryEvidence.RUN: "a random-start run reached the prediction; E4 compared its geometry",
+    GeometryEvidence.CERTIFIED_UNIQUE: "no run reached the prediction, but the certificate fixes "
+    "the minimiser set and the predicted point attains the proven optimum",
+    GeometryEvidence.ATTAINED: "the optimal value is proven and the predicted point attains it; "
+    "that it is the only minimiser is not established",
+    GeometryEvidence.NOT_UNIQUE: "the claim says the minimiser is not unique; the value is proven",
+}
+
+
+def _prediction(pred: Prediction) -> list[Any]:
+    parts: list[Any] = [
+        Text(
+            f"claimed optimum {pred.objective_float:.15g}  geometry: {pred.geometry}"
+            f"{'' if pred.unique else ' (not unique)'}"
+        )
+    ]
+    t = Table(title="per class")
+    for col in ("class", "count", "regime", "gain", "||w_k||", "||hbar_k||", "critical lambda"):
+        t.add_column(col)
+    for k, c in enumerate(pred.classes):
+        t.add_row(
+            str(k),
+            str(c.count),
+            c.regime,
+            _fmt(c.gain_float, 10),
+            _fmt(c.length_w),
+            _fmt(c.length_h),
+            _fmt(c.critical_lambda),
+        )
+    parts.append(t)
+    if pred.bias is not None:
+        parts.append(Text(f"bias b* = {[round(b, 10) for b in pred.bias]}"))
+    for b in pred.phase.on("lambda"):  # the tied axis: the one a reader compares with first
+        parts.append(Text(f"phase boundary at tied lambda {b.critical:.6g}: {_classes(b)}"))
+    if pred.phase.distance is not None:
+        parts.append(
+            Text(f"distance to the nearest phase boundary (log lambda): {pred.phase.distance:.4g}")
+        )
+    parts += [Text(f"note: {note}", style="dim") for note in pred.notes]
+    return parts
+
+
+def prediction_page(
+    claim: Claim, problem: Problem, pred: Prediction | None, unmet: Sequence[str]
+) -> Group:
+    """`ncverify predict`: the claim's closed form for one instance, to 30 digits."""
+    import mpmath
+
+    parts: list[Any] = [Text(f"{claim.id}: {claim.title}", style="bold"), Text(problem.summary())]
+    if pred is None:
+        parts.append(Text("not applicable: " + "; ".join(unmet), style="cyan"))
+        return Group(*parts)
+    parts.append(
+        Text(
+            f"optimum F* = {mpmath.nstr(pred.objective, 30)}"
+            + (
+                f"  (rigorous enclosure [{mpmath.nstr(pred.objective_enclosure[0], 20)}, "
+                f"{mpmath.nstr(pred.objective_enclosure[1], 20)}])"
+                if pred.objective_enclosure is not None
+                else ""
+            )
+        )
+    )
+    parts.append(Text(f"closed form: {pred.objective_form}", style="dim"))
+    parts.append(
+        Text(
+            f"geometry: {pred.geometry}; the minimiser is "
+            + ("unique (up to rotations of the hidden bases)" if pred.unique else "not unique")
+        )
+    )
+    parts += [p for p in _prediction(pred)[1:] if not str(p).startswith("phase boundary")]
+    if pred.phase.boundaries:
+        t = Table(title="phase boundaries (along one parameter, the others as given)")
+        for col in ("axis", "critical value", "classes", "what changes"):
+            t.add_column(col)
+        for b in pred.phase.boundaries:
+            axis = "lambda (all tied)" if b.axis == "lambda" else b.axis
+            t.add_row(axis, _fmt(b.critical, 6), ", ".join(map(str, b.classes)), b.change)
+        parts.append(t)
+    return Group(*parts)
+
+
+def _checks(r: Report) -> Table:
+    t = Table(title="evidence")
+    for col in ("check", "passed", "value", "tolerance", "detail"):
+        t.add_column(col)
+    for c in r.checks:
+        style = {True: "green", False: "red", None: "yellow"}[c.passed]
+        t.add_row(
+            c.name,
+            Text({True: "yes", False: "NO", None: "skipped"}[c.passed], style=style),
+            _fmt(c.value, 3),
+            _fmt(c.tolerance, 3),
+            c.detail,
+        )
+    return t
+
+
+def _runs(r: Report) -> list[Text]:
+    counts = r.outcome_counts()
+    parts = [
+        Text(
+            f"optimiser: {len(r.runs)} random-start runs (scales "
+            f"{', '.join(_fmt(float(s), 3) for s in r.start_scales)}): "
+            f"{counts['at-prediction']} at the prediction, {counts['worse']} in worse local minima "
+            f"or saddles, {counts['better']} better, {counts['failed']} failed; best "
+            f"{_fmt(r.best_objective, 15)}"
+        )
+    ]
+    shapes: dict[str, int] = {}
+    for w in (run for run in r.runs if run.outcome == "worse" and run.structure):
+        alive = w.structure["alive_classes"]  # how many worse runs end with each structure
+        key = f"{alive}, rank(W Hbar) {w.structure['rank_WH']}" if alive else "none (zero)"
+        shapes[key] = shapes.get(key, 0) + 1
+    if shapes:
+        ends = "; ".join(f"{k} ({v} run{'' if v == 1 else 's'})" for k, v in sorted(shapes.items()))
+        parts.append(Text(f"  worse runs end with alive classes {ends}", style="dim"))
+    return parts
+
+
+def _counterexample(r: Report) -> list[Any]:
+    ce = r.counterexample
+    parts: list[Any] = [
+        Text(
+            f"COUNTEREXAMPLE from {ce.origin}: objective {ce.objective:.15g} < claimed "
+            f"{ce.claimed:.15g} (gap {ce.gap:.3e} > error bound {ce.error_bound:.3e}); "
+            f"alive classes {ce.structure.get('alive_classes')}, rank(W Hbar) "
+            f"{ce.structure.get('rank_WH')}" + (f"; saved to {ce.path}" if ce.path else ""),
+            style="red",
+        )
+    ]
+    if ce.certificate is not None:
+        parts.append(counterexample_certificate(ce.certificate))
+    return parts
 
 
 def _classes(b: Boundary) -> str:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 SCHEMA = "ncverify.report/2"
 COUNTEREXAMPLE_SCHEMA = "ncverify.counterexample/1"
+PREDICTION_SCHEMA = "ncverify.prediction/1"
 
 
 def version() -> str:
@@ -186,6 +187,30 @@ class Counterexample:
         return path
 
 
+def prediction_json(pred: Prediction, grams: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A claim's prediction as JSON (the report's `prediction`, and `ncverify predict`)."""
+    return clean(
+        {
+            "objective": pred.objective_float,
+            "objective_digits": str(pred.objective) if pred.objective is not None else None,
+            "objective_form": pred.objective_form,
+            "geometry": pred.geometry,
+            "unique": pred.unique,
+            "gains": [c.gain_float for c in pred.classes],
+            "gains_exact": [str(c.gain) for c in pred.classes],
+            "alive": [c.gain_float > 0 for c in pred.classes],
+            "regimes": [c.regime for c in pred.classes],
+            "lengths_w": [c.length_w for c in pred.classes],
+            "lengths_h": [c.length_h for c in pred.classes],
+            "critical_lambdas": [c.critical_lambda for c in pred.classes],
+            "bias": list(pred.bias) if pred.bias is not None else None,
+            "gram": grams,
+            "phase": phase_json(pred.phase),
+            "notes": list(pred.notes),
+        }
+    )
+
+
 def phase_json(phase: Phase) -> dict[str, Any]:
     """The typed phase of a prediction as JSON: boundaries, distance, named quantities."""
     return {
@@ -241,8 +266,7 @@ class Report:
         return min(vals) if vals else None
 
     def prediction_json(self) -> dict[str, Any] | None:
-        pred = self.prediction
-        if pred is None:
+        if self.prediction is None:
             return None
         grams = None
         # K x K matrices: for large K the JSON would be hundreds of megabytes (said in a note)
@@ -256,26 +280,7 @@ class Report:
             g = layer_geometry(obj, self.predicted_point)[0]
             to = self.backend.to_numpy
             grams = {"WWt": to(g.WWt), "HtH": to(g.HtH), "WH": to(g.WH)}
-        return clean(
-            {
-                "objective": pred.objective_float,
-                "objective_digits": str(pred.objective) if pred.objective is not None else None,
-                "objective_form": pred.objective_form,
-                "geometry": pred.geometry,
-                "unique": pred.unique,
-                "gains": [c.gain_float for c in pred.classes],
-                "gains_exact": [str(c.gain) for c in pred.classes],
-                "alive": [c.gain_float > 0 for c in pred.classes],
-                "regimes": [c.regime for c in pred.classes],
-                "lengths_w": [c.length_w for c in pred.classes],
-                "lengths_h": [c.length_h for c in pred.classes],
-                "critical_lambdas": [c.critical_lambda for c in pred.classes],
-                "bias": list(pred.bias) if pred.bias is not None else None,
-                "gram": grams,
-                "phase": phase_json(pred.phase),
-                "notes": list(pred.notes),
-            }
-        )
+        return prediction_json(self.prediction, grams)
 
     def to_json(self) -> dict[str, Any]:
         counts = self.outcome_counts()

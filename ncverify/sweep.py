@@ -839,7 +839,8 @@ def _verdict_legend(ax: Any, verdicts: Sequence[str]) -> list[Any]:
 
 
 def _plot_1d(fig: Any, records: Sequence[dict[str, Any]], axis: Axis, title: str) -> None:
-    import numpy as np
+    """Two panels over one varying parameter: per-class gains (claimed and best run) and which
+    classes are alive, each cell coloured by its verdict."""
     from matplotlib.lines import Line2D
 
     ax_gain, ax_alive = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
@@ -856,47 +857,9 @@ def _plot_1d(fig: Any, records: Sequence[dict[str, Any]], axis: Axis, title: str
         (len((r.get("prediction") or {}).get("gains") or []) for r in records), default=0
     )
     colours = _class_colours(max(n_classes, 1))
-    # per class, (W Hbar)_kk at the claimed point (a line while the class is alive, none across a
-    # jump to 0) and at the best random-start run (x): the same quantity for every claim
-    run_values: list[float] = []
-    for k in range(n_classes):
-        pts = [
-            (x, v[k]) for x, r in zip(xs, records, strict=True) if len(v := claimed_diagonal(r)) > k
-        ]
-        if pts:
-            px = np.array([x for x, _ in pts])
-            py = np.array([g for _, g in pts], dtype=float)
-            counts = {r["problem"]["counts"][k] for r in records if k < len(r["problem"]["counts"])}
-            label = f"class {k}" + (f" (n={counts.pop()})" if len(counts) == 1 else "")
-            ax_gain.plot(px, np.where(py > ALIVE_GAIN, py, np.nan), "-", color=colours[k], lw=1.5)
-            ax_gain.plot(px, py, "o", color=colours[k], ms=4, label=label)
-        runs = [
-            (x, r["sweep"]["best_run"]["gains"][k])
-            for x, r in zip(xs, records, strict=True)
-            if (r["sweep"].get("best_run") or {}).get("gains") is not None
-            and k < len(r["sweep"]["best_run"]["gains"])
-        ]
-        if runs:
-            ax_gain.plot(*zip(*runs, strict=True), "x", color=colours[k], ms=7, mew=1.5)
-            run_values += [g for _, g in runs if g is not None]
-    if run_values:
-        ax_gain.plot([], [], "x", color="k", ms=7, mew=1.5, label="best random-start run")
-    cx = [x for x, r in zip(xs, records, strict=True) if r.get("counterexample")]
-    if cx:
-        top = max([1.0, *run_values, *(g for r in records for g in claimed_diagonal(r))])
-        ax_gain.plot(
-            cx,
-            [1.04 * top] * len(cx),
-            "*",
-            color=VERDICT_COLOURS[Verdict.REFUTED],
-            ms=12,
-            mec="k",
-            ls="",
-            label="certified counterexample",
-        )
+    _gain_panel(ax_gain, records, xs, n_classes, colours)
     outside = _draw_thresholds(ax_gain, records, axis, colours, cells, label=True)
     _draw_thresholds(ax_alive, records, axis, colours, cells, label=False)
-    ax_gain.set_ylabel(r"$(W\bar H)_{kk}$: claimed point (o), best run (x)")
     fig.suptitle(title, fontsize=9)
     handles, labels = ax_gain.get_legend_handles_labels()
     extra = _verdict_legend(ax_gain, verdicts) + [
@@ -910,31 +873,88 @@ def _plot_1d(fig: Any, records: Sequence[dict[str, Any]], axis: Axis, title: str
         loc="upper left",
         bbox_to_anchor=(1.0, 1.0),
     )
-    # alive map: claimed alive (filled) / collapsed (hollow); a black dot where the best run is alive
+    _alive_panel(ax_alive, records, xs, n_classes, colours)
+    ax_alive.set_xlabel(_label(axis.name) + (" (= $\\lambda_H$)" if _tied(records) else ""))
+
+
+def _gain_panel(
+    ax: Any, records: Sequence[dict[str, Any]], xs: list[float], n_classes: int, colours: list
+) -> None:
+    """Per class, `(W Hbar)_kk` at the claimed point (a line while the class is alive, none
+    across a jump to 0) and at the best random-start run (x): the same quantity for every
+    claim.  Collapsed classes sit at 0; each class is drawn a little lower than the one before
+    (a fraction of the axis) so that they do not hide each other there."""
+    import numpy as np
+
+    run_values: list[float] = []
+    for k in range(n_classes):
+        lift = -0.012 * k  # visual offset only, for points at gain 0
+        pts = [
+            (x, v[k]) for x, r in zip(xs, records, strict=True) if len(v := claimed_diagonal(r)) > k
+        ]
+        if pts:
+            px = np.array([x for x, _ in pts])
+            py = np.array([g for _, g in pts], dtype=float)
+            counts = {r["problem"]["counts"][k] for r in records if k < len(r["problem"]["counts"])}
+            label = f"class {k}" + (f" (n={counts.pop()})" if len(counts) == 1 else "")
+            ax.plot(px, np.where(py > ALIVE_GAIN, py, np.nan), "-", color=colours[k], lw=1.5)
+            ax.plot(
+                px, np.where(py > ALIVE_GAIN, py, lift), "o", color=colours[k], ms=4, label=label
+            )
+        runs = [
+            (x, r["sweep"]["best_run"]["gains"][k])
+            for x, r in zip(xs, records, strict=True)
+            if (r["sweep"].get("best_run") or {}).get("gains") is not None
+            and k < len(r["sweep"]["best_run"]["gains"])
+        ]
+        if runs:
+            ax.plot(*zip(*runs, strict=True), "x", color=colours[k], ms=7, mew=1.5)
+            run_values += [g for _, g in runs if g is not None]
+    if run_values:
+        ax.plot([], [], "x", color="k", ms=7, mew=1.5, label="best random-start run")
+    cx = [x for x, r in zip(xs, records, strict=True) if r.get("counterexample")]
+    if cx:
+        top = max([1.0, *run_values, *(g for r in records for g in claimed_diagonal(r))])
+        ax.plot(
+            cx,
+            [1.04 * top] * len(cx),
+            "*",
+            color=VERDICT_COLOURS[Verdict.REFUTED],
+            ms=12,
+            mec="k",
+            ls="",
+            label="certified counterexample",
+        )
+    ax.set_ylabel(r"$(W\bar H)_{kk}$: claimed point (o), best run (x)")
+
+
+def _alive_panel(
+    ax: Any, records: Sequence[dict[str, Any]], xs: list[float], n_classes: int, colours: list
+) -> None:
+    """Claimed alive (filled) or collapsed (hollow); a black dot where the best run is alive,
+    a red cross where the two disagree."""
+    from matplotlib.lines import Line2D
+
     for x, r in zip(xs, records, strict=True):
         claimed = set(predicted_alive(r) or [])
         observed = run_alive(r)
         for k in range(len(r["problem"]["counts"])):
             c = colours[k % len(colours)]
             if r.get("prediction") is not None:
-                ax_alive.plot(
-                    [x], [k], "o", ms=10, mec=c, mfc=c if k in claimed else "none", mew=1.5
-                )
+                ax.plot([x], [k], "o", ms=10, mec=c, mfc=c if k in claimed else "none", mew=1.5)
             if observed is not None and k in observed:
-                ax_alive.plot([x], [k], "k.", ms=5)
+                ax.plot([x], [k], "k.", ms=5)
             if observed is not None and (k in observed) != (k in claimed):
-                ax_alive.plot([x], [k], "x", color="red", ms=12, mew=2)
-    ax_alive.set_yticks(range(n_classes))
-    ax_alive.set_ylim(-0.6, n_classes - 0.4)
-    ax_alive.invert_yaxis()
-    ax_alive.set_ylabel("class")
-    ax_alive.set_xlabel(_label(axis.name) + (" (= $\\lambda_H$)" if _tied(records) else ""))
-    ax_alive.legend(
+                ax.plot([x], [k], "x", color="red", ms=12, mew=2)
+    ax.set_yticks(range(n_classes))
+    ax.set_ylim(-0.6, n_classes - 0.4)
+    ax.invert_yaxis()
+    ax.set_ylabel("class")
+    marker = {"ls": "", "ms": 8}
+    ax.legend(
         handles=[
-            Line2D([], [], marker="o", ls="", mfc="grey", mec="grey", ms=8, label="alive (claim)"),
-            Line2D(
-                [], [], marker="o", ls="", mfc="none", mec="grey", ms=8, label="collapsed (claim)"
-            ),
+            Line2D([], [], marker="o", mfc="grey", mec="grey", label="alive (claim)", **marker),
+            Line2D([], [], marker="o", mfc="none", mec="grey", label="collapsed (claim)", **marker),
             Line2D(
                 [],
                 [],

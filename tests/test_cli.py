@@ -370,3 +370,43 @@ def test_the_base_default_instance_of_a_weight_decayed_bias_claim_builds() -> No
 
     problem = WithRegularisedBias().default_problem()
     assert problem.bias == "regularised" and problem.lambda_b > 0
+
+
+def test_predict_gives_the_closed_form_without_optimising() -> None:
+    # the instance of the researcher's issue: counts 300,100,20,5, depth 3, lambda 8e-3; the
+    # optimum 0.14434992... (quoted there) is checked against the separable certificate, which
+    # shares no code with the claim's closed form
+    from ncverify.certify import separable_reduction
+    from ncverify.problem import Problem
+
+    args = ["--counts", "300,100,20,5", "--depth", "3", "--lambda-w", "8e-3", "--lambda-h", "8e-3"]
+    r = script("predict", "mse-imbalanced-biasfree", *args, "--json", "-")
+    assert r.code == 0, r.err
+    data = json.loads(r.out)
+    assert data["schema"] == "ncverify.prediction/1" and data["hypotheses"] == []
+    pred = data["prediction"]
+    assert [k for k, a in enumerate(pred["alive"]) if not a] == [2, 3]  # the 20 and the 5
+    problem = Problem.build(
+        counts="300,100,20,5", depth=3, width=64, lambda_w="8e-3", lambda_h="8e-3"
+    )
+    certified = separable_reduction(problem).bound
+    assert abs(pred["objective"] - certified) <= 1e-12 * certified
+    assert pred["objective_digits"].startswith("0.14434992")
+    # the readable form names the collapsed classes and the optimum to 30 digits, which agree
+    # with the certificate's high-precision optimum to 25
+    import re
+
+    import mpmath
+
+    r = script("predict", "mse-imbalanced-biasfree", *args)
+    assert r.code == 0 and r.out.count("collapsed") >= 2
+    digits = re.search(r"optimum F\* = ([0-9.]+)", r.out).group(1)
+    assert len(digits.split(".")[1]) >= 30
+    with mpmath.workdps(40):
+        exact = separable_reduction(problem).bound_exact
+        assert abs(mpmath.mpf(digits) - exact) < mpmath.mpf(10) ** -25
+
+
+def test_predict_outside_the_hypotheses_is_not_applicable() -> None:
+    r = script("predict", "mse-balanced-bias", "--counts", "3,4")
+    assert r.code == 4 and "not applicable" in r.out

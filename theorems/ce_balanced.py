@@ -190,27 +190,8 @@ def _margin_minimum(sc: _Scalar, k: int, depth: int, n_p: Fraction) -> MarginMin
         while sc.dg(hi) >= 0:
             hi *= 2
         peak = _bisect(sc.dg, lo, hi)
-        top = sc.g_iv(_point(peak))
-        if not (top.a > 0):
-            # Tangent bound: g <= min of its tangents at a1 < peak < a2 (g is concave).
-            eps = peak * mpmath.mpf(2) ** (-(PREC // 2))
-            a1, a2 = _point(peak - eps), _point(peak + eps)
-            d1, d2 = sc.dg_iv(a1), sc.dg_iv(a2)
-            if d1.a > 0 and d2.b < 0:
-                g1, g2 = sc.g_iv(a1), sc.g_iv(a2)
-                cross = (g2 - g1 + d1 * a1 - d2 * a2) / (d1 - d2)
-                bound = g1 + d1 * (cross - a1)
-                if bound.b < 0:
-                    return collapsed  # proven: g < 0 everywhere, f increases, zero wins
-            # undecided (a near-double root): any root lies where g >= 0, inside a hull around
-            # the peak whose ends are proven negative (g is concave); zero or f there wins
-            width = 2 * eps
-            while not (sc.g_iv(_point(peak - width)).b < 0 and sc.g_iv(_point(peak + width)).b < 0):
-                width *= 2**10
-            hull = iv.mpf([peak - width, peak + width])
-            fh = sc.f_iv(hull)
-            lo_v = min(_ends(fh)[0], _ends(f0)[0])
-            return MarginMinimum((lo_v, _ends(f0)[1]), _ends(hull), Regime.TIE, _ends(fh), 2)
+        if not (sc.g_iv(_point(peak)).a > 0):
+            return _at_the_peak(sc, peak, f0, collapsed)
     # a positive root r_2 > peak exists: bracket it and prove the bracket
     hi = max(peak * 2, mpmath.mpf(1))
     while sc.g(hi) >= 0:
@@ -234,6 +215,31 @@ def _margin_minimum(sc: _Scalar, k: int, depth: int, n_p: Fraction) -> MarginMin
     lo_v = min(_ends(fr)[0], _ends(f0)[0])
     hi_v = min(_ends(fr)[1], _ends(f0)[1])
     return MarginMinimum((lo_v, hi_v), _ends(alpha), Regime.TIE, _ends(fr), stationary)
+
+
+def _at_the_peak(sc: _Scalar, peak: mpmath.mpf, f0: Any, collapsed: MarginMinimum) -> MarginMinimum:
+    """The peak of the concave `g` is not proven positive: zero wins if a tangent bound proves
+    `g < 0` everywhere; otherwise (a near-double root) the minimum is a tie within enclosures."""
+    iv = mpmath.iv
+    # Tangent bound: g <= min of its tangents at a1 < peak < a2 (g is concave).
+    eps = peak * mpmath.mpf(2) ** (-(PREC // 2))
+    a1, a2 = _point(peak - eps), _point(peak + eps)
+    d1, d2 = sc.dg_iv(a1), sc.dg_iv(a2)
+    if d1.a > 0 and d2.b < 0:
+        g1, g2 = sc.g_iv(a1), sc.g_iv(a2)
+        cross = (g2 - g1 + d1 * a1 - d2 * a2) / (d1 - d2)
+        bound = g1 + d1 * (cross - a1)
+        if bound.b < 0:
+            return collapsed  # proven: g < 0 everywhere, f increases, zero wins
+    # undecided: any root lies where g >= 0, inside a hull around the peak whose ends are proven
+    # negative (g is concave); zero or f there wins
+    width = 2 * eps
+    while not (sc.g_iv(_point(peak - width)).b < 0 and sc.g_iv(_point(peak + width)).b < 0):
+        width *= 2**10
+    hull = iv.mpf([peak - width, peak + width])
+    fh = sc.f_iv(hull)
+    lo_v = min(_ends(fh)[0], _ends(f0)[0])
+    return MarginMinimum((lo_v, _ends(f0)[1]), _ends(hull), Regime.TIE, _ends(fh), 2)
 
 
 @lru_cache(maxsize=256)
@@ -411,7 +417,6 @@ class CEBalanced(Claim):
         classes = tuple(
             ClassPrediction(n, mm.regime, gain, lw, lh, lam_star) for _ in range(problem.K)
         )
-        c = float(Fraction(n) * problem.lambda_product) ** (1.0 / (m + 1))
         notes = [
             "the claimed optimum is a rigorous enclosure (interval arithmetic, "
             f"{PREC} bits) of the ETF scalar problem, zero included",
@@ -422,8 +427,6 @@ class CEBalanced(Claim):
             )
         if problem.bias == "free":
             notes.append("the free bias is determined only up to t 1; reported with 1^T b = 0")
-        with mpmath.workprec(PREC):
-            width = mm.value[1] - mm.value[0]
         return Prediction(
             objective=mm.mid,
             classes=classes,
@@ -432,47 +435,55 @@ class CEBalanced(Claim):
             geometry="zero" if mm.regime == Regime.COLLAPSED else "simplex ETF",
             notes=tuple(notes),
             zero=mm.regime == Regime.COLLAPSED,
-            phase=Phase(
-                boundaries=bal.lambda_boundaries(
-                    problem, lam_star, range(k), "every class collapses beyond it"
-                ),
-                distance=abs(math.log(c / c_star)),
-                quantities=(
-                    Quantity("margin", float(alpha), None, "the logit margin alpha of the ETF"),
-                    Quantity(
-                        "margin_enclosure",
-                        [float(mm.alpha[0]), float(mm.alpha[1])],
-                        None,
-                        "an interval containing the margin",
-                    ),
-                    Quantity(
-                        "objective_enclosure",
-                        [float(mm.value[0]), float(mm.value[1])],
-                        f"[{mpmath.nstr(mm.value[0], 40)}, {mpmath.nstr(mm.value[1], 40)}]",
-                        "an interval containing the claimed optimum (interval arithmetic)",
-                    ),
-                    Quantity("enclosure_width", float(width), None, "its width"),
-                    Quantity(
-                        "positive_stationary_points",
-                        mm.stationary,
-                        None,
-                        "positive stationary points of the margin problem",
-                    ),
-                    Quantity("c", c, None, "c = (n P)^(1/(M+1))"),
-                    Quantity(
-                        "critical_c",
-                        c_star,
-                        None,
-                        "the c beyond which zero wins (located in floats)",
-                    ),
-                ),
-            ),
+            phase=self._phase(problem, mm, alpha, lam_star),
             objective_form=(
                 f"min(log K, f(alpha)) with f(alpha) = log(1 + {k - 1} e^-alpha) + "
                 f"{k - 1}*{m + 1}/2 c alpha^(2/{m + 1}), c = (nP)^(1/{m + 1}); alpha = "
                 f"{mpmath.nstr(alpha, 20)}"
             ),
             objective_enclosure=mm.value,
+        )
+
+    def _phase(
+        self, problem: Problem, mm: MarginMinimum, alpha: mpmath.mpf, lam_star: float
+    ) -> Phase:
+        """Zero wins beyond `c*` (located in floats, informational); the margin's enclosures."""
+        m, n = problem.depth, problem.counts[0]
+        c = float(Fraction(n) * problem.lambda_product) ** (1.0 / (m + 1))
+        c_star = critical_c(problem.K, m)
+        with mpmath.workprec(PREC):
+            width = mm.value[1] - mm.value[0]
+        return Phase(
+            boundaries=bal.lambda_boundaries(
+                problem, lam_star, range(problem.K), "every class collapses beyond it"
+            ),
+            distance=abs(math.log(c / c_star)),
+            quantities=(
+                Quantity("margin", float(alpha), None, "the logit margin alpha of the ETF"),
+                Quantity(
+                    "margin_enclosure",
+                    [float(mm.alpha[0]), float(mm.alpha[1])],
+                    None,
+                    "an interval containing the margin",
+                ),
+                Quantity(
+                    "objective_enclosure",
+                    [float(mm.value[0]), float(mm.value[1])],
+                    f"[{mpmath.nstr(mm.value[0], 40)}, {mpmath.nstr(mm.value[1], 40)}]",
+                    "an interval containing the claimed optimum (interval arithmetic)",
+                ),
+                Quantity("enclosure_width", float(width), None, "its width"),
+                Quantity(
+                    "positive_stationary_points",
+                    mm.stationary,
+                    None,
+                    "positive stationary points of the margin problem",
+                ),
+                Quantity("c", c, None, "c = (n P)^(1/(M+1))"),
+                Quantity(
+                    "critical_c", c_star, None, "the c beyond which zero wins (located in floats)"
+                ),
+            ),
         )
 
     def _lengths(self, problem: Problem, alpha: float) -> tuple[float, float]:

@@ -149,7 +149,7 @@ class MSEBalancedRegBias(Claim):
         return np.full(problem.K, scale)
 
     def closed_form(self, problem: Problem) -> Prediction:
-        n, k, m = problem.counts[0], problem.K, problem.depth
+        n, k = problem.counts[0], problem.K
         (g, regime), (g0, regime0) = self.gains(problem)
         mu = mean_weight(problem)
         with mpmath.workdps(50):
@@ -173,7 +173,22 @@ class MSEBalancedRegBias(Claim):
             )
             for c in range(k)
         )
-        rho, rho0, thr = bal.rho_of(problem, n), mean_rho(problem), collapse_threshold(m)
+        return Prediction(
+            objective=value,
+            classes=classes,
+            bias=tuple(float(x) for x in self.bias_value(problem)),
+            unique=Regime.TIE not in (regime, regime0),
+            geometry=self._geometry_name(g, g0),
+            notes=self._notes(problem, regime, regime0),
+            zero=g == 0 and g0 == 0,
+            phase=self._phase(problem, crit),
+            objective_form=(
+                f"(K-1) phi(gamma) + phi_mu(gamma_0), gamma = {sp.N(g, 20)}, "
+                f"gamma_0 = {sp.N(g0, 20)}, mu = {mu}"
+            ),
+        )
+
+    def _notes(self, problem: Problem, regime: Regime, regime0: Regime) -> tuple[str, ...]:
         notes = []
         if Regime.TIE in (regime, regime0):
             notes.append(
@@ -190,49 +205,41 @@ class MSEBalancedRegBias(Claim):
                 if np.isfinite(lam_b_star)
                 else "the mean mode is collapsed for every lambda_b"
             )
-            + f" here (lambda_b = {float(problem.lambda_b):.6g}, mu = {float(mu):.6g})"
+            + f" here (lambda_b = {float(problem.lambda_b):.6g}, "
+            f"mu = {float(mean_weight(problem)):.6g})"
         )
-        return Prediction(
-            objective=value,
-            classes=classes,
-            bias=tuple(float(x) for x in self.bias_value(problem)),
-            unique=Regime.TIE not in (regime, regime0),
-            geometry=self._geometry_name(g, g0),
-            notes=tuple(notes),
-            zero=g == 0 and g0 == 0,
-            phase=Phase(
-                boundaries=(
-                    *bal.lambda_boundaries(
-                        problem, crit, range(k), "the centred modes collapse beyond it"
-                    ),
-                    Boundary(
-                        "lambda_b",
-                        lam_b_star,
-                        tuple(range(k)),
-                        "the mean mode comes alive beyond it",
-                    ),
+        return tuple(notes)
+
+    def _phase(self, problem: Problem, crit: float) -> Phase:
+        """The centred modes' boundary on the lambda axes, the mean mode's on lambda_b."""
+        k, m = problem.K, problem.depth
+        rho, rho0 = bal.rho_of(problem, problem.counts[0]), mean_rho(problem)
+        thr, lam_b_star = collapse_threshold(m), critical_lambda_b(problem)
+        return Phase(
+            boundaries=(
+                *bal.lambda_boundaries(
+                    problem, crit, range(k), "the centred modes collapse beyond it"
                 ),
-                # log-distance of either mode to the threshold, in units of log lambda
-                distance=min(bal.log_distance(rho, thr, m), bal.log_distance(rho0, thr, m)),
-                quantities=(
-                    *bal.rho_quantities(rho, thr),
-                    Quantity(
-                        "rho_mean",
-                        float(rho0),
-                        str(rho0),
-                        "rho_0 = rho / mu^(M+1) of the mean mode, mu = lambda_b / (1 + lambda_b)",
-                    ),
-                    Quantity(
-                        "critical_lambda_b",
-                        lam_b_star,
-                        None,
-                        "the lambda_b beyond which the mean mode is alive (inf: never)",
-                    ),
+                Boundary(
+                    "lambda_b", lam_b_star, tuple(range(k)), "the mean mode comes alive beyond it"
                 ),
             ),
-            objective_form=(
-                f"(K-1) phi(gamma) + phi_mu(gamma_0), gamma = {sp.N(g, 20)}, "
-                f"gamma_0 = {sp.N(g0, 20)}, mu = {mu}"
+            # log-distance of either mode to the threshold, in units of log lambda
+            distance=min(bal.log_distance(rho, thr, m), bal.log_distance(rho0, thr, m)),
+            quantities=(
+                *bal.rho_quantities(rho, thr),
+                Quantity(
+                    "rho_mean",
+                    float(rho0),
+                    str(rho0),
+                    "rho_0 = rho / mu^(M+1) of the mean mode, mu = lambda_b / (1 + lambda_b)",
+                ),
+                Quantity(
+                    "critical_lambda_b",
+                    lam_b_star,
+                    None,
+                    "the lambda_b beyond which the mean mode is alive (inf: never)",
+                ),
             ),
         )
 
