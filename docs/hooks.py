@@ -468,9 +468,10 @@ def _example(claim, assets, info) -> str:  # noqa: ANN001
     console.print(render.report(report))
     text = ascii_boxes(console.export_text().rstrip())
     data = report.to_json()
-    data["timing"] = {k: round(v, 3) for k, v in data["timing"].items()}
-    for run in (data.get("numerical") or {}).get("runs", []):
-        run["time"] = round(run["time"], 3)
+    data["timing"] = {
+        k: [round(t, 3) for t in v] if isinstance(v, list) else round(v, 3)
+        for k, v in data["timing"].items()
+    }
     assets[f"{claim.id}-report.json"] = (
         json.dumps(data, indent=2, allow_nan=False) + "\n"
     ).encode()

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import math
 import sys
-from typing import TYPE_CHECKING, Annotated
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -57,7 +58,71 @@ def _main(
     """Verify Neural Collapse claims about global minimisers of deep linear networks."""
 
 
-# run options shared by `check` and `sweep`
+class Bias(StrEnum):
+    none = "none"
+    free = "free"
+    regularised = "regularised"
+
+
+class Loss(StrEnum):
+    mse = "mse"
+    ce = "ce"
+
+
+class BackendName(StrEnum):
+    numpy = "numpy"
+    array_api_strict = "array-api-strict"
+    torch = "torch"
+    cupy = "cupy"
+    jax = "jax"
+
+
+class Dtype(StrEnum):
+    float64 = "float64"
+    float32 = "float32"
+
+
+class Format(StrEnum):
+    text = "text"
+    markdown = "markdown"
+    latex = "latex"
+
+
+def _opt(*names: str, metavar: str, help: str) -> Any:  # noqa: A002
+    return typer.Option(*names, metavar=metavar, help=help)
+
+
+# ---- problem options (shared by check, predict and sweep; lambdas stay text: read exactly) ------
+CountsOpt = Annotated[
+    str | None, _opt(metavar="INT,INT,...", help="Class counts, e.g. 200,100,50,50.")
+]
+ClassesOpt = Annotated[
+    str | None, _opt(metavar="INT", help="Number of classes K (with --samples).")
+]
+SamplesOpt = Annotated[
+    str | None, _opt(metavar="INT", help="Samples per class n (with --classes).")
+]
+DepthOpt = Annotated[str | None, _opt(metavar="INT", help="Number of linear layers M.")]
+WidthOpt = Annotated[
+    str | None, _opt(metavar="INT", help="Feature dimension and every hidden width.")
+]
+WidthsOpt = Annotated[str | None, _opt(metavar="INT,INT,...", help="d,d_1,...,d_{M-1}.")]
+LambdaWOpt = Annotated[
+    str | None,
+    _opt("--lambda-w", metavar="DECIMAL[,...]", help="One value or one per layer (read exactly)."),
+]
+LambdaHOpt = Annotated[
+    str | None, _opt("--lambda-h", metavar="DECIMAL", help="Feature weight decay (read exactly).")
+]
+LambdaBOpt = Annotated[
+    str | None,
+    _opt("--lambda-b", metavar="DECIMAL", help="Bias weight decay (regularised bias)."),
+]
+BiasOpt = Annotated[Bias | None, typer.Option(help="The last-layer bias.")]
+LossOpt = Annotated[Loss | None, typer.Option(help="The loss.")]
+# ---- run options (shared by check and sweep) ----------------------------------------------------
+RestartsOpt = Annotated[int, typer.Option(help="Random-start optimiser runs.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of every random choice.")]
 ProbeOpt = Annotated[
     bool, typer.Option("--probe", help="Run the checks even outside the hypotheses.")
 ]
@@ -69,17 +134,23 @@ ForceOpt = Annotated[
     bool,
     typer.Option("--force", help="Run every step even above its size limit (may take very long)."),
 ]
-BackendOpt = Annotated[str, typer.Option(help="numpy, array-api-strict, torch, cupy or jax.")]
-DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, ...")]
-DtypeOpt = Annotated[str, typer.Option(help="float64 or float32.")]
+BackendOpt = Annotated[BackendName, typer.Option(help="Array backend of the numerics.")]
+DeviceOpt = Annotated[str | None, _opt(metavar="DEVICE", help="cpu, cuda, cuda:1, ...")]
+DtypeOpt = Annotated[Dtype, typer.Option(help="Floating-point type of the numerics.")]
 ScalesOpt = Annotated[
     str | None,
-    typer.Option(
+    _opt(
+        metavar="FLOAT,FLOAT,...",
         help="Start scales of the random runs, e.g. 0.5,4: used in turn, or spaced "
         "geometrically between the smallest and the largest when there are more runs "
-        "[default: 0.5,1,2]."
+        "[default: 0.5,1,2].",
     ),
 ]
+CounterexampleOpt = Annotated[
+    str | None,
+    _opt("--save-counterexample", metavar="DIR", help="Folder for counterexample files."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress display.")]
 
 
 PROBLEM_OPTIONS = (
@@ -139,19 +210,17 @@ def show(claim_id: Annotated[str, typer.Argument(metavar="CLAIM")]) -> None:
 @app.command()
 def derive(
     claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
-    fmt: Annotated[str, typer.Option("--format", help="text, markdown or latex.")] = "text",
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
     check: Annotated[
         bool, typer.Option("--check", help="Run each step's sympy identity and print the outcome.")
     ] = False,
 ) -> None:
     """Print the worked derivation of a claim, each step with how it is checked."""
     claim = get_claim(claim_id)
-    if fmt not in ("text", "markdown", "latex"):
-        fail(f"unknown format {fmt!r}; choose text, markdown or latex.")
     results = None
     if check:
         results = [s.verify_identity() if s.check == "sympy" else None for s in claim.derivation()]
-    print(render.derivation(claim, fmt, results))
+    print(render.derivation(claim, str(fmt), results))
     if results is not None and False in results:
         raise typer.Exit(1)
 
@@ -163,6 +232,8 @@ def build_problem(claim, **given: str | None) -> Problem:  # noqa: ANN001
     depth every width is the default's feature dimension).  `--classes` and `--samples` go
     together: one alone would silently take the other from the default.
     """
+    # choices arrive as enum members: the problem keeps plain strings
+    given = {k: None if v is None else str(v) for k, v in given.items()}
     default = claim.default_problem()
     if all(v is None for v in given.values()):
         return default
@@ -200,51 +271,37 @@ def check(  # noqa: PLR0913
     all_claims: Annotated[
         bool, typer.Option("--all", help="Check every claim on its default.")
     ] = False,
-    counts: Annotated[str | None, typer.Option(help="Class counts, e.g. 200,100,50,50.")] = None,
-    classes: Annotated[
-        str | None, typer.Option(help="Number of classes K (with --samples).")
-    ] = None,
-    samples: Annotated[
-        str | None, typer.Option(help="Samples per class n (with --classes).")
-    ] = None,
-    depth: Annotated[str | None, typer.Option(help="Number of linear layers M.")] = None,
-    width: Annotated[
-        str | None, typer.Option(help="Feature dimension and every hidden width.")
-    ] = None,
-    widths: Annotated[str | None, typer.Option(help="d,d_1,...,d_{M-1}.")] = None,
-    lambda_w: Annotated[
-        str | None, typer.Option("--lambda-w", help="One value or one per layer.")
-    ] = None,
-    lambda_h: Annotated[
-        str | None, typer.Option("--lambda-h", help="Feature weight decay.")
-    ] = None,
-    lambda_b: Annotated[
-        str | None, typer.Option("--lambda-b", help="Bias weight decay (regularised bias).")
-    ] = None,
-    bias: Annotated[str | None, typer.Option(help="none, free or regularised.")] = None,
-    loss: Annotated[str | None, typer.Option(help="mse or ce.")] = None,
-    restarts: Annotated[str, typer.Option(help="Random-start optimiser runs.")] = "8",
+    counts: CountsOpt = None,
+    classes: ClassesOpt = None,
+    samples: SamplesOpt = None,
+    depth: DepthOpt = None,
+    width: WidthOpt = None,
+    widths: WidthsOpt = None,
+    lambda_w: LambdaWOpt = None,
+    lambda_h: LambdaHOpt = None,
+    lambda_b: LambdaBOpt = None,
+    bias: BiasOpt = None,
+    loss: LossOpt = None,
+    restarts: RestartsOpt = 8,
     escalate: Annotated[
-        str,
+        int,
         typer.Option(help="Times to double the runs when none reached the prediction or beat it."),
-    ] = "2",
-    seed: Annotated[str, typer.Option(help="Seed of every random choice.")] = "0",
+    ] = 2,
+    seed: SeedOpt = 0,
     scales: ScalesOpt = None,
     probe: ProbeOpt = False,
     no_certificate: NoCertificateOpt = False,
     no_optimise: NoOptimiseOpt = False,
     force: ForceOpt = False,
-    backend: BackendOpt = "numpy",
+    backend: BackendOpt = BackendName.numpy,
     device: DeviceOpt = None,
-    dtype: DtypeOpt = "float64",
+    dtype: DtypeOpt = Dtype.float64,
     json_out: Annotated[
-        str | None, typer.Option("--json", help="Write the JSON report to a file, or - for stdout.")
-    ] = None,
-    save_counterexample: Annotated[
         str | None,
-        typer.Option("--save-counterexample", help="Directory for counterexample files."),
+        _opt("--json", metavar="FILE|-", help="Write the JSON report to a file, or - for stdout."),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
+    save_counterexample: CounterexampleOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Check one claim on one instance (or every claim on its default with --all)."""
     from .verify import verify
@@ -343,31 +400,20 @@ def check_outputs(
 @app.command()
 def predict(  # noqa: PLR0913
     claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
-    counts: Annotated[str | None, typer.Option(help="Class counts, e.g. 200,100,50,50.")] = None,
-    classes: Annotated[
-        str | None, typer.Option(help="Number of classes K (with --samples).")
-    ] = None,
-    samples: Annotated[
-        str | None, typer.Option(help="Samples per class n (with --classes).")
-    ] = None,
-    depth: Annotated[str | None, typer.Option(help="Number of linear layers M.")] = None,
-    width: Annotated[
-        str | None, typer.Option(help="Feature dimension and every hidden width.")
-    ] = None,
-    widths: Annotated[str | None, typer.Option(help="d,d_1,...,d_{M-1}.")] = None,
-    lambda_w: Annotated[
-        str | None, typer.Option("--lambda-w", help="One value or one per layer.")
-    ] = None,
-    lambda_h: Annotated[
-        str | None, typer.Option("--lambda-h", help="Feature weight decay.")
-    ] = None,
-    lambda_b: Annotated[
-        str | None, typer.Option("--lambda-b", help="Bias weight decay (regularised bias).")
-    ] = None,
-    bias: Annotated[str | None, typer.Option(help="none, free or regularised.")] = None,
-    loss: Annotated[str | None, typer.Option(help="mse or ce.")] = None,
+    counts: CountsOpt = None,
+    classes: ClassesOpt = None,
+    samples: SamplesOpt = None,
+    depth: DepthOpt = None,
+    width: WidthOpt = None,
+    widths: WidthsOpt = None,
+    lambda_w: LambdaWOpt = None,
+    lambda_h: LambdaHOpt = None,
+    lambda_b: LambdaBOpt = None,
+    bias: BiasOpt = None,
+    loss: LossOpt = None,
     json_out: Annotated[
-        str | None, typer.Option("--json", help="Write the prediction as JSON to a file, or -.")
+        str | None,
+        _opt("--json", metavar="FILE|-", help="Write the prediction as JSON to a file, or -."),
     ] = None,
 ) -> None:
     """The claim's closed form for one instance, no optimiser: the optimum to 30 digits,
@@ -406,68 +452,81 @@ def predict(  # noqa: PLR0913
 @app.command()
 def sweep(  # noqa: PLR0913
     claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
-    counts: Annotated[str | None, typer.Option(help="Class counts, e.g. 200,100,50,50.")] = None,
+    counts: CountsOpt = None,
     classes: Annotated[
-        str | None, typer.Option(help="Number of classes K (with --samples); may be a range.")
+        str | None,
+        _opt(metavar="INT|RANGE", help="Number of classes K (with --samples); may be a range."),
     ] = None,
     samples: Annotated[
-        str | None, typer.Option(help="Samples per class n (with --classes); may be a range.")
+        str | None,
+        _opt(metavar="INT|RANGE", help="Samples per class n (with --classes); may be a range."),
     ] = None,
     depth: Annotated[
-        str | None, typer.Option(help="Number of linear layers M; may be a range.")
+        str | None, _opt(metavar="INT|RANGE", help="Number of linear layers M; may be a range.")
     ] = None,
     width: Annotated[
-        str | None, typer.Option(help="Feature dimension and every hidden width; may be a range.")
+        str | None,
+        _opt(metavar="INT|RANGE", help="Feature dimension and every hidden width; may be a range."),
     ] = None,
-    widths: Annotated[str | None, typer.Option(help="d,d_1,...,d_{M-1}.")] = None,
+    widths: WidthsOpt = None,
     lambda_w: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--lambda-w",
+            metavar="DECIMAL[,...]|RANGE",
             help="One value, one per layer, or a range start:stop:count[:log] (every layer).",
         ),
     ] = None,
     lambda_h: Annotated[
         str | None,
-        typer.Option("--lambda-h", help="Feature weight decay, a range, or tied (= lambda_W)."),
+        _opt(
+            "--lambda-h",
+            metavar="DECIMAL|RANGE|tied",
+            help="Feature weight decay, a range, or tied (= lambda_W).",
+        ),
     ] = None,
     lambda_b: Annotated[
-        str | None, typer.Option("--lambda-b", help="Bias weight decay; may be a range.")
+        str | None,
+        _opt("--lambda-b", metavar="DECIMAL|RANGE", help="Bias weight decay; may be a range."),
     ] = None,
-    bias: Annotated[str | None, typer.Option(help="none, free or regularised.")] = None,
-    loss: Annotated[str | None, typer.Option(help="mse or ce.")] = None,
-    restarts: Annotated[str, typer.Option(help="Random-start optimiser runs.")] = "8",
-    seed: Annotated[str, typer.Option(help="Seed of every random choice (each point).")] = "0",
+    bias: BiasOpt = None,
+    loss: LossOpt = None,
+    restarts: RestartsOpt = 8,
+    seed: SeedOpt = 0,
     scales: ScalesOpt = None,
     probe: ProbeOpt = False,
     no_certificate: NoCertificateOpt = False,
     no_optimise: NoOptimiseOpt = False,
     force: ForceOpt = False,
-    backend: BackendOpt = "numpy",
+    backend: BackendOpt = BackendName.numpy,
     device: DeviceOpt = None,
-    dtype: DtypeOpt = "float64",
-    save_counterexample: Annotated[
-        str | None,
-        typer.Option("--save-counterexample", help="Directory for counterexample files."),
-    ] = None,
+    dtype: DtypeOpt = Dtype.float64,
+    save_counterexample: CounterexampleOpt = None,
     out_file: Annotated[
         str | None,
-        typer.Option("--out", help="Results file (JSON lines), each point appended as it ends."),
+        _opt(
+            "--out",
+            metavar="FILE",
+            help="Results file (JSON lines), each point appended as it ends.",
+        ),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue --out: skip every point already in it.")
     ] = False,
     plot_file: Annotated[
-        str | None, typer.Option("--plot", help="Phase diagram (.png, .svg or .pdf).")
+        str | None, _opt("--plot", metavar="FILE", help="Phase diagram (.png, .svg or .pdf).")
     ] = None,
     scheduler: Annotated[
         str | None,
-        typer.Option(help="Address of an existing Dask scheduler (default: a local cluster)."),
+        _opt(
+            metavar="ADDRESS",
+            help="Address of an existing Dask scheduler (default: a local cluster).",
+        ),
     ] = None,
     workers: Annotated[
-        str | None, typer.Option(help="Worker processes of the local cluster (default: cores).")
+        int | None, typer.Option(help="Worker processes of the local cluster (default: cores).")
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Check a claim at every point of a grid (through Dask): results file, table, phase diagram.
 
@@ -496,10 +555,12 @@ def sweep(  # noqa: PLR0913
     options = dict(zip(PROBLEM_OPTIONS, (*values, bias, loss), strict=True))
     options["lambda_h"] = None if tied else lambda_h
     flags = {"--probe": probe, "--no-certificate": no_certificate, "--no-optimise": no_optimise}
-    extra = ["--restarts", restarts, "--seed", seed] + [f for f, on in flags.items() if on]
+    extra = ["--restarts", str(restarts), "--seed", str(seed)]
+    extra += [f for f, on in flags.items() if on]
     extra += ["--force"] if force else []
     if (backend, device, dtype) != ("numpy", None, "float64"):
-        extra += ["--backend", backend, "--dtype", dtype] + (["--device", device] if device else [])
+        extra += ["--backend", str(backend), "--dtype", str(dtype)]
+        extra += ["--device", device] if device else []
     spec = (backend, device, dtype)
     try:
         n_workers = _workers(scheduler, workers)
@@ -531,16 +592,14 @@ def sweep(  # noqa: PLR0913
     raise typer.Exit(3 if inconclusive else 0)
 
 
-def _workers(scheduler: str | None, workers: str | None) -> int | None:
+def _workers(scheduler: str | None, workers: int | None) -> int | None:
     from .sweep import SweepError
 
     if scheduler is not None and workers is not None:
         raise SweepError("give either --scheduler or --workers, not both.")
-    if workers is None:
-        return None
-    if not workers.strip().isdigit() or int(workers) < 1:
-        raise SweepError(f"--workers must be a positive integer, not {workers!r}.")
-    return int(workers)
+    if workers is not None and workers < 1:
+        raise SweepError(f"--workers must be a positive integer, not {workers}.")
+    return workers
 
 
 def _plan(claim, points, options, settings, spec, tied: bool, extra: list[str]) -> list:  # noqa: ANN001, PLR0913
@@ -611,24 +670,19 @@ def _print_sweep(tasks, records, outcome, axes, title: str, out_file: str | None
 
 
 def run_settings(  # noqa: PLR0913
-    restarts: str,
-    seed: str,
+    n_restarts: int,
+    n_seed: int,
     probe: bool,
     no_certificate: bool,
     no_optimise: bool,
     save_counterexample: str | None,
-    escalate: str = "2",
+    n_escalate: int = 2,
     scales: str | None = None,
     force: bool = False,
 ) -> Settings:
     """The verification settings from the run options of `check` (and `sweep`)."""
     from .verify import Settings
 
-    n_restarts, n_seed, n_escalate = (
-        _integer(restarts, "--restarts"),
-        _integer(seed, "--seed"),
-        _integer(escalate, "--escalate"),
-    )
     if n_escalate < 0:
         fail(f"escalate must be a non-negative integer, not {n_escalate}.")
     if n_restarts < 0:
@@ -647,14 +701,6 @@ def run_settings(  # noqa: PLR0913
     )
 
 
-def _integer(text: str, option: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        fail(f"{option} must be an integer, not {text!r}.")
-        raise  # unreachable: fail() exits
-
-
 def start_scales(text: str) -> tuple[float, ...]:
     """`--scales`: positive finite numbers separated by commas."""
     try:
@@ -668,6 +714,7 @@ def start_scales(text: str) -> tuple[float, ...]:
 
 def make_backend(backend: str, device: str | None, dtype: str) -> Backend:
     """The backend named by `--backend/--device/--dtype`; an absent one is bad input."""
+    backend, dtype = str(backend), str(dtype)
     try:
         return Backend.create(backend, device, dtype)
     except BackendError as exc:

@@ -1,7 +1,7 @@
 """Reports: the evidence of one verification, as a readable rich report and as stable JSON.
 
 JSON schema `ncverify.report/2` (documented in docs/json.md).  Numbers are JSON numbers, never
-NaN or infinity (those become `null`); apart from `timing` and run times, the same command gives
+NaN or infinity (those become `null`); apart from `timing`, the same command gives
 the same report.
 """
 
@@ -292,7 +292,6 @@ class Report:
                 "gradient_norm": r.grad_norm,
                 "iterations": r.iterations,
                 "evaluations": r.evaluations,
-                "time": r.time,
                 "outcome": r.outcome,
                 "error_bound": r.error_bound,
                 "structure": r.structure,
@@ -335,7 +334,11 @@ class Report:
                 "backend": self.backend.describe(),
                 "tolerances": vars(self.tolerances) if self.tolerances is not None else None,
                 "notes": self.notes,
-                "timing": self.timing,
+                # run times vary from run to run: they live with the other timings
+                "timing": {
+                    **self.timing,
+                    **({"runs": [r.time for r in self.runs]} if self.runs else {}),
+                },
             }
         )
 

@@ -196,7 +196,7 @@ PREDICTION = {
 }
 CHECK = {"name", "passed", "value", "tolerance", "detail"}
 NUMERICAL = {"best_objective", "start_scales", "runs", "counts", "metrics"}
-RUN = {"seed", "scale", "objective", "gradient_norm", "iterations", "time", "outcome"}
+RUN = {"seed", "scale", "objective", "gradient_norm", "iterations", "outcome"}
 CERTIFICATE = {"kind", "bound", "primal", "gap", "solver", "status", "rigorous"}
 COUNTEREXAMPLE = {"objective", "claimed", "gap", "error_bound", "structure", "path"}
 BACKEND = {"name", "device", "dtype"}
@@ -288,10 +288,8 @@ def test_same_settings_give_the_same_report() -> None:
     problem = Problem.build(counts="4,4,4", depth=2, width=4, lambda_w="1e-2", lambda_h="1e-2")
 
     def stable(report: Report) -> dict:
-        data = report.to_json()
-        data.pop("timing")
-        for run in data["numerical"]["runs"]:
-            run.pop("time")
+        data = report.to_json()  # timing is the only part that may differ
+        assert len(data.pop("timing")["runs"]) == len(data["numerical"]["runs"])
         return data
 
     a = stable(verify(FREE, problem, settings=Settings(restarts=2, seed=7)))
