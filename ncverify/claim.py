@@ -8,7 +8,8 @@ A claim module in `theorems/` exposes `claim`, an instance of a `Claim` subclass
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from typing import Any
 
 import mpmath
@@ -182,6 +183,29 @@ class Claim:
             loss=self.loss,
             bias=self.bias,
         )
+
+    def stated_hypotheses(self) -> list[str]:
+        """The claim's hypotheses in words, as `hypotheses` states them: collected from
+        variants of the default instance that change one thing each (the loss, the bias, the
+        balance of the counts, the widths, the depth), so that they cannot drift from the code."""
+        d = self.default_problem()
+        variants = [replace(d, loss=loss) for loss in ("mse", "ce")]
+        variants += [
+            replace(d, bias=b, lambda_b=Fraction(1, 2000) if b == "regularised" else None)
+            for b in ("none", "free", "regularised")
+        ]
+        variants.append(replace(d, counts=tuple(d.counts[0] * (k + 1) for k in range(d.K))))
+        variants.append(replace(d, widths=(1,) * d.depth))
+        for depth in (1, 2, 5):
+            variants.append(
+                replace(
+                    d, depth=depth, widths=(d.widths[0],) * depth, lambda_w=(d.lambda_w[0],) * depth
+                )
+            )
+        found: list[str] = []
+        for problem in variants:
+            found += [h for h in self.hypotheses(problem) if h not in found]
+        return found
 
     def thresholds_text(self) -> str:
         """The claim's thresholds in words, for `show` and the claim's page ("" for none)."""

@@ -70,10 +70,44 @@ def claim_table(claims: Iterable[Claim]) -> Table:
     return t
 
 
+def unicode_math(text: str) -> str:
+    """`$...$` spans of LaTeX as readable Unicode for a terminal (Greek letters, sub- and
+    superscripts, fractions, roots), the rest of the text unchanged."""
+    import flatlatex  # here: only `show` needs it
+
+    converter = flatlatex.converter()
+    simpler = (
+        (r"\tfrac", r"\frac"),
+        (r"\dfrac", r"\frac"),
+        (r"\ge", "≥"),
+        (r"\le", "≤"),
+        (r"\dots", "…"),
+        (r"\ldots", "…"),
+        (r"\max", "max"),
+        (r"\min", "min"),
+        (r"\mathbf 1", "𝟏"),
+        (r"\mathbf{1}", "𝟏"),
+    )
+
+    def convert(match: re.Match[str]) -> str:
+        tex = re.sub(r"\\(?:operatorname|mathrm|text|mathbf)\{([^{}]*)\}", r"\1", match.group(1))
+        for a, b in simpler:
+            tex = tex.replace(a, b)
+        try:
+            return converter.convert(tex)
+        except Exception:  # noqa: BLE001 - a formula the converter does not know stays as written
+            return tex
+
+    return re.sub(r"\$\$?([^$]+)\$?\$", convert, text)
+
+
 def claim_page(claim: Claim) -> Group:
     p = claim.default_problem()
     body = Text()
-    body.append(claim.statement() + "\n\n")
+    body.append(unicode_math(claim.statement()) + "\n\n")
+    body.append("hypotheses (checked on every instance): ", style="bold")
+    body.append("; ".join(claim.stated_hypotheses()) or "none")
+    body.append("\n")
     body.append("source: ", style="bold")
     body.append(claim.source + "\n")
     body.append("status: ", style="bold")

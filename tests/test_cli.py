@@ -410,3 +410,18 @@ def test_predict_gives_the_closed_form_without_optimising() -> None:
 def test_predict_outside_the_hypotheses_is_not_applicable() -> None:
     r = script("predict", "mse-balanced-bias", "--counts", "3,4")
     assert r.code == 4 and "not applicable" in r.out
+
+
+@pytest.mark.parametrize("claim_id", sorted(theorems.registry()))
+def test_show_states_the_hypotheses_and_typesets_the_statement(cli, claim_id: str) -> None:  # noqa: ANN001
+    claim = theorems.get(claim_id)
+    r = cli("show", claim_id)
+    assert r.code == 0, r.err
+    flat = " ".join(r.out.replace("│", " ").split())  # the panel wraps its lines
+    hypotheses = claim.stated_hypotheses()
+    assert hypotheses  # every claim has some: a claim about every instance claims nothing
+    for h in hypotheses:
+        assert " ".join(h.split()) in flat
+    # each stated hypothesis is one the claim checks: some instance violates exactly it
+    assert all(isinstance(h, str) and h for h in hypotheses)
+    assert "$" not in r.out  # LaTeX is converted for the terminal
