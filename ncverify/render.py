@@ -104,7 +104,7 @@ def unicode_math(text: str) -> str:
 def claim_page(claim: Claim) -> Group:
     p = claim.default_problem()
     body = Text()
-    body.append(unicode_math(claim.statement()) + "\n\n")
+    body.append(unicode_math(" ".join(claim.statement().split())) + "\n\n")
     body.append("hypotheses (checked on every instance): ", style="bold")
     body.append("; ".join(claim.stated_hypotheses()) or "none")
     body.append("\n")

@@ -1,23 +1,35 @@
-"""Balanced data, cross-entropy: every global minimiser is a simplex ETF at every layer (claimed).
+r"""Balanced data, cross-entropy: every global minimiser is a simplex ETF at every layer (claimed).
+With $K$ classes of $n$ samples each ($n_k = n$), $M$ linear layers $W_1, \dots, W_M$ on free
+features and the cross-entropy loss, every global minimiser has NC1 (the features of each class
+collapse to their class mean) and, for every layer $m$, $W_M \cdots W_m \bar H_m \propto C$,
+$\bar H_m^T \bar H_m \propto C$, $(W_M \cdots W_m)(W_M \cdots W_m)^T \propto C$ (a simplex ETF;
+needs $R \ge K-1$); a regularised bias is 0 and a free bias, determined only up to $t \mathbf 1$,
+is reported with $\mathbf 1^T b = 0$ (so $b = 0$).  The logit margin $\alpha$ solves
+$\min_{\alpha \ge 0} \operatorname{log}(1 + (K-1) e^{-\alpha}) + (K-1) ((M+1)/2) c \alpha^q$
+with $c = (n P)^{1/(M+1)}$, $q = 2/(M+1)$, the zero solution included.  Here $\bar H_m$ holds
+the $K$ class means of the features that enter layer $m$ (one column per class),
+$C = I_K - \mathbf 1 \mathbf 1^T/K$ is the centring matrix ($I_K$ the $K \times K$
+identity, $\mathbf 1$ the all-ones vector), $b$ the last-layer bias, $t$ any real number, the
+margin $\alpha$ is the amount by which the correct logit of a class mean exceeds every other
+($W \bar H = \alpha C$ with $W = W_M \cdots W_1$, $\bar H = \bar H_1$),
+$P = \lambda_H \prod_m \lambda_{W_m}$ is the product of the weight decays of the features and of
+the layers, and $R = \min(K, d, d_1, \dots, d_{M-1})$ is the bottleneck, with $d$ the feature
+dimension and $d_m$ the output width of layer $m$.
 
-With `n_k = n` for all classes and the cross-entropy loss, every global minimiser has NC1 and,
-for every layer m, `W_M...W_m Hbar_m ∝ C`, `Hbar_m^T Hbar_m ∝ C`, `(W_M...W_m)(W_M...W_m)^T ∝ C`
-(`C = I_K - (1/K) 1 1^T`, a simplex ETF; needs `R >= K-1`); a regularised bias is 0 and a free
-bias, determined only up to `t 1`, is reported with `1^T b = 0` (so `b = 0`).  The logit margin
-`alpha` solves `min_{alpha >= 0} log(1 + (K-1) e^{-alpha}) + (K-1) ((M+1)/2) c alpha^q` with
-`c = (n P)^{1/(M+1)}`, `q = 2/(M+1)`, the zero solution included.
+The claim is true for $M = 1$ (Zhu et al. 2021; the problem is convex in $A = W H$) but false in
+general: Garrod & Keating (NeurIPS 2025) prove that the ETF is not optimal for $K \ge 4$
+with $M \ge 3$ and for $K \ge 6$ with $M = 2$, where lower-rank, block-structured logits do
+better; for $K = 4, 5$ at $M = 2$ it fails only inside a window of lambdas.  ncverify decides
+each instance from evidence: a search in the exact $K \times K$ reduction
+(`theorems._ce_search`), lifted to full parameters and certified in exact and interval
+arithmetic, or `consistent` when nothing better is found.
 
-The claim is true for `M = 1` (Zhu et al. 2021; the problem is convex in `A = W H`) but false in
-general: Garrod & Keating (NeurIPS 2025) prove that the ETF is not optimal for `K >= 4, M >= 3`
-and `K >= 6, M = 2`, where lower-rank, block-structured logits do better; for `K = 4, 5` at
-`M = 2` it fails only inside a window of lambdas.  ncverify decides each instance from evidence:
-a search in the exact K x K reduction (`theorems._ce_search`), lifted to full parameters and
-certified in exact and interval arithmetic, or `consistent` when nothing better is found.
-
-Source: Dang et al., "Neural Collapse in Deep Linear Networks: From Balanced to Imbalanced Data",
-ICML 2023, appendix (balanced CE claim); M = 1: Zhu et al. 2021; counterexamples: Garrod &
-Keating, "The persistence of neural collapse despite low-rank bias", NeurIPS 2025;
-docs/theory/ce.md#balanced-ce.
+Source: H. Dang, T. Tran, S. Osher, H. Tran-The, N. Ho, T. Nguyen, "Neural Collapse in Deep
+Linear Networks: From Balanced to Imbalanced Data", ICML 2023, arXiv 2301.00437, appendix (the
+balanced CE claim); $M = 1$: Zhu et al., "A Geometric Analysis of Neural Collapse with
+Unconstrained Features", NeurIPS 2021, arXiv 2105.02375; counterexamples: C. Garrod,
+J. P. Keating, "The Persistence of Neural Collapse Despite Low-Rank Bias", NeurIPS 2025,
+arXiv 2410.23169; docs/theory/ce.md#balanced-ce.
 """
 
 from __future__ import annotations

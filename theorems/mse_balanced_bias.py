@@ -1,13 +1,21 @@
-"""Balanced data, unregularised last-layer bias, MSE: a simplex ETF at every layer.
+r"""Balanced data, unregularised last-layer bias, MSE: a simplex ETF at every layer.
+With $K$ classes of $n$ samples each ($n_k = n$), $M$ linear layers $W_1, \dots, W_M$ on free
+features, the MSE loss and a free (unpenalised) bias $b$ on the last layer, the optimal bias is
+$b^* = \mathbf 1/K$, the feature means are centred at every layer
+($\bar H_m \mathbf 1 = 0$), and the relations of the bias-free claim (`mse-balanced-biasfree`)
+hold with $I_K$ replaced by the centring matrix $C = I_K - \mathbf 1 \mathbf 1^T/K$:
+$\bar H_m^T \bar H_m \propto C$, $(W_M \cdots W_m)(W_M \cdots W_m)^T \propto C$,
+$W_M \cdots W_m \propto \bar H_m^T$ — a simplex ETF (needs $R \ge K-1$).  There are $K-1$ active
+modes instead of $K$, so the optimum is $\frac{K-1}{K}$ times the bias-free value, the zero
+regime included.  Here $\mathbf 1$ is the all-ones vector, $I_K$ the $K \times K$ identity,
+$\bar H_m$ holds the $K$ class means of the features that enter layer $m$ (one column per
+class), and $R = \min(K, d, d_1, \dots, d_{M-1})$ is the bottleneck, with $d$ the feature
+dimension and $d_m$ the output width of layer $m$.
 
-With `n_k = n` and a free bias, the optimal bias is `b* = (1/K) 1`, the feature means are centred
-at every layer, and the relations of the bias-free claim hold with `I_K` replaced by the centring
-matrix `C = I_K - (1/K) 1 1^T`: `Hbar_m^T Hbar_m ∝ C`, `(W_M...W_m)(W_M...W_m)^T ∝ C`,
-`W_M...W_m ∝ Hbar_m^T` — a simplex ETF (needs `R >= K-1`).  There are `K-1` active modes instead
-of `K`, so the optimum is `(K-1)/K` times the bias-free value, the zero regime included.
-
-Source: Dang et al., "Neural Collapse in Deep Linear Networks: From Balanced to Imbalanced Data",
-ICML 2023 (balanced MSE with bias); M = 1: Zhou et al. 2022; docs/theory/mse.md#balanced-bias.
+Source: H. Dang, T. Tran, S. Osher, H. Tran-The, N. Ho, T. Nguyen, "Neural Collapse in Deep
+Linear Networks: From Balanced to Imbalanced Data", ICML 2023, arXiv 2301.00437 (the balanced
+MSE result with bias); $M = 1$: Zhou et al. 2022 (docs/theory/one-layer.md#zhou-2022);
+docs/theory/mse.md#balanced-bias.
 """
 
 from __future__ import annotations

@@ -1,16 +1,23 @@
-"""Balanced data, no bias, MSE: every global minimiser is an orthogonal frame at every layer.
+r"""Balanced data, no bias, MSE: every global minimiser is an orthogonal frame at every layer.
+With $K$ classes of $n$ samples each ($n_k = n$), $M$ linear layers $W_1, \dots, W_M$ on free
+features, no bias and the MSE loss, every global minimiser has NC1 (the features of each class
+collapse to their class mean) and, when it is non-zero and the bottleneck $R \ge K$, for every
+layer $m$: $\bar H_m^T \bar H_m \propto I_K$, $(W_M \cdots W_m)(W_M \cdots W_m)^T \propto I_K$
+and $W_M \cdots W_m \propto \bar H_m^T$ — an orthogonal frame, not a simplex ETF.  The scale is
+the class gain $\gamma = (W \bar H)_{kk}$: for $M = 1$, $\gamma = \max(0, 1 - \sqrt{\rho})$; for
+$M \ge 2$ the largest root of $\gamma^{M-1}(1-\gamma)^{M+1} = \rho$ while
+$\rho < \mathrm{thr}_M = (M-1)^{M-1}/M^{2M}$, else zero.  If $R < K$ the matrices are multiples
+of a rank-$R$ orthogonal projection and the minimiser is not unique.  Here $\bar H_m$ holds the
+$K$ class means of the features that enter layer $m$ (one column per class, $\bar H = \bar H_1$),
+$W = W_M \cdots W_1$, $I_K$ is the $K \times K$ identity, $\rho = K^{M+1} n P$ with
+$P = \lambda_H \prod_m \lambda_{W_m}$ the product of the weight decays of the features and of
+the layers, and $R = \min(K, d, d_1, \dots, d_{M-1})$, with $d$ the feature dimension and $d_m$
+the output width of layer $m$.
 
-With `n_k = n` for all classes, every global minimiser has NC1 and, when it is non-zero and the
-bottleneck `R >= K`, for every layer m: `Hbar_m^T Hbar_m ∝ I_K`,
-`(W_M...W_m)(W_M...W_m)^T ∝ I_K` and `W_M...W_m ∝ Hbar_m^T` — an orthogonal frame, not a simplex
-ETF.  The scale is the class gain `gamma = (W Hbar)_{kk}`: for `M = 1`,
-`gamma = max(0, 1 - sqrt(rho))`; for `M >= 2` the largest root of
-`gamma^{M-1}(1-gamma)^{M+1} = rho` while `rho < thr_M = (M-1)^{M-1}/M^{2M}`, else zero, with
-`rho = K^{M+1} n P`.  If `R < K` the matrices are multiples of a rank-R orthogonal projection and
-the minimiser is not unique.
-
-Source: Dang et al., "Neural Collapse in Deep Linear Networks: From Balanced to Imbalanced Data",
-ICML 2023 (balanced bias-free MSE result); docs/theory/mse.md#balanced-bias-free.
+Source: H. Dang, T. Tran, S. Osher, H. Tran-The, N. Ho, T. Nguyen, "Neural Collapse in Deep
+Linear Networks: From Balanced to Imbalanced Data", ICML 2023, arXiv 2301.00437 (the balanced
+bias-free MSE result); $M = 1$: Tirer & Bruna 2022 (docs/theory/one-layer.md#tirer-bruna-2022);
+docs/theory/mse.md#balanced-bias-free.
 """
 
 from __future__ import annotations

@@ -1,26 +1,39 @@
-"""Balanced data, weight-decayed last-layer bias, MSE: a simplex ETF while the mean mode is off.
+r"""Balanced data, weight-decayed last-layer bias, MSE: a simplex ETF while the mean mode is off.
+With $K$ classes of $n$ samples each, $M$ linear layers $W_1, \dots, W_M$ on free features, the
+MSE loss and a last-layer bias $b$ penalised by $\lambda_b \lVert b\rVert^2/2$, the optimal
+bias given $W \bar H$ is $b^* = (\mathbf 1 - W \bar H \mathbf 1)/(K(1 + \lambda_b))$, and what
+remains of the loss weighs the all-ones (mean) direction of the class means by
+$\mu = \lambda_b/(1 + \lambda_b)$ instead of 1.  The claim: the problem splits over the modes of
+that weighted target as lemma 3 (the separation lemma) splits the unweighted one, so the $K-1$
+centred modes solve the free-bias scalar problem ($\rho = K^{M+1} n P$) and the mean mode the
+same problem with $\rho_0 = \rho/\mu^{M+1}$.  While the mean mode is collapsed
+($\rho_0 > \mathrm{thr}_M$; $M = 1$: $\mu \le K\sqrt{n \lambda_{W_1} \lambda_H}$) the minimiser
+is the simplex ETF of the free-bias claim (`mse-balanced-bias`) with
+$b^* = \mathbf 1/(K(1 + \lambda_b))$, and the optimum is the free-bias one plus
+$\mu/(2K)$.  Here $W = W_M \cdots W_1$, $\bar H$ holds the $K$ class means of the features (one
+column per class), $\mathbf 1$ is the all-ones vector, $P = \lambda_H \prod_m \lambda_{W_m}$ is
+the product of the weight decays of the features and of the layers, and
+$\mathrm{thr}_M = (M-1)^{M-1}/M^{2M}$ is the collapse threshold ($\mathrm{thr}_1 = 1$).
 
-With `n_k = n` and a bias penalised by `(lambda_b/2)||b||^2`, the optimal bias given
-`A' = W Hbar` is `b* = (1 - A' 1) / (K (1 + lambda_b))`, and what remains of the loss weighs the
-all-ones (mean) direction of the class means by `mu = lambda_b / (1 + lambda_b)` instead of 1.
-The claim: the problem splits over the modes of that weighted target as lemma 3 splits the
-unweighted one, so the `K-1` centred modes solve the free-bias scalar problem
-(`rho = K^{M+1} n P`) and the mean mode the same problem with `rho_0 = rho / mu^{M+1}`.  While
-the mean mode is collapsed (`rho_0 > thr_M`; `M = 1`: `mu <= K sqrt(n lambda_W lambda_H)`) the
-minimiser is the simplex ETF of the free-bias claim with `b* = 1/(K (1 + lambda_b)) 1`, and the
-optimum is the free-bias one plus `mu / (2K)`.  Beyond it the features also fit the mean
-direction: `W Hbar = gamma C + gamma_0 (1/K) 1 1^T` and `b* = (1 - gamma_0)/(K (1 + lambda_b)) 1`
-(continuously for `M = 1`, with a jump for `M >= 2`), tending to the orthogonal frame of the
-bias-free claim as `lambda_b -> infinity`.
+Beyond it the features also fit the mean direction:
+$W \bar H = \gamma C + \gamma_0 \frac{1}{K}\mathbf 1 \mathbf 1^T$ and
+$b^* = \frac{1 - \gamma_0}{K(1 + \lambda_b)}\mathbf 1$ (continuously for $M = 1$, with a jump for
+$M \ge 2$), tending to the orthogonal frame of the bias-free claim as
+$\lambda_b \rightarrow \infty$; here $C = I_K - \frac{1}{K}\mathbf 1 \mathbf 1^T$ is the centring
+matrix and $\gamma$, $\gamma_0$ are the gains of the centred modes and of the mean mode, each the
+minimiser of the scalar problem at its ratio $\rho$ or $\rho_0$.
 
 The split over the weighted target is not a published theorem: von Neumann's inequality, which
 proves lemma 3, does not apply once the columns are weighted unequally, and a Schatten
-quasi-norm (`M >= 2`) can favour points that mix the mean direction with the others.  So this
-claim is certified only where a certificate exists (`M = 1`, the convex dual); elsewhere the
+quasi-norm ($M \ge 2$) can favour points that mix the mean direction with the others.  So this
+claim is certified only where a certificate exists ($M = 1$, the convex dual); elsewhere the
 best the evidence can say is `consistent`, or it finds a counterexample.
 
-Source: docs/theory/mse.md#balanced-bias (the regularised-bias variant of the balanced theorem with bias of Dang
-et al., ICML 2023); `M = 1` with a free bias: Zhou et al. 2022.
+Source: this project's weight-decayed-bias variant (docs/theory/mse.md#regularised-bias) of the
+balanced MSE result with bias (docs/theory/mse.md#balanced-bias) of H. Dang, T. Tran, S. Osher,
+H. Tran-The, N. Ho, T. Nguyen, "Neural Collapse in Deep Linear Networks: From Balanced to
+Imbalanced Data", ICML 2023, arXiv 2301.00437; $M = 1$ with a free bias: Zhou et al. 2022
+(docs/theory/one-layer.md#zhou-2022).
 
 >>> from ncverify import Problem
 >>> p = Problem.build(classes=4, samples=100, depth=1, width=8, lambda_b="0.01")

@@ -1,41 +1,53 @@
-"""Any class sizes, no bias, MSE: a length-weighted orthogonal frame, and small classes collapse.
-With class counts `n_1, ..., n_K` (any), `M >= 1` layers, no bias and MSE, every global minimiser
-has NC1, and with `rho_k = N^{M+1} P / n_k^M` the class gain `gamma_k = (W Hbar)_{kk}`
-(`W = W_M ... W_1`) is `max(0, 1 - sqrt(rho_k))` for `M = 1`; for `M >= 2` it is the largest root
-in `((M-1)/(2M), 1)` of `gamma^{M-1} (1-gamma)^{M+1} = rho_k` while
-`rho_k < thr_M = (M-1)^{M-1}/M^{2M}`, and `0` beyond it (the class *collapses*: `w_k = 0`,
-`hbar_k = 0`), with a tie at `rho_k = thr_M`; only the `R` largest classes can be alive.  The
-alive classes form an orthogonal frame with class-dependent lengths: with
-`gamma_k = S_k / (S_k + N lambda_H)`, `W W^T = diag(S_k)`,
-`Hbar^T Hbar = diag(S_k / (S_k + N lambda_H)^2)`, `W = diag(S_k + N lambda_H) Hbar^T` and
-`W Hbar = diag(gamma_k)`; the optimal value is
-`F* = sum_k [n_k (gamma_k - 1)^2 / (2N) + ((M+1)/2) P^{1/(M+1)} n_k^{1/(M+1)} gamma_k^q]`.
+r"""Any class sizes, no bias, MSE: a length-weighted orthogonal frame, and small classes collapse.
+With class counts $n_1, \dots, n_K$ (any), $M \ge 1$ linear layers $W_1, \dots, W_M$ on free
+features, no bias and MSE, every global minimiser has NC1 (the features of each class collapse to
+their class mean), and with $\rho_k = N^{M+1} P / n_k^M$ the class gain
+$\gamma_k = (W \bar H)_{kk}$ is $\max(0, 1 - \sqrt{\rho_k})$ for $M = 1$; for $M \ge 2$ it is
+the largest root in $(\frac{M-1}{2M}, 1)$ of $\gamma^{M-1}(1-\gamma)^{M+1} = \rho_k$ while
+$\rho_k < \mathrm{thr}_M = (M-1)^{M-1}/M^{2M}$, and $0$ beyond it (the class *collapses*:
+$w_k = 0$, $\bar h_k = 0$), with a tie at $\rho_k = \mathrm{thr}_M$; only the $R$ largest
+classes can be alive.  The alive classes form an orthogonal frame with class-dependent lengths:
+with $S_k \ge 0$ defined by $\gamma_k = S_k/(S_k + N \lambda_H)$,
+$W W^T = \operatorname{diag}(S_k)$,
+$\bar H^T \bar H = \operatorname{diag}(S_k/(S_k + N \lambda_H)^2)$,
+$W = \operatorname{diag}(S_k + N \lambda_H) \bar H^T$ and
+$W \bar H = \operatorname{diag}(\gamma_k)$; the optimal value is
+$F^* = \sum_k [n_k (\gamma_k - 1)^2/(2N) + ((M+1)/2) P^{1/(M+1)} n_k^{1/(M+1)} \gamma_k^q]$.
+Here $N = \sum_k n_k$, $P = \lambda_H \prod_m \lambda_{W_m}$ is the product of the weight decays
+of the features ($\lambda_H$) and of the layers ($\lambda_{W_m}$), $q = 2/(M+1)$,
+$W = W_M \cdots W_1$ has the rows $w_k$, $\bar H$ has the class means $\bar h_k$ of the features
+as columns, and $R = \min(K, d, d_1, \dots, d_{M-1})$ is the bottleneck, with $d$ the feature
+dimension and $d_m$ the output width of layer $m$.
 
-Here `N = sum_k n_k`, `P = lambda_H prod_m lambda_{W_m}`, `q = 2/(M+1)` and
-`R = min(K, d, d_1, ..., d_{M-1})`.  Per layer, along class k every `W_m` has the singular value
-`sqrt(t_k / lambda_{W_m})` and `sqrt(n_k) ||hbar_k|| = sqrt(t_k / lambda_H)`, with
-`t_k = P^{1/(M+1)} (sqrt(n_k) gamma_k)^q`, so the same relations hold at every layer m for the pair
-`(W_M ... W_m, Hbar_m)`.
+Per layer, along class $k$ every $W_m$ has the singular value $\sqrt{t_k / \lambda_{W_m}}$ and
+$\sqrt{n_k} \lVert \bar h_k \rVert = \sqrt{t_k / \lambda_H}$, with
+$t_k = P^{1/(M+1)} (\sqrt{n_k} \gamma_k)^q$, so the same relations hold at every layer $m$ for the
+pair $(W_M \cdots W_m, \bar H_m)$, where $\bar H_m$ holds the class means of the features that
+enter layer $m$.
 
-**Regimes.** Each class is *alive* (`gamma_k > 0`), *collapsed* (`gamma_k = 0` because
-`rho_k >= thr_M`, or `rho_k >= 1` for `M = 1`), a *tie* (`rho_k = thr_M` exactly for `M >= 2`:
-zero and `gamma = (M-1)/M` give the same value, so the minimiser is not unique) or cut by the
-*bottleneck* (alive on its own, but not among the `R` largest classes).  For `M >= 2` the
-collapse is a jump: for `thr_M < rho_k < ((M-1)/(2M))^{M-1} ((M+1)/(2M))^{M+1}` a positive
-stationary point still exists, but zero is better — the *gap* in which the published rule
-("take the largest root") is wrong.
+**Regimes.** Each class is *alive* ($\gamma_k > 0$), *collapsed* ($\gamma_k = 0$ because
+$\rho_k \ge \mathrm{thr}_M$, or $\rho_k \ge 1$ for $M = 1$), a *tie* ($\rho_k = \mathrm{thr}_M$
+exactly for $M \ge 2$: zero and $\gamma_k = (M-1)/M$ give the same value, so the minimiser is not
+unique) or cut by the *bottleneck* (alive on its own, but not among the $R$ largest classes).  For
+$M \ge 2$ the collapse is a jump: for
+$\mathrm{thr}_M < \rho_k < (\frac{M-1}{2M})^{M-1} (\frac{M+1}{2M})^{M+1}$ a positive stationary
+point still exists, but zero is better — the *gap* in which the published rule ("take the largest
+root") is wrong (docs/theory/mse.md#reference-code).
 
-**Phase boundary.** With all lambdas tied to one `lambda` (in general: with the geometric mean
-`P^{1/(M+1)}` in its place) class k is alive iff `lambda < lambda_k* = (thr_M n_k^M / N^{M+1})^{1/(M+1)}`;
-the report gives every `lambda_k*` and the distance `min_k |log(rho_k / thr_M)| / (M+1)`, which is
-`min_k |log(lambda / lambda_k*)|`, over the classes that the bottleneck does not cut.  In the
-paper's form: class k is alive iff `b / n_k < tau_M = (M-1)^{(M-1)/M} / M^2`, `b = N (N P)^{1/M}`.
+**Phase boundary.** With all lambdas tied to one $\lambda$ (in general: with the geometric mean
+$P^{1/(M+1)}$ in its place) class $k$ is alive iff
+$\lambda < \lambda_k^* = (\mathrm{thr}_M n_k^M / N^{M+1})^{1/(M+1)}$; the report gives every
+$\lambda_k^*$ and the distance $\min_k |\operatorname{log}(\rho_k / \mathrm{thr}_M)| / (M+1)$,
+which is $\min_k |\operatorname{log}(\lambda / \lambda_k^*)|$, over the classes that the
+bottleneck does not cut.  In the paper's form: class $k$ is alive iff
+$b / n_k < \tau_M = (M-1)^{(M-1)/M} / M^2$, with the scalar $b = N (N P)^{1/M}$ (not the bias).
 
-Every regime is decided exactly from the rational inputs (`5e-4` is `1/2000`), never through a
+Every regime is decided exactly from the rational inputs (`5e-4` is $1/2000$), never through a
 float: the threshold comparison is between rationals and the root is an exact algebraic number.
 
-Source: Dang et al., "Neural Collapse in Deep Linear Networks: From Balanced to Imbalanced Data",
-ICML 2023 (arXiv 2301.00437), imbalanced bias-free MSE result; docs/theory/mse.md#imbalanced-bias-free.
+Source: H. Dang, T. Tran, S. Osher, H. Tran-The, N. Ho, T. Nguyen, "Neural Collapse in Deep
+Linear Networks: From Balanced to Imbalanced Data", ICML 2023, arXiv 2301.00437 (the imbalanced
+bias-free MSE result); docs/theory/mse.md#imbalanced-bias-free.
 
 Example:
 
