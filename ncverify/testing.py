@@ -228,13 +228,7 @@ def problems(
 def failure_reason(report: Report) -> str:
     """Why a report does not support its claim: verdict, unmet hypotheses, failed checks,
     optimiser outcomes and the counterexample, one line each."""
-    p = report.problem
-    lines = [
-        f"claim {report.claim.id!r} is {report.verdict} on counts={list(p.counts)} "
-        f"depth={p.depth} widths={list(p.widths)} lambda_W={[str(x) for x in p.lambda_w]} "
-        f"lambda_H={p.lambda_h} loss={p.loss} bias={p.bias}"
-        + (f" lambda_b={p.lambda_b}" if p.lambda_b is not None else "")
-    ]
+    lines = [f"claim {report.claim.id!r} is {report.verdict} on {report.problem.summary()}"]
     lines += [f"unmet hypothesis: {h}" for h in report.hypotheses]
     for c in report.checks:
         if c.passed is False:
