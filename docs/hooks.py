@@ -83,9 +83,15 @@ def cli(*args: str) -> str:
     """Run `ncverify ARGS` in this process; a console block with the command, output, exit code."""
     from typer.testing import CliRunner
 
+    from ncverify import cli as cli_module
     from ncverify.cli import app
 
-    result = CliRunner().invoke(app, list(args))
+    saved = cli_module.out.width
+    cli_module.out.width = 100  # the width of the claim pages' reports: fits the page at 1280 px
+    try:
+        result = CliRunner().invoke(app, list(args))
+    finally:
+        cli_module.out.width = saved
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     shown = " ".join(_quote(a) for a in args)

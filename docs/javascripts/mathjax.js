@@ -9,6 +9,7 @@ window.MathJax = {
   },
   options: {
     ignoreHtmlClass: ".*|",
-    processHtmlClass: "arithmatex",
+    // md-ellipsis: headings with formulas in the table of contents and the navigation
+    processHtmlClass: "arithmatex|md-ellipsis",
   },
 };
