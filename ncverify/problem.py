@@ -245,8 +245,14 @@ class Problem:
 
     def summary(self) -> str:
         """The instance in one line: every parameter, lambdas as exact rationals."""
+        if self.balanced and self.K > 12:
+            counts = f"[{self.counts[0]}]*{self.K}"
+        elif self.K > 12:
+            counts = f"[{', '.join(map(str, self.counts[:6]))}, ..., {self.counts[-1]}]"
+        else:
+            counts = str(list(self.counts))
         return (
-            f"K={self.K} counts={list(self.counts)} depth={self.depth} widths={list(self.widths)} "
+            f"K={self.K} counts={counts} depth={self.depth} widths={list(self.widths)} "
             f"lambda_W={[str(x) for x in self.lambda_w]} lambda_H={self.lambda_h} "
             f"loss={self.loss} bias={self.bias}"
             + (f" lambda_b={self.lambda_b}" if self.lambda_b is not None else "")

@@ -242,6 +242,9 @@ def report(r: Report) -> Group:
     return Group(*parts)
 
 
+#: Rows of the per-class table in a readable report (the JSON report has every class).
+MAX_CLASS_ROWS = 24
+
 #: How the claimed geometry is established, in words (`Report.geometry_evidence`).
 GEOMETRY_WORDS = {
     GeometryEvidence.RUN: "a random-start run reached the prediction; E4 compared its geometry",
@@ -263,7 +266,7 @@ def _prediction(pred: Prediction) -> list[Any]:
     t = Table(title="per class")
     for col in ("class", "count", "regime", "gain", "||w_k||", "||hbar_k||", "critical lambda"):
         t.add_column(col)
-    for k, c in enumerate(pred.classes):
+    for k, c in enumerate(pred.classes[:MAX_CLASS_ROWS]):
         t.add_row(
             str(k),
             str(c.count),
@@ -273,6 +276,9 @@ def _prediction(pred: Prediction) -> list[Any]:
             _fmt(c.length_h),
             _fmt(c.critical_lambda),
         )
+    if len(pred.classes) > MAX_CLASS_ROWS:
+        rest = len(pred.classes) - MAX_CLASS_ROWS
+        t.add_row("...", f"{rest} more", "", "", "", "", "", style="dim")
     parts.append(t)
     if pred.bias is not None:
         parts.append(Text(f"bias b* = {[round(b, 10) for b in pred.bias]}"))

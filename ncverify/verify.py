@@ -226,7 +226,11 @@ def _e2(ctx: _Context, report: Report) -> list[Run]:
 
 def _search(ctx: _Context, report: Report) -> list:
     """The claim's own counterexample candidates (structured points), with what it tried."""
-    candidates = list(ctx.claim.search(ctx.problem, ctx.backend, ctx.settings))
+    try:
+        candidates = list(ctx.claim.search(ctx.problem, ctx.backend, ctx.settings))
+    except StepSkipped as exc:  # too large for the claim's own search: said, never attempted
+        report.notes.append(str(exc))
+        return []
     report.notes += [str(c.info["summary"]) for c in candidates if c.info.get("summary")]
     return candidates
 

@@ -450,3 +450,27 @@ def test_saved_counterexample_rechecks(tmp_path) -> None:  # noqa: ANN001
     assert again["verdict"] == "refuted"
     assert again["certificate"]["exact"] and again["certificate"]["certified"]
     assert again["certificate"]["gap"] == pytest.approx(report.counterexample.certificate["gap"])
+
+
+def test_random_partitions_are_uniform_without_listing_them() -> None:
+    from collections import Counter
+
+    from theorems._ce_search import partition_count, partitions, random_partition
+
+    assert partition_count(100, 100) == 190_569_292  # p(100), Hardy and Ramanujan's example
+    rng = np.random.default_rng(1)
+    draws = Counter(random_partition(6, rng) for _ in range(11_000))
+    assert set(draws) == set(partitions(6))  # p(6) = 11, every one drawn
+    assert all(abs(c - 1000) < 150 for c in draws.values()), draws  # about 5 sigma
+
+
+def test_the_structured_search_declines_large_instances() -> None:
+    from ncverify.limits import StepSkipped
+    from theorems._ce_search import MAX_SEARCH_CLASSES
+
+    k = MAX_SEARCH_CLASSES + 1
+    problem = Problem.build(
+        classes=k, samples=1, depth=2, width=k, lambda_w="1e-3", lambda_h="1e-3", loss="ce"
+    )
+    with pytest.raises(StepSkipped, match="--force"):
+        ce_search.search(problem)

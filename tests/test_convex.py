@@ -1,12 +1,16 @@
-"""The `convex-dual` certificate: rigour, tightness, and its place in the verdicts.
+"""The `convex-dual` certificate: rigour, tightness, solvers, size limits, and its place in the
+verdicts.
 
 Rigour is tested against facts that do not depend on the code under test: a lower bound on the
-optimum can never exceed the objective of *any* point of the original problem.  The objective
+optimum can never exceed the objective of *any* point of the original problem, and a dual point
+proven feasible in verified floating point must be feasible in exact rational arithmetic.  The objective
 of a point is enclosed here independently, in rational arithmetic (logits, MSE loss,
 regulariser) and 200-bit interval arithmetic (the CE logarithms), so the comparisons carry no
 tolerance: one fails only on a proven violation.  Tightness is tested against values computed independently: the exact
 separable reduction for MSE, Zhu et al.'s closed form for balanced CE, the full `K x N`
-program, and the claims' own predictions.
+program, the closed-form optima of balanced one-layer MSE (derived by hand below), and the
+claims' own predictions.  The closed form (singular-value thresholding) and the accelerated
+proximal gradient method are compared with the cvxpy solution of the same program.
 """
 
 from __future__ import annotations
@@ -22,19 +26,26 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import theorems
+from ncverify import convex
 from ncverify.backend import Backend
 from ncverify.certify import CERTIFIERS, separable_reduction
 from ncverify.claim import Prediction
 from ncverify.convex import (
-    _positive_definite,
+    FORCE_ENV,
+    MAX_CLASSES,
+    MAX_CLASSES_CLOSED_FORM,
+    Factorised,
     convex_dual,
     dual_bound,
+    polish,
     round_down,
     solve,
 )
+from ncverify.limits import StepSkipped, forcing
 from ncverify.objective import Params
 from ncverify.optimize import multistart
 from ncverify.problem import Problem
+from ncverify.verified import exact_positive_definite
 from ncverify.verify import Settings, Tolerances, verify
 from theorems.mse_balanced_biasfree import MSEBalancedBiasFree
 
@@ -158,18 +169,88 @@ def test_any_dual_point_gives_a_lower_bound(problem: Problem, seed: int) -> None
     assert bound.value <= objective_upper_end(problem, cert.point)
 
 
-def test_positive_definite_check_is_exact() -> None:
-    rng = np.random.default_rng(7)
-    for _ in range(40):
-        k = int(rng.integers(1, 6))
-        b = rng.integers(-2, 3, size=(k, k))
-        m = [[Fraction(int(v)) for v in row] for row in b @ b.T]
-        det = round(np.linalg.det(b.astype(float)))  # integer matrix: the rounded det is exact
-        assert _positive_definite(m) == (det != 0)
-    # a matrix with a tiny negative eigenvalue is caught exactly
-    eps = Fraction(1, 2**200)
-    assert not _positive_definite([[Fraction(1), Fraction(1)], [Fraction(1), 1 - eps]])
-    assert _positive_definite([[Fraction(1), Fraction(1)], [Fraction(1), 1 + eps]])
+def _exactly_feasible(problem: Problem, numer: list[list[int]], denom: int, t: Fraction) -> bool:
+    """`s^2 I - t^2 Theta D^-2 Theta^T` positive definite, decided in exact rationals."""
+    k = problem.K
+    theta = [[Fraction(v, denom) for v in col] for col in numer]
+    s2 = problem.lambda_w[0] * problem.lambda_h
+    m = [
+        [
+            (s2 if i == j else 0)
+            - t * t * sum(theta[c][i] * theta[c][j] / problem.counts[c] for c in range(k))
+            for j in range(k)
+        ]
+        for i in range(k)
+    ]
+    return exact_positive_definite(m)
+
+
+@given(one_layer(), st.integers(0, 2**16), st.sampled_from([0.0, 1e-9, 1.0]))
+def test_verified_feasibility_is_exact_feasibility(
+    problem: Problem, seed: int, noise: float
+) -> None:
+    """Every dual point that the verified-float check accepts is feasible in exact arithmetic,
+    near the optimum (where the spectral constraint is tight) and far from it; and the exact
+    check never needs a larger margin than the verified one (which would contradict soundness)."""
+    sol = solve(problem)
+    means = convex.ClassMeans(problem)
+    logits = means.logits(sol.product, means.beta_of(sol.bias))
+    logits = logits + noise * np.random.default_rng(seed).normal(size=logits.shape)
+    verified = dual_bound(problem, logits)
+    exact = dual_bound(problem, logits, check="exact")
+    if verified is None:  # only the construction can fail (CE, free bias: a negative probability)
+        assert problem.loss == "ce" and problem.bias == "free"
+        assert convex.dual_point(problem, logits) is None
+        return
+    assert verified.check in ("verified-float", "verified-extended")
+    assert _exactly_feasible(problem, verified.numer, verified.denom, verified.scale)
+    assert exact is not None and exact.check == "exact"
+    assert exact.margin <= verified.margin
+
+
+def _direct_dual_value(problem: Problem, theta: list[list[Fraction]]):  # noqa: ANN202
+    """The dual objective of §3 at the columns `theta`, straight from its definition: rational
+    MSE terms, a 200-bit interval for the CE entropies."""
+    k, n = problem.K, problem.N
+    w = [Fraction(c, n) for c in problem.counts]
+    g = [sum(theta[c][j] for c in range(k)) for j in range(k)]
+    exact = Fraction(0)
+    if problem.bias == "regularised":
+        exact -= sum(v * v for v in g) / (2 * problem.lambda_b)
+    if problem.bias == "free":
+        assert not any(g)
+    iv = mpmath.iv
+    saved, iv.prec = iv.prec, BITS
+    try:
+        if problem.loss == "mse":
+            exact += sum(theta[c][c] - sum(v * v for v in theta[c]) / (2 * w[c]) for c in range(k))
+            return _iv(exact)
+        total = _iv(exact)
+        for c in range(k):
+            for j in range(k):
+                p = (1 if j == c else 0) - theta[c][j] / w[c]
+                assert p >= 0
+                if p > 0:
+                    total -= _iv(w[c]) * _iv(p) * iv.log(_iv(p))
+        return total
+    finally:
+        iv.prec = saved
+
+
+@given(one_layer(max_samples=4), st.integers(0, 2**16))
+def test_bound_value_is_the_dual_objective(problem: Problem, seed: int) -> None:
+    """The integer shortcuts of the bound evaluation against the definition."""
+    sol = solve(problem)
+    means = convex.ClassMeans(problem)
+    logits = means.logits(sol.product, means.beta_of(sol.bias))
+    logits = logits + 1e-3 * np.random.default_rng(seed).normal(size=logits.shape)
+    bound = dual_bound(problem, logits)
+    if bound is None:
+        assert problem.loss == "ce" and problem.bias == "free"
+        return
+    direct = _direct_dual_value(problem, bound.theta)
+    with mpmath.workprec(BITS):
+        assert mpmath.mpf(direct.a) - 2**-150 <= bound.value <= mpmath.mpf(direct.b)
 
 
 @given(st.fractions(min_value=-10, max_value=10, max_denominator=10**30))
@@ -267,6 +348,217 @@ def test_many_classes_imbalanced_ce_is_certified_tightly(bias: str) -> None:
     cert = convex_dual(problem)
     assert cert is not None and cert.rigorous and cert.exact
     assert cert.gap is not None and cert.gap <= TOL.certificate
+
+
+# ---- the solvers against cvxpy -----------------------------------------------------------------
+@given(st.data())
+def test_closed_form_agrees_with_cvxpy(data: st.DataObject) -> None:
+    """Singular-value thresholding (MSE, no bias or a free bias, any counts) against the cvxpy
+    solution of the same class-mean program: it is at least as good, and the same point."""
+    bias = data.draw(st.sampled_from(["none", "free"]))
+    problem = data.draw(one_layer(loss="mse", bias=bias))
+    ours = solve(problem)
+    assert ours.solver.startswith("closed form")
+    ref = solve(problem, method="cvxpy")
+    scale = max(1.0, abs(ref.value))
+    assert ours.value <= ref.value + 1e-12 * scale  # the exact minimiser: never worse
+    assert ref.value - ours.value <= 1e-8 * scale
+    assert np.allclose(ours.product, ref.product, atol=1e-4)
+    if bias == "free":  # the optimal bias is n / N exactly (§4.1); cvxpy finds it too
+        weights = np.asarray(problem.counts) / problem.N
+        assert np.allclose(ours.bias, weights, atol=1e-12)
+        assert np.allclose(ref.bias, weights, atol=1e-4)
+
+
+@given(
+    st.one_of(
+        one_layer(loss="ce"), one_layer(loss="mse", bias="regularised"), one_layer(loss="mse")
+    )
+)
+def test_apg_agrees_with_cvxpy(problem: Problem) -> None:
+    """The first-order method (with its polish) against cvxpy: CE with every bias mode, MSE with a
+    regularised bias (and, as a cross-check of the method itself, the MSE closed-form cases)."""
+    ours = solve(problem, method="apg")
+    assert ours.solver == "APG"
+    ref = solve(problem, method="cvxpy")
+    scale = max(1.0, abs(ref.value))
+    assert ours.value <= ref.value + 1e-10 * scale
+    assert ref.value - ours.value <= 1e-8 * scale
+    if problem.loss == "mse" and problem.bias in ("none", "free"):
+        exact = solve(problem, method="closed-form")
+        assert abs(ours.value - exact.value) <= 1e-12 * max(1.0, abs(exact.value))
+
+
+def test_cvxpy_is_refused_for_many_classes() -> None:
+    problem = Problem.build(classes=convex.CVXPY_MAX_CLASSES + 1, samples=1, depth=1, width=2)
+    with pytest.raises(ValueError, match="cvxpy"):
+        solve(problem, method="cvxpy")
+
+
+def test_hessian_vector_products_match_the_gradient() -> None:
+    rng = np.random.default_rng(2)
+    for loss, bias, lambda_b in (
+        ("ce", "regularised", "0.1"),
+        ("mse", "free", None),
+        ("ce", "none", None),
+    ):
+        problem = Problem.build(
+            counts="3,1,2", depth=1, width=3, loss=loss, bias=bias, lambda_b=lambda_b
+        )
+        f = Factorised(problem, 2)
+        x = rng.normal(size=f.size)
+        v = rng.normal(size=f.size)
+        h = 1e-5
+        diff = (f.gradient(x + h * v) - f.gradient(x - h * v)) / (2 * h)
+        assert np.allclose(f.hvp(x, v), diff, rtol=1e-6, atol=1e-8)
+        dense = f.hessian(x)
+        assert np.allclose(dense, dense.T)
+        assert np.allclose(dense @ v, f.hvp(x, v), atol=1e-12)
+
+
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+def test_polish_converges_from_a_perturbed_optimum(loss: str) -> None:
+    problem = Problem.build(
+        counts="5,3,2,2",
+        depth=1,
+        width=4,
+        loss=loss,
+        bias="regularised",
+        lambda_b="0.1",
+        lambda_w="1e-2",
+        lambda_h="1e-2",
+    )
+    sol = solve(problem)
+    f = Factorised(problem, problem.K)
+    x0 = f.from_product(sol.product, sol.bias) + 1e-3 * np.random.default_rng(0).normal(size=f.size)
+    x, note = polish(f, x0)
+    assert "Newton-CG" in note
+    assert np.linalg.norm(f.gradient(x)) <= 1e-9 * np.linalg.norm(f.gradient(x0))
+    assert abs(f.value(x) - sol.value) <= 1e-12 * abs(sol.value)
+
+
+# ---- tightness against the balanced closed forms ------------------------------------------------
+def mse_balanced_optimum(classes: int, samples: int, lambda_product: Fraction, bias: str):  # noqa: ANN201
+    """One layer, balanced MSE, derived by hand: the class-mean targets `sqrt(n) I` (no bias) or
+    `sqrt(n) (I - 1 1^T / K)` (free bias) have `K` resp. `K - 1` singular values `sqrt(n)`;
+    thresholding them by `N s = K n s` leaves `gamma sqrt(n)` with
+    `gamma = 1 - K sqrt(n lambda_W lambda_H)` (the mode dies when `gamma <= 0`), and each live mode
+    contributes `(1 - gamma^2) / (2K)` to the optimum, each dead one `1 / (2K)`, so
+    `P* = m (1 - max(gamma, 0)^2) / (2K)` with `m = K` resp. `K - 1` modes.  A 200-bit interval."""
+    iv = mpmath.iv
+    saved, iv.prec = iv.prec, BITS
+    try:
+        modes = classes if bias == "none" else classes - 1
+        if samples * lambda_product * classes**2 >= 1:  # gamma <= 0, decided exactly
+            return iv.mpf(modes) / (2 * classes)
+        gamma = 1 - classes * iv.sqrt(_iv(samples * lambda_product))
+        return iv.mpf(modes) * (1 - gamma * gamma) / (2 * classes)
+    finally:
+        iv.prec = saved
+
+
+@given(
+    st.integers(2, 40),
+    st.integers(1, 30),
+    st.sampled_from(LAMBDAS[:4]),
+    st.sampled_from(LAMBDAS[:4]),
+    st.sampled_from(["none", "free"]),
+)
+def test_mse_bound_equals_the_balanced_closed_form(
+    classes: int, samples: int, lambda_w: Fraction, lambda_h: Fraction, bias: str
+) -> None:
+    problem = Problem(
+        counts=(samples,) * classes,
+        depth=1,
+        widths=(classes,),
+        lambda_w=(lambda_w,),
+        lambda_h=lambda_h,
+        loss="mse",
+        bias=bias,
+    )
+    optimum = mse_balanced_optimum(classes, samples, lambda_w * lambda_h, bias)
+    cert = convex_dual(problem)
+    assert cert is not None and cert.rigorous and cert.exact
+    with mpmath.workprec(BITS):
+        lo, hi = mpmath.mpf(optimum.a), mpmath.mpf(optimum.b)
+        assert cert.bound_exact <= hi  # a lower bound, with no tolerance
+        assert lo - cert.bound_exact <= 1e-10 * lo  # and tight
+        assert cert.primal >= float(lo) * (1 - 1e-15)
+
+
+@pytest.mark.parametrize("classes", [20, 60])
+def test_ce_bound_equals_zhu_closed_form_for_more_classes(classes: int) -> None:
+    """The dense spectral check at a size where float64 noise (about `K^2 u`) starts to matter."""
+    problem = Problem.build(classes=classes, samples=3, depth=1, width=classes, loss="ce")
+    optimum = zhu_optimum(classes, 3, problem.lambda_w[0] * problem.lambda_h)
+    cert = convex_dual(problem)
+    assert cert is not None
+    with mpmath.workprec(BITS):
+        lo, hi = mpmath.mpf(optimum.a), mpmath.mpf(optimum.b)
+        assert cert.bound_exact <= hi
+        assert lo - cert.bound_exact <= 1e-10 * lo
+
+
+# ---- size limits --------------------------------------------------------------------------------
+def _no_work(*args: object, **kwargs: object) -> None:
+    raise AssertionError("expensive work started")
+
+
+class _Reached(Exception):
+    pass
+
+
+def _reached(*args: object, **kwargs: object) -> None:
+    raise _Reached
+
+
+@pytest.mark.parametrize(
+    ("loss", "bias", "limit"),
+    [
+        ("ce", "none", MAX_CLASSES),
+        ("mse", "regularised", MAX_CLASSES),
+        ("mse", "free", MAX_CLASSES_CLOSED_FORM),
+        ("mse", "none", MAX_CLASSES_CLOSED_FORM),
+    ],
+)
+def test_above_the_size_limit_the_step_is_skipped_before_any_work(
+    monkeypatch: pytest.MonkeyPatch, loss: str, bias: str, limit: int
+) -> None:
+    monkeypatch.delenv(FORCE_ENV, raising=False)
+    for name in ("solve", "closed_form", "apg", "_solve_apg", "solve_cvxpy", "dual_bound"):
+        monkeypatch.setattr(convex, name, _no_work)
+    kw = {"lambda_b": "0.1"} if bias == "regularised" else {}
+    big = Problem.build(classes=limit + 1, samples=1, depth=1, width=2, loss=loss, bias=bias, **kw)
+    with pytest.raises(StepSkipped, match=FORCE_ENV) as info:
+        convex_dual(big)
+    message = str(info.value)  # one sentence: why, and how to force it
+    assert "\n" not in message and f"limit of {limit}" in message and "--force" in message
+    # at the limit, and when forced, the work starts
+    monkeypatch.setattr(convex, "solve", _reached)
+    at = Problem.build(classes=limit, samples=1, depth=1, width=2, loss=loss, bias=bias, **kw)
+    with pytest.raises(_Reached):
+        convex_dual(at)
+    with pytest.raises(_Reached):
+        convex_dual(big, force=True)
+    with forcing(True), pytest.raises(_Reached):  # check --force (Settings.force)
+        convex_dual(big)
+    monkeypatch.setenv(FORCE_ENV, "1")
+    with pytest.raises(_Reached):
+        convex_dual(big)
+    monkeypatch.setenv(FORCE_ENV, "0")
+    with pytest.raises(StepSkipped):
+        convex_dual(big)
+
+
+def test_a_point_too_large_to_build_is_evaluated_per_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    problem = Problem.build(counts="6,4,3,2", depth=1, width=5, loss="ce", bias="free")
+    full = convex_dual(problem)
+    monkeypatch.setattr(convex, "MAX_POINT_ENTRIES", 0)
+    light = convex_dual(problem)
+    assert full is not None and light is not None
+    assert light.point is None and light.notes
+    assert light.bound_exact == full.bound_exact
+    assert abs(light.primal - full.primal) <= 1e-12 * abs(full.primal)
 
 
 # ---- the claims and the verdicts ----------------------------------------------------------------

@@ -30,6 +30,7 @@ side, and only the lifted point goes to a backend.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ncverify.geometry import balanced_layers, simplex_directions
+from ncverify.limits import HOW_TO_FORCE, StepSkipped, forced
 from ncverify.objective import Params
 from ncverify.problem import Problem
 
@@ -47,6 +49,8 @@ RANDOM_SCALES: tuple[float, ...] = (0.3, 1.0, 3.0)
 MAX_PARTITIONS = 48
 #: structured patterns are screened by their value at the best scale; this many are polished.
 MAX_POLISHED = 24
+#: Largest K the structured search runs on unless forced (`ncverify.limits`).
+MAX_SEARCH_CLASSES = 32
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,30 @@ class SearchResult:
 
 
 # ---- structured patterns ------------------------------------------------------------------------
+@functools.cache
+def partition_count(k: int, largest: int) -> int:
+    """The number of partitions of `k` into parts of at most `largest`."""
+    if k == 0:
+        return 1
+    return sum(partition_count(k - first, first) for first in range(min(k, largest), 0, -1))
+
+
+def random_partition(k: int, rng: np.random.Generator) -> tuple[int, ...]:
+    """A partition of `k` drawn uniformly at random, without listing them all (there are about
+    `1.9e8` of 100): each part is chosen with the probability of the partitions it starts."""
+    parts: list[int] = []
+    largest = k
+    while k > 0:
+        weights = np.array(
+            [partition_count(k - first, first) for first in range(min(k, largest), 0, -1)],
+            dtype=float,
+        )
+        first = min(k, largest) - int(rng.choice(len(weights), p=weights / weights.sum()))
+        parts.append(first)
+        k, largest = k - first, first
+    return tuple(parts)
+
+
 def partitions(k: int, largest: int | None = None) -> Iterator[tuple[int, ...]]:
     """Integer partitions of `k`, parts in decreasing order."""
     largest = k if largest is None else largest
@@ -211,10 +239,12 @@ def truncated_etf(k: int, r: int, rng: np.random.Generator) -> np.ndarray:
 def patterns(k: int, rank: int, rng: np.random.Generator) -> list[tuple[str, str, np.ndarray]]:
     """Structured class embeddings `Q` (K x r), as `(family, name, Q)`; logits `C Q Q^T`."""
     out: list[tuple[str, str, np.ndarray]] = []
-    parts = list(partitions(k))
-    if len(parts) > MAX_PARTITIONS:
-        keep = rng.choice(len(parts), size=MAX_PARTITIONS, replace=False)
-        parts = [parts[i] for i in sorted(keep)]
+    if partition_count(k, k) <= MAX_PARTITIONS:
+        parts = list(partitions(k))
+    else:  # a uniform sample, drawn without listing the partitions (p(100) is about 1.9e8)
+        drawn = {random_partition(k, rng) for _ in range(4 * MAX_PARTITIONS)}
+        parts = sorted(drawn, reverse=True)[:MAX_PARTITIONS] if drawn else []
+        parts = [(k,)] + [p for p in parts if p != (k,)][: MAX_PARTITIONS - 1]  # the ETF too
     for p in parts:
         out.append(("blocks", f"blocks {'+'.join(map(str, p))}", block_pattern(p)))
         if 2 <= len(p) < k:
@@ -347,7 +377,17 @@ def _fit_scale(red: Reduced, Z0: np.ndarray) -> float:  # noqa: N803
 
 
 def search(problem: Problem, *, seed: int = 0, random_starts: int = 8) -> SearchResult:
-    """Structured and random starts in the K x K reduction, each polished; the best point."""
+    """Structured and random starts in the K x K reduction, each polished; the best point.
+
+    Raises `StepSkipped` above `MAX_SEARCH_CLASSES` classes (unless forced): each polish costs
+    O(K^3) per step and the search polishes dozens of starts (K = 100 takes about 9 minutes).
+    """
+    if problem.K > MAX_SEARCH_CLASSES and not forced():
+        raise StepSkipped(
+            f"the claim's structured search is skipped: K = {problem.K} classes is above its "
+            f"limit of {MAX_SEARCH_CLASSES} (each of its {MAX_POLISHED} polishes costs O(K^3) per "
+            f"step); {HOW_TO_FORCE}"
+        )
     # tiny matrices: BLAS threads only add overhead (and spin under contention)
     with threadpool_limits(limits=1, user_api="blas"):
         return _search(Reduced.of(problem), seed, random_starts)
