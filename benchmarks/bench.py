@@ -11,13 +11,13 @@ What is measured, and how:
 
 1. **Protocol**: the paper's optimisation protocol (full-batch SGD, learning rate 0.1, momentum
    0.9, `N(0, 0.1^2)` initialisation, float32, up to 30 000 iterations) against ncverify's
-   optimiser (`ncverify.optimize.descend`: L-BFGS in float64) on the *full* problem (every `W_m`
+   optimiser (`ncverify.evidence.optimize.descend`: L-BFGS in float64) on the *full* problem (every `W_m`
    and `H` free), from the same initial points, on the same backend (numpy, one BLAS thread for
    all), in the same process, one after the other.  The protocol's gradient is plain
    backpropagation, layer by layer, as automatic differentiation computes it in the paper's
    code; a second SGD row uses ncverify's own gradient code (products reassociated), so that
    what the optimiser gains is visible apart from what the gradient code gains.  The gap is
-   relative to the exact optimum of `ncverify.certify.separable_reduction`; the protocol's
+   relative to the exact optimum of `ncverify.evidence.certificates.separable_reduction`; the protocol's
    float32 iterate is scored in float64 every `CHECK_EVERY` iterations, off the clock.  A
    proven exact reduction (eliminating `H`, a ridge problem given the weights) is a separate
    row, never in place of the full problem.  Several initial points; medians are reported.
@@ -55,12 +55,13 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import theorems
-from ncverify import lbfgs
 from ncverify.backend import Backend
-from ncverify.certify import separable_reduction
-from ncverify.objective import Objective, Params
-from ncverify.optimize import FlatObjective, Flattener, descend
-from ncverify.problem import Problem
+from ncverify.evidence import lbfgs
+from ncverify.evidence.certificates import separable_reduction
+from ncverify.evidence.optimize import FlatObjective, descend
+from ncverify.model.flatten import Flattener
+from ncverify.model.objective import Objective, Params
+from ncverify.model.problem import Problem
 from ncverify.verify import Settings, verify
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -221,7 +222,7 @@ class _Counting(Objective):
 
 
 def ncverify_run(problem: Problem, start: Params, optimum: float) -> Trace:
-    """`ncverify.optimize.descend` (L-BFGS, float64) from `start`, run to its own stop."""
+    """`ncverify.evidence.optimize.descend` (L-BFGS, float64) from `start`, run to its own stop."""
     obj = _Counting(problem, Backend.create().xp)
     trace = Trace("ncverify: L-BFGS, float64, full problem")
     t0 = time.perf_counter()
@@ -515,23 +516,29 @@ def fitted_exponent(xs: Sequence[float], ys: Sequence[float]) -> float:
 
 # ---- profile ------------------------------------------------------------------------------------
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
-    ("objective: loss and gradient (objective.py)", ("ncverify/objective.py",)),
+    ("objective: loss and gradient (objective.py)", ("ncverify/model/objective.py",)),
     (
         "optimiser driver: flat objective, regulariser, flatten (optimize.py)",
-        ("ncverify/optimize.py",),
+        ("ncverify/evidence/optimize.py",),
     ),
     (
         "L-BFGS: direction (with its two passes over the stored pairs) and line search",
-        ("ncverify/lbfgs.py",),
+        ("ncverify/evidence/lbfgs.py",),
     ),
-    ("curvature at the predicted point (Lanczos)", ("ncverify/curvature.py",)),
+    ("curvature at the predicted point (Lanczos)", ("ncverify/evidence/curvature.py",)),
     (
         "metrics, run classification, report",
-        ("ncverify/metrics.py", "ncverify/verify.py", "ncverify/report.py"),
+        ("ncverify/evidence/metrics.py", "ncverify/verify.py", "ncverify/report.py"),
     ),
     (
         "symbolic: closed form and certificate (sympy, mpmath)",
-        ("sympy/", "mpmath/", "ncverify/symbolic.py", "ncverify/certify.py", "theorems/"),
+        (
+            "sympy/",
+            "mpmath/",
+            "ncverify/model/scalar.py",
+            "ncverify/evidence/certificates/__init__.py",
+            "theorems/",
+        ),
     ),
     ("numpy functions called from the above (reductions, small linear algebra)", ("numpy/",)),
 ]
@@ -818,7 +825,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "code (products reassociated around W_M ... W_1), stopped at 1e-6. It is the "
             "strongest SGD baseline: what separates it from ncverify is what the optimiser "
             "itself gains.\n"
-            "- **ncverify**: L-BFGS in float64 (`ncverify.optimize.descend`), run until F stops "
+            "- **ncverify**: L-BFGS in float64 (`ncverify.evidence.optimize.descend`), run until F stops "
             "decreasing in floating point.\n"
             "- **H eliminated**: an exact reduction (given the weights, H solves a ridge "
             "problem), shown for comparison only; ncverify's checks optimise the full "

@@ -5,7 +5,7 @@
   fixed set of instances), the worked derivation from `derivation()` with every sympy identity
   run now, a verified example executed now (`ncverify.verify` on a tiny instance; its report, its
   verdict and its JSON), and matplotlib plots made now: NC metrics over the iterations of one
-  optimiser run (every claim, `ncverify.trace`); per-class gains against a tied lambda with the
+  optimiser run (every claim, `ncverify.app.trace`); per-class gains against a tied lambda with the
   collapse thresholds marked (MSE claims whose default instance is imbalanced, from
   `closed_form` on a grid); the ETF optimum against the best structured candidate of the
   claim's own `search` over lambda (cross-entropy claims).
@@ -83,8 +83,8 @@ def cli(*args: str) -> str:
     """Run `ncverify ARGS` in this process; a console block with the command, output, exit code."""
     from typer.testing import CliRunner
 
-    from ncverify import cli as cli_module
-    from ncverify.cli import app
+    from ncverify.app import cli as cli_module
+    from ncverify.app.cli import app
 
     saved = cli_module.out.width
     cli_module.out.width = 100  # the width of the claim pages' reports: fits the page at 1280 px
@@ -194,7 +194,12 @@ def mathjax_files() -> list[tuple[str, Path]]:
 def api_modules() -> list[str]:
     import ncverify
 
-    return [m.name for m in pkgutil.iter_modules(ncverify.__path__) if not m.name.startswith("_")]
+    # every public module, subpackages' modules included, as dotted names below `ncverify`
+    return [
+        m.name.removeprefix("ncverify.")
+        for m in pkgutil.walk_packages(ncverify.__path__, prefix="ncverify.")
+        if not any(part.startswith("_") for part in m.name.split("."))
+    ]
 
 
 def api_index() -> str:
@@ -435,7 +440,7 @@ def _hypotheses(claim, assets, info) -> str:  # noqa: ANN001
 
 
 def _derivation(claim, assets, info) -> str:  # noqa: ANN001
-    from ncverify import render
+    from ncverify.app import render
 
     steps = claim.derivation()
     t0 = time.perf_counter()
@@ -462,7 +467,8 @@ def _derivation(claim, assets, info) -> str:  # noqa: ANN001
 def _example(claim, assets, info) -> str:  # noqa: ANN001
     from rich.console import Console
 
-    from ncverify import Backend, render, verify
+    from ncverify import Backend, verify
+    from ncverify.app import render
 
     p = example_problem(claim)
     t0 = time.perf_counter()
@@ -518,7 +524,7 @@ def _verdict_sentence(report) -> str:  # noqa: ANN001
 
 
 def _trace_section(claim, assets, info) -> str:  # noqa: ANN001
-    from ncverify.trace import nc_trace
+    from ncverify.app.trace import nc_trace
 
     p = info.get("problem") or example_problem(claim)
     t0 = time.perf_counter()
@@ -552,8 +558,8 @@ def _trace_section(claim, assets, info) -> str:  # noqa: ANN001
             f"![NC metrics of {claim.id} over L-BFGS iterations]({claim.id}-nc-trace.png)",
             "",
             f"Run 0 of the example above (seed {tr.seed}, start scale {tr.scale}), traced by "
-            f"`ncverify.trace.nc_trace` ({elapsed:.1f} s): at the start, every {TRACE_EVERY} iterations and at the end, the objective gap to the "
-            f"claimed optimum and the metrics of `ncverify.metrics` against the claim's predicted "
+            f"`ncverify.app.trace.nc_trace` ({elapsed:.1f} s): at the start, every {TRACE_EVERY} iterations and at the end, the objective gap to the "
+            f"claimed optimum and the metrics of `ncverify.evidence.metrics` against the claim's predicted "
             f"point. After {last.iteration} iterations ({tr.message}): relative gap "
             f"{abs(last.gap) / scale:.3g}{' (below the claimed optimum)' if last.gap < 0 else ''}, "
             f"NC1 {fmt(last.nc1)}, largest NC2/NC3 distance {fmt(last.nc)}, largest relative "
@@ -760,7 +766,7 @@ def _closed_form_axes(ax, claim, d, legend: str) -> None:  # noqa: ANN001
 
 def _ce_section(claim, assets, d) -> str:  # noqa: ANN001
     from ncverify import Backend, Claim
-    from ncverify.objective import Objective
+    from ncverify.model.objective import Objective
 
     be = Backend.create()
     settings = example_settings()
@@ -873,7 +879,7 @@ def _png(fig) -> bytes:  # noqa: ANN001
 
 
 def _md(text: str) -> str:
-    from ncverify.render import _md as escape
+    from ncverify.app.render import _md as escape
 
     return escape(text)
 

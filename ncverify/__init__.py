@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .backend import Backend
-from .claim import Claim, Prediction, Step
-from .problem import Problem, ProblemError
-from .verify import Settings, verify
+from ncverify.backend import Backend
+from ncverify.claim import Claim, Prediction, Step
+from ncverify.model.problem import Problem, ProblemError
+from ncverify.verify import Settings, verify
 
 __all__ = [
     "Backend",

@@ -56,16 +56,31 @@ class Backend:
 
     def to_numpy(self, a: Any) -> np.ndarray:
         """Copy to a host numpy array (for reports and saved counterexamples only)."""
-        if self.name == "torch":
-            return a.detach().cpu().numpy()
-        if self.name == "cupy":
-            return a.get()
-        if self.name == "array-api-strict":
-            return np.from_dlpack(a.to_device(self.xp.Device("CPU_DEVICE")))
-        return np.asarray(a)
+        return to_host(a)
 
     def describe(self) -> dict[str, str]:
         return {"name": self.name, "device": self.device_name, "dtype": self.dtype_name}
+
+
+def to_host(a: Any) -> np.ndarray:
+    """Any backend's array copied to a host numpy array: the one place that knows how (torch
+    through `.cpu()`, cupy through `.get()`, array-api-strict's virtual devices through the CPU
+    device, anything else through DLPack or `np.asarray`)."""
+    if isinstance(a, np.ndarray):
+        return a
+    module = type(a).__module__
+    if hasattr(a, "detach"):  # torch
+        return a.detach().cpu().numpy()
+    if module.startswith("cupy"):
+        return a.get()
+    if module.startswith("array_api_strict"):
+        import array_api_strict
+
+        return np.from_dlpack(a.to_device(array_api_strict.Device("CPU_DEVICE")))
+    try:
+        return np.from_dlpack(a)
+    except Exception:  # noqa: BLE001 - anything else that numpy can read
+        return np.asarray(a)
 
 
 def _require(module: str, backend: str) -> Any:

@@ -16,10 +16,10 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from .backend import Backend
-from .objective import Params
-from .problem import Problem
-from .symbolic import Regime
+from ncverify.backend import Backend
+from ncverify.model.objective import Params
+from ncverify.model.problem import Problem
+from ncverify.model.scalar import Regime
 
 
 @dataclass(frozen=True)
@@ -228,10 +228,6 @@ class Claim:
             "bias": self.bias,
             "certificates": list(self.certificates),
         }
-
-
-def host_params(point: Params, backend: Backend) -> Params:
-    return point.map(backend.to_numpy)
 
 
 def to_backend(point: Params, backend: Backend) -> Params:

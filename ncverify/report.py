@@ -7,24 +7,20 @@ the same report.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .limits import MAX_CLASSES_FOR_GRAMS
-
 if TYPE_CHECKING:  # pragma: no cover
-    from .backend import Backend
-    from .claim import Claim, Phase, Prediction
-    from .objective import Params
-    from .optimize import Run
-    from .problem import Problem
+    from ncverify.backend import Backend
+    from ncverify.claim import Claim, Phase, Prediction
+    from ncverify.evidence.optimize import Run
+    from ncverify.model.objective import Params
+    from ncverify.model.problem import Problem
 
 SCHEMA = "ncverify.report/2"
 COUNTEREXAMPLE_SCHEMA = "ncverify.counterexample/1"
@@ -140,7 +136,7 @@ class Counterexample:
     structure: dict[str, Any]
     point: Params | None = field(default=None, repr=False)
     path: str | None = None
-    # the high-precision certificate (`ncverify.exact.certify_point`): gap, proven bound,
+    # the high-precision certificate (`ncverify.model.exact.certify_point`): gap, proven bound,
     # enclosures, method, and the structure of the point (logit rank and singular values, Grams)
     certificate: dict[str, Any] | None = None
 
@@ -157,34 +153,6 @@ class Counterexample:
                 "certificate": self.certificate,
             }
         )
-
-    def save(self, directory: str, report: Report, backend: Backend) -> str:
-        """Write a self-contained `.npz` (arrays + metadata) that `ncverify recheck` re-evaluates."""
-        os.makedirs(directory, exist_ok=True)
-        arrays = {}
-        assert self.point is not None
-        for m, w in enumerate(self.point.Ws, start=1):
-            arrays[f"W{m}"] = backend.to_numpy(w).astype(np.float64)
-        arrays["H"] = backend.to_numpy(self.point.H).astype(np.float64)
-        if self.point.b is not None:
-            arrays["b"] = backend.to_numpy(self.point.b).astype(np.float64)
-        meta = {
-            "schema": COUNTEREXAMPLE_SCHEMA,
-            "ncverify": version(),
-            "claim": report.claim.id,
-            "problem": report.problem.describe(),
-            "objective": self.objective,
-            "claimed": self.claimed,
-            "gap": self.gap,
-            "error_bound": self.error_bound,
-            "origin": self.origin,
-            "certificate": self.certificate,  # informational: `recheck` recomputes everything
-        }
-        digest = hashlib.sha256(json.dumps(clean(meta), sort_keys=True).encode()).hexdigest()[:12]
-        path = os.path.join(directory, f"{report.claim.id}-{digest}.npz")
-        np.savez_compressed(path, meta=np.array(json.dumps(clean(meta))), **arrays)
-        self.path = path
-        return path
 
 
 def prediction_json(pred: Prediction, grams: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -237,6 +205,9 @@ class Report:
     hypotheses: list[str] = field(default_factory=list)
     prediction: Prediction | None = None
     predicted_point: Params | None = field(default=None, repr=False)
+    # layer-1 Gram matrices of the predicted point (`WWt`, `HtH`, `WH`, host arrays), computed by
+    # the pipeline where K is small enough for the JSON (`ncverify.limits.MAX_CLASSES_FOR_GRAMS`)
+    prediction_grams: dict[str, Any] | None = field(default=None, repr=False)
     checks: list[Check] = field(default_factory=list)
     runs: list[Run] = field(default_factory=list)
     start_scales: list[float] = field(default_factory=list)
@@ -268,19 +239,7 @@ class Report:
     def prediction_json(self) -> dict[str, Any] | None:
         if self.prediction is None:
             return None
-        grams = None
-        # K x K matrices: for large K the JSON would be hundreds of megabytes (said in a note)
-        if self.predicted_point is not None and self.problem.K <= MAX_CLASSES_FOR_GRAMS:
-            from .metrics import layer_geometry
-            from .objective import Objective
-
-            obj = Objective(
-                self.problem, self.backend.xp, dtype=self.backend.dtype, device=self.backend.device
-            )
-            g = layer_geometry(obj, self.predicted_point)[0]
-            to = self.backend.to_numpy
-            grams = {"WWt": to(g.WWt), "HtH": to(g.HtH), "WH": to(g.WH)}
-        return prediction_json(self.prediction, grams)
+        return prediction_json(self.prediction, self.prediction_grams)
 
     def to_json(self) -> dict[str, Any]:
         counts = self.outcome_counts()
@@ -292,6 +251,7 @@ class Report:
                 "gradient_norm": r.grad_norm,
                 "iterations": r.iterations,
                 "evaluations": r.evaluations,
+                "continuation": list(r.continuation),
                 "outcome": r.outcome,
                 "error_bound": r.error_bound,
                 "structure": r.structure,

@@ -37,12 +37,12 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from .backend import Backend
-from .claim import Claim
-from .objective import Objective, Params, norm
-from .problem import BIAS_MODES, LOSSES, Problem
-from .report import Report
-from .verify import Settings, verify
+from ncverify.backend import Backend
+from ncverify.claim import Claim
+from ncverify.model.objective import Objective, Params, norm
+from ncverify.model.problem import BIAS_MODES, LOSSES, Problem
+from ncverify.report import Report
+from ncverify.verify import Settings, verify
 
 __all__ = ["assert_claim_holds", "failure_reason", "lambdas", "problems"]
 
@@ -279,7 +279,7 @@ def assert_predicted_point_is_stationary(
 ) -> Params:
     """The claim's predicted point has its claimed value and a vanishing gradient.
 
-    Both are computed by `ncverify.objective`, not by the claim: the value must match the claimed
+    Both are computed by `ncverify.model.objective`, not by the claim: the value must match the claimed
     optimum within the proven evaluation error bound (plus `1e-12` relative), and the gradients
     of the loss and of the regulariser, which at a stationary point cancel, must sum to rounding
     noise relative to their sizes (`1e-9`).  Returns the point (on `backend`, default numpy).

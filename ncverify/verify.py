@@ -24,14 +24,12 @@ from dataclasses import dataclass
 import mpmath
 import numpy as np
 
-from .backend import Backend
-from .certify import CERTIFIERS, Certificate
-from .claim import Claim, Prediction
-from .curvature import extreme_curvature
-from .limits import StepSkipped, check_runs_size, forcing
-from .metrics import class_means, nc_metrics, worst
-from .objective import Objective, Params, norm
-from .optimize import (
+from ncverify.backend import Backend, to_host
+from ncverify.claim import Claim, Prediction
+from ncverify.evidence.certificates import CERTIFIERS, Certificate
+from ncverify.evidence.curvature import extreme_curvature
+from ncverify.evidence.metrics import class_means, layer_geometry, nc_metrics, worst
+from ncverify.evidence.optimize import (
     DEFAULT_SCALES,
     Run,
     descend,
@@ -39,8 +37,11 @@ from .optimize import (
     run_scales,
     single_threaded_blas,
 )
-from .problem import Problem
-from .report import Check, Counterexample, Evidence, GeometryEvidence, Report, Verdict
+from ncverify.io import save_counterexample
+from ncverify.limits import MAX_CLASSES_FOR_GRAMS, StepSkipped, check_runs_size, forcing
+from ncverify.model.objective import Objective, Params, norm
+from ncverify.model.problem import Problem
+from ncverify.report import Check, Counterexample, Evidence, GeometryEvidence, Report, Verdict
 
 
 @dataclass(frozen=True)
@@ -52,13 +53,16 @@ class Tolerances:
     curvature: float  # relative to the largest curvature
     at_prediction: float  # relative: a run counts as reaching the prediction
     certificate: float  # relative: certificate vs claimed optimum
-    geometry: float  # NC distances and relative errors of the best run
+    geometry: float  # NC distances and relative errors of the closest run at the prediction
+    # a run at the claimed optimum whose geometry is off by more than this has another geometry
+    # (a refutation); between `geometry` and this, the runs are not accurate enough to tell
+    geometry_refutes: float
 
     @classmethod
     def for_eps(cls, eps: float) -> Tolerances:
         if eps < 1e-10:  # float64
-            return cls(1e-10, 1e-8, 1e-6, 1e-8, 1e-10, 1e-5)
-        return cls(1e-4, 1e-3, 1e-3, 1e-4, 1e-4, 1e-2)
+            return cls(1e-10, 1e-8, 1e-6, 1e-8, 1e-10, 1e-5, 1e-3)
+        return cls(1e-4, 1e-3, 1e-3, 1e-4, 1e-4, 1e-2, 1e-1)
 
 
 @dataclass
@@ -164,7 +168,7 @@ def _verify(
     timing["total"] = time.perf_counter() - t_start
     report.timing = timing
     if report.counterexample is not None and settings.save_dir:
-        report.counterexample.save(settings.save_dir, report, backend)
+        save_counterexample(settings.save_dir, report, backend)
     return report
 
 
@@ -174,6 +178,10 @@ def _e1(ctx: _Context, report: Report) -> tuple[Params | None, bool]:
     _stage(ctx.progress, "predicted point (E1)", 0)
     point = _predicted_point(report, ctx.claim, ctx.problem, ctx.backend)
     report.predicted_point = point
+    if point is not None and ctx.problem.K <= MAX_CLASSES_FOR_GRAMS:
+        g = layer_geometry(ctx.objective, point)[0]
+        to = ctx.backend.to_numpy
+        report.prediction_grams = {"WWt": to(g.WWt), "HtH": to(g.HtH), "WH": to(g.WH)}
     ok = point is not None and _check_predicted_point(
         report, ctx.objective, point, ctx.claimed, ctx.tol, ctx.settings
     )
@@ -257,16 +265,46 @@ def _e3(ctx: _Context, report: Report) -> Certificate | None:
     return cert
 
 
+#: Runs at the prediction whose geometry E4 compares (the lowest objectives first).
+E4_RUNS = 8
+
+
 def _e4(ctx: _Context, report: Report, point: Params | None) -> None:
-    """E4: the NC metrics of the best run against the predicted point, and its geometry."""
-    runs = report.runs
-    best = min(runs, key=lambda r: r.objective) if runs else None
-    if best is not None and math.isfinite(best.objective) and point is not None:
+    """E4: the NC metrics against the predicted point of the run at the prediction that matches
+    its geometry best (of the best run where none is at the prediction), and the verdict on it.
+
+    The runs stop at a finite gradient tolerance, so their geometry is accurate only to what the
+    conditioning allows (flat directions when the lambdas differ by orders of magnitude): one run
+    at the prediction that matches suffices, and a mismatch refutes only beyond
+    `geometry_refutes`."""
+    runs = [r for r in report.runs if math.isfinite(r.objective)]
+    if not runs or point is None:
+        _check_geometry(report, report.prediction, None, ctx.tol)
+        return
+    at = sorted((r for r in runs if r.outcome == "at-prediction"), key=lambda r: r.objective)
+    candidates = at[:E4_RUNS] or [min(runs, key=lambda r: r.objective)]
+    scored = []
+    for run in candidates:
         try:
-            report.metrics = nc_metrics(ctx.objective, best.point, point)
+            rows = nc_metrics(ctx.objective, run.point, point)
         except Exception as exc:  # noqa: BLE001 - a metric failure is reported, not raised
             report.notes.append(f"metrics could not be computed: {exc}")
-    _check_geometry(report, report.prediction, best, ctx.tol)
+            continue
+        scored.append((_geometry_error(rows, report.prediction), run, rows))
+    if not scored:
+        _check_geometry(report, report.prediction, None, ctx.tol)
+        return
+    _, run, report.metrics = min(scored, key=lambda s: math.inf if s[0] is None else s[0])
+    _check_geometry(report, report.prediction, run, ctx.tol)
+
+
+def _geometry_error(rows: list[dict], pred: Prediction) -> float | None:
+    """The largest NC2/NC3 distance and relative error over all layers (`||W Hbar||` where the
+    claim predicts the zero solution)."""
+    if pred.zero:
+        return max((r.get("norm_WH") or 0.0) for r in rows) if rows else 0.0
+    values = [v for v in (worst(rows, "nc_"), worst(rows, "rel_")) if v is not None]
+    return max(values) if values else None
 
 
 def _conclude(ctx: _Context, report: Report, point: Params | None, e1_ok: bool) -> None:
@@ -414,7 +452,7 @@ def structure(objective: Objective, p: Params) -> dict[str, object]:
         classifier = classifier @ w
     # the K x K logits factor through the width: with C = Q R (thin QR), the logits Q (R Hbar)
     # have the column norms and singular values of the small R Hbar (O(K d^2), not O(K^3))
-    c, h = _host(classifier), _host(hbar)
+    c, h = to_host(classifier), to_host(hbar)
     if c.shape[1] < c.shape[0]:
         c, h = np.eye(c.shape[1]), np.linalg.qr(c, mode="r") @ h
     logits = c @ h
@@ -422,17 +460,6 @@ def structure(objective: Objective, p: Params) -> dict[str, object]:
     sv = np.linalg.svd(logits, compute_uv=False)
     rank = int(np.sum(sv > 1e-6 * max(1.0, float(sv[0])))) if sv.size else 0
     return {"alive_classes": alive, "rank_WH": rank, "singular_values_WH": [float(s) for s in sv]}
-
-
-def _host(a):  # noqa: ANN001, ANN202
-    if hasattr(a, "detach"):
-        return a.detach().cpu().numpy()
-    if hasattr(a, "get"):
-        return a.get()
-    try:
-        return np.asarray(a)
-    except Exception:  # noqa: BLE001 - array-api-strict refuses __array__
-        return np.from_dlpack(a)
 
 
 # ---- E3 ---------------------------------------------------------------------------------------
@@ -587,17 +614,17 @@ def _find_counterexample(
 
 
 def _certify(report: Report, p: Params, value: float, err: float) -> dict | None:
-    """The counterexample certificate of `ncverify.exact.certify_point` (None if it failed).
+    """The counterexample certificate of `ncverify.model.exact.certify_point` (None if it failed).
 
     Exact/interval evaluation where the point's features are class-constant, else the float
     value with its proven error bound; compared with the claim's enclosure of its optimum.
     """
-    from .exact import certify_point
+    from ncverify.model.exact import certify_point
 
     if report.prediction is None:
         return None
     try:
-        return certify_point(report.problem, report.prediction, p.map(_host), value, err)
+        return certify_point(report.problem, report.prediction, p.map(to_host), value, err)
     except Exception as exc:  # noqa: BLE001 - reported; the float comparison still stands
         report.notes.append(f"the high-precision certificate could not be computed: {exc}")
         return None
@@ -651,11 +678,15 @@ def _verdict(
     if report.contradiction is not None:
         return Verdict.INCONCLUSIVE, None
     unique = report.prediction is not None and report.prediction.unique
-    if at:  # E4 compared the geometry of a run at the prediction (or the claim says non-unique)
+    geometry_seen = any(c.evidence == Evidence.GEOMETRY and c.passed for c in report.checks)
+    if at and (geometry_seen or not unique):  # E4 matched a run at the prediction
         verdict = Verdict.CERTIFIED if cert is not None else Verdict.CONSISTENT
         return verdict, GeometryEvidence.RUN if unique else GeometryEvidence.NOT_UNIQUE
-    # no run reached the prediction, or none ran: only a certificate can still decide the claim
+    # no run reached the prediction (or none matched its geometry closely enough to tell), or
+    # none ran: only a certificate can still decide the claim
     proven = value_proven(report, cert, e1_ok)
+    if at and not proven:
+        return Verdict.CONSISTENT, GeometryEvidence.ATTAINED  # runs reach the claimed value
     if runs and (not proven or any(r.outcome == "failed" for r in runs)):
         return Verdict.INCONCLUSIVE, None
     if not proven:  # no runs and no proven value: E1 alone, nothing contradicts the claim

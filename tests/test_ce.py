@@ -19,11 +19,11 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from scipy.special import logsumexp
 
+from ncverify.app.recheck import recheck_file
 from ncverify.backend import Backend
-from ncverify.exact import certify_point, enclose_objective
-from ncverify.objective import Objective, Params, norm
-from ncverify.problem import Problem
-from ncverify.recheck import recheck_file
+from ncverify.model.exact import certify_point, enclose_objective
+from ncverify.model.objective import Objective, Params, norm
+from ncverify.model.problem import Problem
 from ncverify.verify import Settings, verify
 from theorems import _ce_search as ce_search
 from theorems.ce_balanced import claim, critical_c, margin_minimum

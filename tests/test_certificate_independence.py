@@ -10,8 +10,9 @@ from fractions import Fraction
 import pytest
 
 import theorems
-from ncverify import Problem, symbolic
-from ncverify.certify import separable_reduction
+from ncverify import Problem
+from ncverify.evidence.certificates import separable_reduction
+from ncverify.model import scalar as symbolic
 from theorems import _balanced
 
 CLAIM_IDS = ["mse-balanced-biasfree", "mse-balanced-bias", "mse-imbalanced-biasfree"]

@@ -21,9 +21,9 @@ from test_symbolic import brute_force_minimum
 import theorems
 from ncverify.backend import Backend
 from ncverify.claim import Claim
-from ncverify.metrics import nc_metrics
-from ncverify.objective import Objective, Params, norm
-from ncverify.problem import Problem
+from ncverify.evidence.metrics import nc_metrics
+from ncverify.model.objective import Objective, Params, norm
+from ncverify.model.problem import Problem
 from ncverify.testing import assert_predicted_point_is_stationary, failure_reason, problems
 from ncverify.verify import Settings, verify
 

@@ -1,7 +1,7 @@
 """The `ncverify` command line: exit codes of docs/verdicts.md, `list --json`, JSON reports, and bad
 input as exactly one line on stderr with exit code 2 and no traceback.
 
-Most cases call the console script's entry point (`ncverify.cli:main`) in-process, with
+Most cases call the console script's entry point (`ncverify.app.cli:main`) in-process, with
 `sys.argv` set and the streams captured — the same code path as the installed script, without
 paying the interpreter start-up per case; two cases run the installed script itself.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import theorems
-from ncverify.cli import main
+from ncverify.app.cli import main
 
 SCRIPT = Path(sys.executable).with_name("ncverify")
 SMALL = [
@@ -349,7 +349,7 @@ def test_classes_without_samples_is_bad_input(cli) -> None:  # noqa: ANN001
 def test_unset_widths_keep_the_defaults_widths_at_its_depth() -> None:
     from dataclasses import replace
 
-    from ncverify.cli import build_problem
+    from ncverify.app.cli import build_problem
 
     class Narrowing(type(theorems.get("mse-balanced-biasfree"))):
         def default_problem(self):  # noqa: ANN202
@@ -376,8 +376,8 @@ def test_predict_gives_the_closed_form_without_optimising() -> None:
     # the instance of the researcher's issue: counts 300,100,20,5, depth 3, lambda 8e-3; the
     # optimum 0.14434992... (quoted there) is checked against the separable certificate, which
     # shares no code with the claim's closed form
-    from ncverify.certify import separable_reduction
-    from ncverify.problem import Problem
+    from ncverify.evidence.certificates import separable_reduction
+    from ncverify.model.problem import Problem
 
     args = ["--counts", "300,100,20,5", "--depth", "3", "--lambda-w", "8e-3", "--lambda-h", "8e-3"]
     r = script("predict", "mse-imbalanced-biasfree", *args, "--json", "-")

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 import theorems
-from ncverify.certify import CERTIFIERS
 from ncverify.claim import Claim, Phase, Regime
-from ncverify.problem import Problem
+from ncverify.evidence.certificates import CERTIFIERS
+from ncverify.model.problem import Problem
 from ncverify.testing import assert_predicted_point_is_stationary
 
 ROOT = Path(__file__).resolve().parents[1]

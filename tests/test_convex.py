@@ -26,11 +26,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import theorems
-from ncverify import convex
 from ncverify.backend import Backend
-from ncverify.certify import CERTIFIERS, separable_reduction
 from ncverify.claim import Prediction
-from ncverify.convex import (
+from ncverify.evidence.certificates import CERTIFIERS, convex, separable_reduction
+from ncverify.evidence.certificates.convex import (
     FORCE_ENV,
     MAX_CLASSES,
     MAX_CLASSES_CLOSED_FORM,
@@ -41,11 +40,11 @@ from ncverify.convex import (
     round_down,
     solve,
 )
+from ncverify.evidence.certificates.verified import exact_positive_definite
+from ncverify.evidence.optimize import multistart
 from ncverify.limits import StepSkipped, forcing
-from ncverify.objective import Params
-from ncverify.optimize import multistart
-from ncverify.problem import Problem
-from ncverify.verified import exact_positive_definite
+from ncverify.model.objective import Params
+from ncverify.model.problem import Problem
 from ncverify.verify import Settings, Tolerances, verify
 from theorems.mse_balanced_biasfree import MSEBalancedBiasFree
 

@@ -11,7 +11,7 @@ import pytest
 import sympy as sp
 
 import theorems
-from ncverify import render
+from ncverify.app import render
 from ncverify.claim import Step
 
 ROOT = Path(__file__).resolve().parent.parent

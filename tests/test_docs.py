@@ -29,8 +29,8 @@ from typer.testing import CliRunner  # noqa: E402
 
 import theorems  # noqa: E402
 from ncverify import Backend, render, verify  # noqa: E402
+from ncverify.app.cli import app  # noqa: E402
 from ncverify.claim import Claim  # noqa: E402
-from ncverify.cli import app  # noqa: E402
 from ncverify.report import Counterexample  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -269,8 +269,8 @@ def test_every_derivation_step_names_a_test_or_identity_that_exists() -> None:
 def test_nc_trace_follows_a_run_to_the_prediction() -> None:
     # the trace behind the plots: run 0 of multistart, recorded every `every` iterations
     from ncverify import Problem
-    from ncverify.optimize import multistart
-    from ncverify.trace import nc_trace
+    from ncverify.app.trace import nc_trace
+    from ncverify.evidence.optimize import multistart
 
     claim = theorems.get("mse-balanced-biasfree")
     problem = Problem.build(classes=3, samples=2, depth=2, width=3)

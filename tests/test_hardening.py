@@ -91,7 +91,7 @@ def test_an_internal_error_has_its_own_exit_code(tmp_path: Path) -> None:
 
         importlib.import_module("ncverify.verify").verify = broken
         sys.argv = ["ncverify", "check", "mse-balanced-biasfree", "--counts", "5,5"]
-        from ncverify.cli import main
+        from ncverify.app.cli import main
         main()
         """
     )
@@ -169,7 +169,7 @@ def test_a_prediction_that_cannot_be_built_is_refuted() -> None:
     proc = python(
         """
         from ncverify import Problem, verify
-        from ncverify.geometry import balanced_layers
+        from ncverify.model.factorisations import balanced_layers
         import numpy as np
         import theorems
 

@@ -2,7 +2,7 @@
 
 What would make these tests fail:
 - the closed form disagreeing with the exact per-mode global minimisation
-  (`ncverify.certify.separable_reduction`, `ncverify.symbolic.minimise_mode`), in any regime,
+  (`ncverify.evidence.certificates.separable_reduction`, `ncverify.model.scalar.minimise_mode`), in any regime,
   including instances placed exactly at, just inside and just outside the collapse threshold, in
   the gap where a positive stationary point exists but zero is better, and beyond any root;
 - equal counts not reproducing `mse-balanced-biasfree` to the last digit, depth 1 not reproducing
@@ -35,15 +35,15 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import theorems
+from ncverify.app.cli import app
 from ncverify.backend import Backend
-from ncverify.certify import CERTIFIERS, separable_reduction
-from ncverify.cli import app
-from ncverify.metrics import layer_geometry
-from ncverify.objective import Objective, norm
-from ncverify.optimize import random_start
-from ncverify.problem import Problem
+from ncverify.evidence.certificates import CERTIFIERS, separable_reduction
+from ncverify.evidence.metrics import layer_geometry
+from ncverify.evidence.optimize import random_start
+from ncverify.model.objective import Objective, norm
+from ncverify.model.problem import Problem
+from ncverify.model.scalar import collapse_threshold, minimise_mode, stationary_candidates
 from ncverify.report import Report
-from ncverify.symbolic import collapse_threshold, minimise_mode, stationary_candidates
 from ncverify.testing import failure_reason, lambdas, problems
 from ncverify.verify import Settings, verify
 from theorems.mse_imbalanced_biasfree import MSEImbalancedBiasFree, gap_top

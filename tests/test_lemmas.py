@@ -18,10 +18,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ncverify.backend import Backend
-from ncverify.geometry import balanced_layers
-from ncverify.objective import Objective, Params
-from ncverify.problem import Problem
-from ncverify.symbolic import minimise_mode
+from ncverify.model.factorisations import balanced_layers
+from ncverify.model.objective import Objective, Params
+from ncverify.model.problem import Problem
+from ncverify.model.scalar import minimise_mode
 from ncverify.testing import problems
 
 seeds = st.integers(0, 2**32 - 1)

@@ -19,8 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ncverify.backend import Backend
-from ncverify.objective import Objective, Params
-from ncverify.problem import Problem
+from ncverify.model.objective import Objective, Params
+from ncverify.model.problem import Problem
 from ncverify.testing import problems
 
 NUMPY = Backend.create("numpy")

@@ -7,7 +7,12 @@ Facts checked, each of which fails if the code is wrong:
   before and after the history wraps around;
 - the product-first gradient equals the layer-by-layer gradient (and finite differences);
 - on a real instance a run reaches the exact optimum of the separable reduction to ~1e-12;
-- runs are determined by the seed, and worker processes return bit-identical runs.
+- runs are determined by the seed, and worker processes return bit-identical runs;
+- without continuation a run is the single descent from its random start, bit for bit, and with
+  it a run's point is what replaying its recorded descents gives (what `nc_trace` relies on);
+- near a collapse threshold the continuation in lambda reaches the exact optimum where the
+  single descent mostly stops at the zero point or with modes missing, and beyond it (the
+  optimum the zero point, or some classes collapsed) it still reaches the optimum.
 """
 
 from __future__ import annotations
@@ -15,12 +20,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ncverify import lbfgs
+import theorems
 from ncverify.backend import Backend
-from ncverify.certify import separable_reduction
-from ncverify.objective import Objective, Params
-from ncverify.optimize import Flattener, descend, multistart, random_start
-from ncverify.problem import Problem
+from ncverify.evidence import lbfgs
+from ncverify.evidence.certificates import separable_reduction
+from ncverify.evidence.optimize import (
+    DEFAULT_CONTINUATION,
+    Continuation,
+    Flattener,
+    Objectives,
+    descend,
+    multistart,
+    random_start,
+    replay,
+    run_scales,
+    scaled_problem,
+)
+from ncverify.model.objective import Objective, Params
+from ncverify.model.problem import Problem
 
 NAMESPACES = ["numpy", "array-api-strict"]
 
@@ -160,6 +177,7 @@ def _same_runs(a: list, b: list) -> bool:
         and r.error_bound == s.error_bound > 0
         and r.iterations == s.iterations
         and r.scale == s.scale
+        and r.continuation == s.continuation
         and all(
             np.array_equal(x, y) for x, y in zip(r.point.arrays(), s.point.arrays(), strict=True)
         )
@@ -189,3 +207,128 @@ def test_parallel_runs_equal_serial_runs() -> None:
     parallel = multistart(problem, be, restarts=4, seed=2, max_iter=400, jobs=2)
     assert _same_runs(serial, parallel)
     assert [r.seed for r in parallel] == [0, 1, 2, 3]
+
+
+def test_parallel_runs_with_continuation_equal_serial_runs() -> None:
+    """On an instance where runs keep candidates from different descents (after the descent at
+    lambda / 8 alone, or after a rung of raised lambdas too), so both kinds are compared."""
+    problem = Problem.build(
+        counts="40,20,10,10", depth=3, width=8, lambda_w="0.025", lambda_h="0.025"
+    )
+    be = Backend.create()
+    serial = multistart(problem, be, restarts=6, seed=3, jobs=1)
+    parallel = multistart(problem, be, restarts=6, seed=3, jobs=2)
+    assert _same_runs(serial, parallel)
+    assert all(r.continuation[:1] == DEFAULT_CONTINUATION.down for r in serial)
+    assert len({len(r.continuation) for r in serial}) > 1
+
+
+def test_without_continuation_a_run_is_one_descent_from_its_random_start() -> None:
+    problem = Problem.build(counts="6,4,3", depth=3, width=5, lambda_w="1/50")
+    be = Backend.create()
+    runs = multistart(problem, be, restarts=4, seed=7, jobs=1, continuation=None)
+    objective = Objective(problem, be.xp)
+    for i, (run, scale) in enumerate(zip(runs, run_scales((0.5, 1.0, 2.0), 4), strict=True)):
+        start = random_start(problem, np.random.default_rng([7, i]), scale)
+        end, info = descend(objective, start)
+        assert run.continuation == () and run.scale == scale
+        assert run.objective == info["objective"] and run.iterations == info["iterations"]
+        for a, b in zip(run.point.arrays(), end.arrays(), strict=True):
+            assert np.array_equal(a, b)
+
+
+def test_a_run_with_continuation_is_its_recorded_descents_replayed() -> None:
+    """`replay` of `Run.continuation` from the run's start ends at the run's point, bit for bit,
+    and its last descent is on the true problem (so `Run.objective` is the true objective)."""
+    problem = Problem.build(
+        classes=4, samples=100, depth=3, width=16, lambda_w="0.03", lambda_h="0.03"
+    )
+    be = Backend.create()
+    runs = multistart(problem, be, restarts=3, seed=1, jobs=1)
+    objectives = Objectives(problem, be)
+    for i, run in enumerate(runs):
+        start = random_start(problem, np.random.default_rng([1, i]), run.scale)
+        factors: list[float] = []
+
+        def seen(factor: float, it: int, value: float, p: Params, into: list = factors) -> None:
+            into.append(factor)
+
+        end, info = replay(objectives, start, run.continuation, DEFAULT_CONTINUATION, callback=seen)
+        assert info["objective"] == run.objective == objectives(1.0).value(run.point)
+        pairs = zip(end.arrays(), run.point.arrays(), strict=True)
+        assert all(np.array_equal(a, b) for a, b in pairs)
+        assert run.iterations >= info["iterations"] > 0
+        assert factors[-1] == 1.0 and set(factors) <= {*run.continuation, 1.0}
+
+
+def test_scaled_problem_scales_every_lambda_exactly() -> None:
+    problem = Problem.build(
+        classes=3,
+        samples=2,
+        depth=2,
+        width=3,
+        lambda_w="1/50,3/100",
+        lambda_h="1e-3",
+        lambda_b="0.1",
+    )
+    half = scaled_problem(problem, 0.125)
+    assert half.lambda_w == tuple(lam / 8 for lam in problem.lambda_w)
+    assert half.lambda_h == problem.lambda_h / 8 and half.lambda_b == problem.lambda_b / 8
+    assert half.counts == problem.counts and half.widths == problem.widths
+    assert scaled_problem(problem, 1.0) is problem
+    with pytest.raises(ValueError):
+        Continuation(down=(2.0,))
+    with pytest.raises(ValueError):
+        Continuation(up=(0.5,))
+
+
+def _hits(runs: list, optimum: float) -> int:
+    """Runs at the exact optimum (to 1e-10 relative on top of their rounding-error bound)."""
+    return sum(abs(r.objective - optimum) <= 1e-10 * optimum + r.error_bound for r in runs)
+
+
+def test_continuation_reaches_the_optimum_just_below_the_collapse_threshold() -> None:
+    """Balanced, K = 4, n = 100, depth 3, width 16, lambda 0.02 (the threshold is 0.02152):
+    from most random starts a single descent ends at the zero point, whose basin grows near the
+    threshold; descending at lambda / 8 first reaches the alive optimum from most of them."""
+    problem = Problem.build(
+        classes=4, samples=100, depth=3, width=16, lambda_w="0.02", lambda_h="0.02"
+    )
+    exact = separable_reduction(problem)
+    assert exact is not None and exact.bound < 0.5  # alive: below the zero point's F = 1/2
+    be = Backend.create()
+    with_it = multistart(problem, be, restarts=16, seed=0, jobs=1)
+    without = multistart(problem, be, restarts=16, seed=0, jobs=1, continuation=None)
+    assert all(r.objective >= exact.bound - 1e-12 for r in with_it + without)
+    assert _hits(with_it, exact.bound) >= 12
+    assert _hits(without, exact.bound) < 12  # the instance is hard for a single descent
+
+
+@pytest.mark.parametrize(
+    ("counts", "lam"),
+    [
+        ("100,100,100,100", "0.03"),  # beyond the threshold: the optimum is the zero point
+        ("40,20,10,10", "0.025"),  # the two small classes collapse, the others stay alive
+    ],
+)
+def test_continuation_still_reaches_optima_with_collapsed_classes(counts: str, lam: str) -> None:
+    """Descending at lambda / 8 keeps alive modes that are only local minima at the true lambda
+    (between the threshold and the fold); the rungs at raised lambdas collapse them."""
+    problem = Problem.build(counts=counts, depth=3, width=8, lambda_w=lam, lambda_h=lam)
+    exact = separable_reduction(problem)
+    assert exact is not None
+    be = Backend.create()
+    runs = multistart(problem, be, restarts=8, seed=0, jobs=1)
+    assert all(r.objective >= exact.bound - 1e-12 for r in runs)
+    assert _hits(runs, exact.bound) >= 6
+    # and the best run keeps the classes the claim says survive (logits of the class means)
+    best = min(runs, key=lambda r: r.objective)
+    w = best.point.Ws[2] @ best.point.Ws[1] @ best.point.Ws[0]
+    ends = np.cumsum(problem.counts)
+    means = [
+        w @ best.point.H[:, e - n : e].mean(axis=1)
+        for e, n in zip(ends, problem.counts, strict=True)
+    ]
+    alive = [k for k, m in enumerate(means) if np.linalg.norm(m) > 1e-6]
+    predicted = theorems.get("mse-imbalanced-biasfree").closed_form(problem)
+    assert alive == [k for k, c in enumerate(predicted.classes) if c.regime.value == "alive"]

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ncverify.problem import Problem, ProblemError, exact
+from ncverify.model.problem import Problem, ProblemError, exact
 from ncverify.testing import lambdas, problems
 
 # Every kind of bad input of issue 2, acceptance 4 (and a few more malformed lists), with a word

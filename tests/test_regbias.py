@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 
 import theorems
 from ncverify.backend import Backend
-from ncverify.certify import separable_reduction
-from ncverify.optimize import multistart
-from ncverify.problem import Problem
+from ncverify.evidence.certificates import separable_reduction
+from ncverify.evidence.optimize import multistart
+from ncverify.model.problem import Problem
 from ncverify.testing import assert_predicted_point_is_stationary, problems
 from ncverify.verify import Settings, verify
 from theorems.mse_balanced_regbias import MSEBalancedRegBias
@@ -80,7 +80,7 @@ def test_optimal_bias_leaves_the_mean_direction_weighted_by_mu(
 @given(regbias())
 def test_predicted_point_is_stationary_with_claimed_value(problem: Problem) -> None:
     """The point built from the closed form has the claimed value and zero gradient (both
-    computed by `ncverify.objective`, not by the claim), with the claimed bias."""
+    computed by `ncverify.model.objective`, not by the claim), with the claimed bias."""
     pred = CLAIM.closed_form(problem)
     point = assert_predicted_point_is_stationary(CLAIM, problem)
     # the bias is the shrunk mean residual of the class-level product

@@ -39,9 +39,9 @@ import pytest
 from typer.testing import CliRunner
 
 import theorems
-from ncverify import sweep as sw
-from ncverify.cli import app
-from ncverify.problem import Problem
+from ncverify.app import sweep as sw
+from ncverify.app.cli import app
+from ncverify.model.problem import Problem
 from ncverify.verify import Settings
 
 CLAIM = "mse-balanced-bias"
@@ -96,7 +96,7 @@ def test_tied_lambda_h_follows_lambda_w_at_every_point() -> None:
     for p in points:
         assert p.options["lambda_h"] == p.options["lambda_w"] == p.coordinates["lambda_w"].text
     claim = theorems.get(CLAIM)
-    from ncverify.cli import build_problem
+    from ncverify.app.cli import build_problem
 
     for p in points:
         args = {k: p.options.get(k) for k in sw.FLAGS}
@@ -164,7 +164,7 @@ def test_bad_input_exits_2_with_one_sentence(
     args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # through the console script's entry point, as the installed `ncverify` runs
-    from ncverify.cli import main
+    from ncverify.app.cli import main
 
     monkeypatch.setattr(sys, "argv", ["ncverify", "sweep", CLAIM, "--counts", "4,4,4", *args])
     with pytest.raises(SystemExit) as info:
@@ -197,7 +197,7 @@ def _critical_lambda_balanced(k: int, n: int, m: int) -> float:
 
 def _local_records(axes_options: dict[str, str], settings: Settings) -> tuple[list, list]:
     """Run the grid's points in this process (run_point, no cluster)."""
-    from ncverify.cli import build_problem
+    from ncverify.app.cli import build_problem
 
     claim = theorems.get(CLAIM)
     options = {
@@ -360,7 +360,7 @@ def _sweep(args: list[str], timeout: float = TIMEOUT) -> subprocess.CompletedPro
     """`ncverify sweep` as a separate process (its own session, so that a local cluster it
     starts is stopped with it if it overruns)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ncverify.cli", "sweep", CLAIM, *args, "--quiet"],
+        [sys.executable, "-m", "ncverify.app.cli", "sweep", CLAIM, *args, "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -387,7 +387,7 @@ def _without_timings(record: dict[str, Any]) -> dict[str, Any]:
 
 def _expected_keys(grid: list[str]) -> set[str]:
     """The keys of a grid's points, built here from the same options the CLI receives."""
-    from ncverify.cli import build_problem
+    from ncverify.app.cli import build_problem
 
     claim = theorems.get(CLAIM)
     opts = dict(zip(TINY[0::2], TINY[1::2], strict=True)) | dict(
@@ -492,7 +492,7 @@ def test_a_killed_worker_loses_no_point(cluster: Cluster, tmp_path: Path) -> Non
         [
             sys.executable,
             "-m",
-            "ncverify.cli",
+            "ncverify.app.cli",
             "sweep",
             CLAIM,
             *TINY,

@@ -1,4 +1,4 @@
-"""`ncverify.symbolic`: exact global minimisation of the per-mode problem
+"""`ncverify.model.scalar`: exact global minimisation of the per-mode problem
 
 `psi_rho(gamma) = (gamma - 1)^2 / 2 + ((M+1)/2) rho^{1/(M+1)} gamma^q`, `q = 2/(M+1)`, over
 `gamma >= 0`, checked against a brute-force search, the tie at the threshold, and `M = 1`.
@@ -14,7 +14,7 @@ import sympy as sp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ncverify.symbolic import (
+from ncverify.model.scalar import (
     _integer_coefficients,
     _sign_at,
     collapse_threshold,

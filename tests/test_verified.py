@@ -1,4 +1,4 @@
-"""Verified floating point (`ncverify.verified`): soundness against exact rational arithmetic.
+"""Verified floating point (`ncverify.evidence.certificates.verified`): soundness against exact rational arithmetic.
 
 The oracle is exact: `sigma I - X X^T` formed in rationals from the float inputs and decided by
 the signs of its `LDL^T` pivots.  The verified check may say False for a positive definite
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ncverify.verified import (
+from ncverify.evidence.certificates.verified import (
     ETA,
     HAS_EXTENDED,
     U,

@@ -22,9 +22,9 @@ import variants as v
 
 import theorems
 from ncverify.claim import Claim
-from ncverify.problem import Problem
+from ncverify.model.problem import Problem
+from ncverify.model.scalar import collapse_threshold
 from ncverify.report import Report
-from ncverify.symbolic import collapse_threshold
 from ncverify.testing import failure_reason
 from ncverify.verify import Settings, verify
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import theorems
-from ncverify.problem import Problem
+from ncverify.model.problem import Problem
 from ncverify.report import Report
 from ncverify.testing import assert_claim_holds, failure_reason, problems
 from ncverify.verify import Settings, verify
@@ -314,3 +314,22 @@ def test_assert_claim_holds_raises_with_the_reason() -> None:
 def test_readme_example(problem: Problem) -> None:
     """The README's example of `ncverify.testing`, verbatim but for the claim."""
     assert_claim_holds(BIAS, problem, restarts=4)
+
+
+def test_geometry_is_judged_on_the_run_that_matches_it_best() -> None:
+    # a true claim (the separable certificate agrees) whose runs all reach the optimum but, with
+    # lambda_W / lambda_H ~ 1e-3, stop at geometry errors from 1e-6 to 1.4e-5: judging only the
+    # lowest-objective run (1.4e-5 > 1e-5) used to refute it
+    claim = theorems.get("mse-imbalanced-biasfree")
+    problem = Problem.build(
+        counts="58,11,149,200,88",
+        depth=4,
+        widths="6,16,4,1",
+        lambda_w="0.000109",
+        lambda_h="0.0936",
+    )
+    report = verify(claim, problem, settings=Settings(restarts=4, escalate=0))
+    assert report.verdict != "refuted", failure_reason(report)
+    e4 = next(c for c in report.checks if c.name == "E4 geometry")
+    assert e4.passed is not False
+    assert e4.value is not None and e4.value <= report.tolerances.geometry_refutes

@@ -22,9 +22,9 @@ import numpy as np
 import sympy as sp
 
 from ncverify.claim import Prediction
-from ncverify.geometry import simplex_directions
-from ncverify.problem import Problem
-from ncverify.symbolic import GAMMA, collapse_threshold, largest_root_in, to_rational
+from ncverify.model.factorisations import simplex_directions
+from ncverify.model.problem import Problem
+from ncverify.model.scalar import GAMMA, collapse_threshold, largest_root_in, to_rational
 from theorems import _balanced as bal
 from theorems.mse_balanced_bias import MSEBalancedBias
 from theorems.mse_balanced_biasfree import MSEBalancedBiasFree

@@ -27,10 +27,10 @@ import sympy as sp
 
 from ncverify.backend import Backend
 from ncverify.claim import ClassPrediction, Prediction, to_backend
-from ncverify.geometry import balanced_layers
-from ncverify.objective import Params
-from ncverify.problem import Problem
-from ncverify.symbolic import collapse_threshold, largest_root_in
+from ncverify.model.factorisations import balanced_layers
+from ncverify.model.objective import Params
+from ncverify.model.problem import Problem
+from ncverify.model.scalar import collapse_threshold, largest_root_in
 from theorems import _balanced as bal
 from theorems.mse_imbalanced_biasfree import MSEImbalancedBiasFree
 

@@ -23,10 +23,10 @@ from ncverify.claim import (
     Step,
     to_backend,
 )
-from ncverify.geometry import balanced_layers
-from ncverify.objective import Params
-from ncverify.problem import Problem
-from ncverify.symbolic import collapse_threshold, mp
+from ncverify.model.factorisations import balanced_layers
+from ncverify.model.objective import Params
+from ncverify.model.problem import Problem
+from ncverify.model.scalar import collapse_threshold, mp
 
 #: The seed paper, as every claim derived from it cites it (theorem numbers: see the docs'
 #: theory pages, which name results by subject where the number is not certain).
@@ -65,7 +65,7 @@ def alive_root(depth: int, rho: Fraction, bits: int = 160) -> sp.Expr:
     unique and bisection on the exact sign finds it.  With `gamma = a / D` the sign is that of the
     integer `a^{M-1} (D - a)^{M+1} q - p D^{2M}` (`rho = p/q`, `D = 2M 2^j`).  This is the claim's own
     root: the separable certificate isolates the roots of the same polynomial independently
-    (`ncverify.symbolic`), and a verdict may rest on the certificate alone only because the two
+    (`ncverify.model.scalar`), and a verdict may rest on the certificate alone only because the two
     share no code.
     """
     m, p, q = depth, rho.numerator, rho.denominator

@@ -38,10 +38,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ncverify.geometry import balanced_layers, simplex_directions
 from ncverify.limits import HOW_TO_FORCE, StepSkipped, forced
-from ncverify.objective import Params
-from ncverify.problem import Problem
+from ncverify.model.factorisations import balanced_layers, simplex_directions
+from ncverify.model.objective import Params
+from ncverify.model.problem import Problem
 
 #: start scales of the random points, relative to the ETF-sized logits `log K`.
 RANDOM_SCALES: tuple[float, ...] = (0.3, 1.0, 3.0)

@@ -56,9 +56,10 @@ from ncverify.claim import (
     Step,
     to_backend,
 )
-from ncverify.geometry import balanced_layers, simplex_directions
-from ncverify.objective import Params
-from ncverify.problem import Problem
+from ncverify.model.factorisations import balanced_layers, simplex_directions
+from ncverify.model.intervals import interval_precision
+from ncverify.model.objective import Params
+from ncverify.model.problem import Problem
 from theorems import _balanced as bal
 from theorems import _ce_search as ce_search
 
@@ -173,14 +174,8 @@ def margin_minimum(k: int, depth: int, n_p: Fraction) -> MarginMinimum:
     with `f(0) = log K`; both are enclosed in interval arithmetic and compared, never assuming
     that the positive root wins.  Every sign used is proven by an interval evaluation.
     """
-    iv = mpmath.iv
-    saved = iv.prec
-    iv.prec = PREC
-    try:
-        with mpmath.workprec(PREC + 20):
-            return _margin_minimum(_Scalar(k, depth, n_p), k, depth, n_p)
-    finally:
-        iv.prec = saved
+    with interval_precision(PREC), mpmath.workprec(PREC + 20):
+        return _margin_minimum(_Scalar(k, depth, n_p), k, depth, n_p)
 
 
 def _margin_minimum(sc: _Scalar, k: int, depth: int, n_p: Fraction) -> MarginMinimum:

@@ -27,8 +27,8 @@ import sympy as sp
 
 from ncverify.backend import Backend
 from ncverify.claim import Claim, Prediction, Regime, Step
-from ncverify.objective import Params
-from ncverify.problem import Problem
+from ncverify.model.objective import Params
+from ncverify.model.problem import Problem
 from theorems import _balanced as bal
 from theorems._balanced import DANG_2023 as D
 

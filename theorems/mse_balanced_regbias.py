@@ -63,10 +63,10 @@ from ncverify.claim import (
     Step,
     to_backend,
 )
-from ncverify.geometry import balanced_layers, simplex_directions
-from ncverify.objective import Params
-from ncverify.problem import Problem
-from ncverify.symbolic import collapse_threshold, mp
+from ncverify.model.factorisations import balanced_layers, simplex_directions
+from ncverify.model.objective import Params
+from ncverify.model.problem import Problem
+from ncverify.model.scalar import collapse_threshold, mp
 from theorems import _balanced as bal
 from theorems._balanced import DANG_2023 as D
 

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 import mpmath
 import numpy as np
 
-from .objective import Params
-from .problem import Problem
+from ncverify.model.intervals import interval_precision
+from ncverify.model.objective import Params
+from ncverify.model.problem import Problem
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .claim import Prediction
+    from ncverify.claim import Prediction
 
 #: bits of the interval arithmetic of the high-precision certificate
 PREC = 200
@@ -112,10 +113,7 @@ def enclose_objective(problem: Problem, point: Params) -> Any | None:
         ez = e
     counts = [Fraction(n) for n in problem.counts]
     scale = Fraction(2) ** ez
-    iv = mpmath.iv
-    saved = iv.prec
-    iv.prec = PREC
-    try:
+    with interval_precision(PREC) as iv:
         if problem.loss == "mse":
             total = Fraction(0)
             for k, n in enumerate(counts):
@@ -148,8 +146,6 @@ def enclose_objective(problem: Problem, point: Params) -> Any | None:
         if b is not None and problem.lambda_b is not None:
             reg += problem.lambda_b / 2 * _sumsq(b[0]) * Fraction(2) ** (2 * b[1])
         return loss + _iv_of(reg)
-    finally:
-        iv.prec = saved
 
 
 def claimed_enclosure(prediction: Prediction) -> tuple[Any, bool]:
@@ -158,10 +154,7 @@ def claimed_enclosure(prediction: Prediction) -> tuple[Any, bool]:
     A claim that proves an enclosure (`objective_enclosure`) gives a rigorous one; otherwise
     its high-precision value is widened by `1e-30 (1 + |F*|)` and marked not rigorous.
     """
-    iv = mpmath.iv
-    saved = iv.prec
-    iv.prec = PREC
-    try:
+    with interval_precision(PREC) as iv:
         if prediction.objective_enclosure is not None:
             lo, hi = prediction.objective_enclosure
             return iv.mpf([lo, hi]), True
@@ -169,8 +162,6 @@ def claimed_enclosure(prediction: Prediction) -> tuple[Any, bool]:
         with mpmath.workprec(PREC):
             pad = mpmath.mpf("1e-30") * (1 + abs(obj))
             return iv.mpf([obj - pad, obj + pad]), False
-    finally:
-        iv.prec = saved
 
 
 def _ends(x: Any) -> tuple[mpmath.mpf, mpmath.mpf]:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .objective import Objective, Params
-from .optimize import Flattener
+from ncverify.model.flatten import Flattener
+from ncverify.model.objective import Objective, Params
 
 
 @dataclass(frozen=True)

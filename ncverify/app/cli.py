@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from . import render
-from .backend import Backend, BackendError
-from .problem import Problem, ProblemError
-from .report import Verdict
+from ncverify.app import render
+from ncverify.backend import Backend, BackendError
+from ncverify.model.problem import Problem, ProblemError
+from ncverify.report import Verdict
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .verify import Settings
+    from ncverify.verify import Settings
 
 app = typer.Typer(
     add_completion=False,
@@ -40,7 +40,7 @@ err = Console(stderr=True)
 
 def _print_version(value: bool) -> None:
     if value:
-        from .report import version
+        from ncverify.report import version
 
         print(f"ncverify {version()}")
         raise typer.Exit(0)
@@ -304,7 +304,7 @@ def check(  # noqa: PLR0913
     quiet: QuietOpt = False,
 ) -> None:
     """Check one claim on one instance (or every claim on its default with --all)."""
-    from .verify import verify
+    from ncverify.verify import verify
 
     settings = run_settings(
         restarts,
@@ -360,7 +360,7 @@ def check(  # noqa: PLR0913
 
 def _check_all(be: Backend, settings: Settings, json_out: str | None, quiet: bool) -> None:
     """`check --all`: every claim on its default instance, a summary table, exit 0/3/70."""
-    from .verify import verify
+    from ncverify.verify import verify
 
     reports = []
     for claim in claims().values():
@@ -382,7 +382,7 @@ def check_outputs(
     plot_file: str | None = None,
 ) -> None:
     """Every output path is writable, before any computation (else one sentence, exit 2)."""
-    from .paths import OutputError, check_file, check_folder
+    from ncverify.paths import OutputError, check_file, check_folder
 
     try:
         if json_out is not None and json_out != "-":
@@ -433,7 +433,7 @@ def predict(  # noqa: PLR0913
     unmet = claim.hypotheses(problem)
     pred = None if unmet else claim.closed_form(problem)
     if json_out is not None:
-        from .report import PREDICTION_SCHEMA, prediction_json, version
+        from ncverify.report import PREDICTION_SCHEMA, prediction_json, version
 
         payload = {
             "schema": PREDICTION_SCHEMA,
@@ -533,7 +533,7 @@ def sweep(  # noqa: PLR0913
     Exit codes: 0 when every point ran (refutations are findings), 3 when any point was
     inconclusive or failed, 2 on bad input, 130 when interrupted (finish with --resume).
     """
-    from . import sweep as sw
+    from ncverify.app import sweep as sw
 
     claim = get_claim(claim_id)
     settings = run_settings(
@@ -593,7 +593,7 @@ def sweep(  # noqa: PLR0913
 
 
 def _workers(scheduler: str | None, workers: int | None) -> int | None:
-    from .sweep import SweepError
+    from ncverify.app.sweep import SweepError
 
     if scheduler is not None and workers is not None:
         raise SweepError("give either --scheduler or --workers, not both.")
@@ -604,7 +604,7 @@ def _workers(scheduler: str | None, workers: int | None) -> int | None:
 
 def _plan(claim, points, options, settings, spec, tied: bool, extra: list[str]) -> list:  # noqa: ANN001, PLR0913
     """One task per grid point, each with the `check` command that reproduces it."""
-    from . import sweep as sw
+    from ncverify.app import sweep as sw
 
     tasks: list[sw.PointTask] = []
     for point in points:
@@ -622,7 +622,7 @@ def _plan(claim, points, options, settings, spec, tied: bool, extra: list[str]) 
 
 def _run_points(tasks, results, scheduler, n_workers, out_file, quiet: bool):  # noqa: ANN001, ANN202, PLR0913
     """Run the points not yet in `results` on a Dask cluster; 130 when interrupted."""
-    from . import sweep as sw
+    from ncverify.app import sweep as sw
 
     try:
         with render.progress(err, enabled=not quiet and err.is_terminal) as bar:
@@ -646,7 +646,7 @@ def _run_points(tasks, results, scheduler, n_workers, out_file, quiet: bool):  #
 
 
 def _print_sweep(tasks, records, outcome, axes, title: str, out_file: str | None) -> None:  # noqa: ANN001, PLR0913
-    from . import sweep as sw
+    from ncverify.app import sweep as sw
 
     # off a terminal (a file, a pipe) rich would assume 80 columns and truncate the cells
     wide = out if out.is_terminal else Console(file=out.file, width=220)
@@ -681,7 +681,7 @@ def run_settings(  # noqa: PLR0913
     force: bool = False,
 ) -> Settings:
     """The verification settings from the run options of `check` (and `sweep`)."""
-    from .verify import Settings
+    from ncverify.verify import Settings
 
     if n_escalate < 0:
         fail(f"escalate must be a non-negative integer, not {n_escalate}.")
@@ -733,7 +733,7 @@ def _write_json(path: str | None, payload: object) -> None:
     if path == "-":
         print(text)
         return
-    from .paths import write_text
+    from ncverify.paths import write_text
 
     try:
         write_text(path, text + "\n")
@@ -753,7 +753,7 @@ def recheck(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Re-evaluate a saved counterexample from scratch and print the verdict it supports."""
-    from .recheck import RecheckError, recheck_file
+    from ncverify.app.recheck import RecheckError, recheck_file
 
     try:
         result = recheck_file(path)

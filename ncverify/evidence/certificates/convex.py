@@ -116,7 +116,7 @@ At an optimum the KKT conditions give `theta_k = -w_k grad l_k(u_k)`, i.e.
    safety margin (`2^-44`, then larger ones, see `MARGINS`).  Scaling keeps `Theta 1 = 0` and,
    for CE, moves each `p_k` along the segment towards `e_k`, inside the simplex.
 5. **Verify** feasibility, `||X||_2 < s` for `X = t Theta D^{-1}`, in verified floating point
-   (`ncverify.verified`).  The float matrix `Xt = fl(fl(fl(theta) t) / fl(sqrt(n_k)))` (the
+   (`ncverify.evidence.certificates.verified`).  The float matrix `Xt = fl(fl(fl(theta) t) / fl(sqrt(n_k)))` (the
    entries of `Theta` correctly rounded from their exact rationals, then three IEEE operations)
    satisfies `|Xt - X| <= 5u|Xt|` elementwise (`(1+u)^3/(1-u) - 1 <= 4.01u`; every nonzero entry
    is checked to be at least `2^-1000`, so nothing underflows), hence
@@ -141,7 +141,7 @@ The solver and the polish only make the bound *tight*; its validity rests on ste
 ## 5. The feasible point
 
 `A = W G` (the class-level product `W Hbar D`) is split by its SVD into balanced layers
-(`ncverify.geometry.balanced_layers`); with `d < K` it is first truncated to rank `d` and
+(`ncverify.model.factorisations.balanced_layers`); with `d < K` it is first truncated to rank `d` and
 polished again in the factorised problem of inner width `d`.  Its objective on the *original*
 problem is `primal`, so `[bound, primal]` brackets the optimum and a claimed optimum above
 `primal` is refuted by a concrete point.  A point with more than `MAX_POINT_ENTRIES` entries
@@ -171,19 +171,14 @@ import time
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING
 
 import array_api_compat.numpy as xp_numpy
 import mpmath
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .geometry import balanced_layers
-from .limits import HOW_TO_FORCE, StepSkipped
-from .limits import forced as _forced_by_settings
-from .objective import Objective, Params
-from .problem import Problem
-from .verified import (
+from ncverify.evidence.certificates.certificate import Certificate
+from ncverify.evidence.certificates.verified import (
     HAS_EXTENDED,
     U,
     exact_positive_definite,
@@ -192,9 +187,12 @@ from .verified import (
     next_up,
     sum_squares_up,
 )
-
-if TYPE_CHECKING:
-    from .certify import Certificate
+from ncverify.limits import HOW_TO_FORCE, StepSkipped
+from ncverify.limits import forced as _forced_by_settings
+from ncverify.model.factorisations import balanced_layers
+from ncverify.model.intervals import interval_precision
+from ncverify.model.objective import Objective, Params
+from ncverify.model.problem import Problem
 
 #: cvxpy solver settings (`method="cvxpy"` only), reported in its certificates.
 CLARABEL_SETTINGS: dict[str, float | int] = {
@@ -1076,39 +1074,29 @@ def _bound_value(problem: Problem, point: _DualPoint, t: Fraction) -> mpmath.mpf
             Fraction(problem.N * sum(v * v for v in numer[c]), 2 * counts[c]) for c in range(k)
         )
         exact_part += t * Fraction(diag, denom) - t * t * squares / (denom * denom)
-        with mpmath.workprec(INTERVAL_BITS):
-            iv = mpmath.iv
-            saved, iv.prec = iv.prec, INTERVAL_BITS
-            try:
-                return _lower(_iv_fraction(exact_part))
-            finally:
-                iv.prec = saved
+        with mpmath.workprec(INTERVAL_BITS), interval_precision(INTERVAL_BITS):
+            return _lower(_iv_fraction(exact_part))
     # CE: p_c = (1 - t) e_c + t q_c = a_c / (2^e q_denom) with integers a_c >= 0 summing to it
     assert point.probs is not None
     t_num, t_den = t.numerator, t.denominator  # t_den a power of two
     whole = t_den * point.q_denom
     gap = (t_den - t_num) * point.q_denom
-    with mpmath.workprec(INTERVAL_BITS):
-        iv = mpmath.iv
-        saved, iv.prec = iv.prec, INTERVAL_BITS
-        try:
-            weighted = iv.mpf(0)  # sum_c n_c sum_j a_cj log a_cj
-            for c in range(k):
-                col = point.probs[c]
-                inner = iv.mpf(0)
-                for j in range(k):
-                    a = t_num * col[j] + (gap if j == c else 0)
-                    if a < 0:
-                        return None
-                    if a > 0:
-                        av = iv.mpf(a)
-                        inner += av * iv.log(av)
-                weighted += counts[c] * inner
-            # sum_c w_c H(p_c) = log(whole) - weighted / (N whole), as sum_j a_cj = whole
-            entropy = iv.log(iv.mpf(whole)) - weighted / (iv.mpf(problem.N) * iv.mpf(whole))
-            return _lower(entropy + _iv_fraction(exact_part))
-        finally:
-            iv.prec = saved
+    with mpmath.workprec(INTERVAL_BITS), interval_precision(INTERVAL_BITS) as iv:
+        weighted = iv.mpf(0)  # sum_c n_c sum_j a_cj log a_cj
+        for c in range(k):
+            col = point.probs[c]
+            inner = iv.mpf(0)
+            for j in range(k):
+                a = t_num * col[j] + (gap if j == c else 0)
+                if a < 0:
+                    return None
+                if a > 0:
+                    av = iv.mpf(a)
+                    inner += av * iv.log(av)
+            weighted += counts[c] * inner
+        # sum_c w_c H(p_c) = log(whole) - weighted / (N whole), as sum_j a_cj = whole
+        entropy = iv.log(iv.mpf(whole)) - weighted / (iv.mpf(problem.N) * iv.mpf(whole))
+        return _lower(entropy + _iv_fraction(exact_part))
 
 
 # ---- the certificate ----------------------------------------------------------------------------
@@ -1192,7 +1180,6 @@ def convex_dual(
 def _convex_dual(
     problem: Problem, reduction: str, solver: str, method: str, check: str
 ) -> Certificate | None:
-    from .certify import Certificate
 
     try:
         sol = solve(problem, reduction=reduction, solver=solver, method=method)

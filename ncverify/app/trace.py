@@ -1,12 +1,14 @@
 """Neural-collapse metrics traced over the iterations of one optimiser run.
 
-`nc_trace` starts one random-start run exactly as `ncverify.optimize.multistart` starts its run
-`index` (same seed, same start scale), descends with the same minimiser, and records after every
-`every`-th iteration the objective, its gap to the claimed optimum and the NC metrics of
-`ncverify.metrics` against the claim's predicted point:
+`nc_trace` starts one random-start run exactly as `ncverify.evidence.optimize.multistart` starts its run
+`index` (same seed, same start scale), descends with the same minimiser through the same
+descents (with the continuation in lambda, those that led to the end point the run keeps:
+`ncverify.evidence.optimize.replay`), and records after every `every`-th iteration, counted over those
+descents, the objective of the true problem, its gap to the claimed optimum and the NC metrics
+of `ncverify.evidence.metrics` against the claim's predicted point:
 
 - `nc1`: NC1 of the features of layer 1 (`None` where undefined, e.g. at the zero solution);
-- `nc`: the largest NC2/NC3 distance over all layers (normalised matrices, `ncverify.metrics`);
+- `nc`: the largest NC2/NC3 distance over all layers (normalised matrices, `ncverify.evidence.metrics`);
 - `rel`: the largest relative error over all layers (the scale as well as the shape).
 
 The docs plot these curves on every claim page; nothing here is used to decide a verdict.
@@ -15,7 +17,7 @@ The docs plot these curves on every claim page; nothing here is used to decide a
 >>> from ncverify import Problem
 >>> claim = theorems.get("mse-balanced-biasfree")
 >>> t = nc_trace(claim, Problem.build(classes=3, samples=2, depth=2, width=3), max_iter=50)
->>> t.points[0].iteration, t.points[-1].iteration <= 50
+>>> t.points[0].iteration, t.points[-1].iteration > t.points[0].iteration
 (0, True)
 """
 
@@ -26,12 +28,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backend import Backend
-from .claim import Claim
-from .metrics import nc_metrics, worst
-from .objective import Objective, Params
-from .optimize import DEFAULT_SCALES, descend, random_start
-from .problem import Problem
+from ncverify.backend import Backend
+from ncverify.claim import Claim
+from ncverify.evidence.metrics import nc_metrics, worst
+from ncverify.evidence.optimize import (
+    DEFAULT_CONTINUATION,
+    DEFAULT_SCALES,
+    Continuation,
+    Objectives,
+    continued_descent,
+    random_start,
+    replay,
+)
+from ncverify.model.objective import Objective, Params
+from ncverify.model.problem import Problem
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,7 @@ def nc_trace(
     scale: float | None = None,
     max_iter: int = 20000,
     every: int = 1,
+    continuation: Continuation | None = DEFAULT_CONTINUATION,
 ) -> Trace:
     """Trace run `index` of `multistart(problem, seed=seed)` against the claim's prediction.
 
@@ -87,8 +98,9 @@ def nc_trace(
         seed: the seed of `multistart`; run `index` uses `numpy.random.default_rng([seed, index])`.
         index: which run of `multistart` to reproduce.
         scale: the start scale (by default the one `multistart` gives run `index`).
-        max_iter: iteration limit of the minimiser.
+        max_iter: iteration limit of the minimiser, for each descent.
         every: record every `every`-th iteration (the first and the last are always recorded).
+        continuation: the `continuation` of `multistart` (None: a single descent).
     """
     if every < 1:
         raise ValueError("every must be a positive integer.")
@@ -100,6 +112,9 @@ def nc_trace(
     predicted = claim.minimiser(problem, backend)
     rng = np.random.default_rng([seed, index])
     start = random_start(problem, rng, scale).map(backend.asarray)
+    objectives = Objectives(problem, backend, objective)
+    # the run itself first, to learn which of its descents led to the end point it keeps
+    _, kept = continued_descent(objectives, start, continuation, max_iter=max_iter)
     trace = Trace(seed=seed, index=index, scale=scale, claimed=claimed)
 
     def record(iteration: int, value: float, point: Params) -> None:
@@ -111,12 +126,21 @@ def nc_trace(
     record(0, objective.value(start), start)
     last: list = []
 
-    def callback(iteration: int, value: float, point: Params) -> None:
+    def callback(factor: float, iteration: int, value: float, point: Params) -> None:
+        if factor != 1:  # a descent at scaled lambdas: record the true problem's objective
+            value = objective.value(point)
         last[:] = [iteration, value, point]
         if iteration % every == 0:
             record(iteration, value, point)
 
-    _, info = descend(objective, start, max_iter=max_iter, callback=callback)
+    _, info = replay(
+        objectives,
+        start,
+        kept["continuation"],
+        continuation,
+        max_iter=max_iter,
+        callback=callback,
+    )
     if last and (not trace.points or trace.points[-1].iteration != last[0]):
         record(*last)
     trace.message = str(info.get("message", ""))

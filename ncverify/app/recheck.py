@@ -3,23 +3,19 @@
 The file holds the claim id, the problem and the point; nothing computed by the run that saved
 it is trusted: the claimed optimum is recomputed from the claim's closed form, the point's
 objective and its rounding-error bound are recomputed, and the verdict follows from them alone
-(the high-precision certificate of `ncverify.exact.certify_point`, shared with the verifier).
+(the high-precision certificate of `ncverify.model.exact.certify_point`, shared with the verifier).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import zipfile
 from typing import Any
 
-import numpy as np
-
-from .backend import Backend
-from .exact import certify_point
-from .objective import Objective, Params
-from .problem import Problem, ProblemError
-from .report import COUNTEREXAMPLE_SCHEMA, Verdict
+from ncverify.backend import Backend
+from ncverify.io import CounterexampleFileError, load_counterexample
+from ncverify.model.exact import certify_point
+from ncverify.model.objective import Objective, Params
+from ncverify.model.problem import Problem, ProblemError
+from ncverify.report import Verdict
 
 
 class RecheckError(ValueError):
@@ -27,22 +23,10 @@ class RecheckError(ValueError):
 
 
 def load(path: str) -> tuple[dict[str, Any], Params]:
-    if not os.path.exists(path):
-        raise RecheckError(f"no such file: {path!r}.")
     try:
-        data = np.load(path, allow_pickle=False)
-        meta = json.loads(str(data["meta"]))
-        depth = meta["problem"]["depth"]
-        ws = tuple(np.asarray(data[f"W{m}"], dtype=np.float64) for m in range(1, depth + 1))
-        h = np.asarray(data["H"], dtype=np.float64)
-        b = np.asarray(data["b"], dtype=np.float64) if "b" in data.files else None
-    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
-        raise RecheckError(f"{path!r} is not an ncverify counterexample file.") from None
-    if meta.get("schema") != COUNTEREXAMPLE_SCHEMA:
-        raise RecheckError(
-            f"{path!r} has schema {meta.get('schema')!r}, expected {COUNTEREXAMPLE_SCHEMA!r}."
-        )
-    return meta, Params(ws, h, b)
+        return load_counterexample(path)
+    except CounterexampleFileError as exc:
+        raise RecheckError(str(exc)) from None
 
 
 def problem_from(meta: dict[str, Any]) -> Problem:

@@ -13,9 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from .claim import Boundary, Claim, Prediction
-from .problem import Problem
-from .report import GeometryEvidence, Report, Verdict
+from ncverify.claim import Boundary, Claim, Prediction
+from ncverify.model.problem import Problem
+from ncverify.report import GeometryEvidence, Report, Verdict
 
 VERDICT_STYLE = {
     Verdict.CERTIFIED: "bold green",

@@ -21,7 +21,7 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from .objective import Objective, Params
+from ncverify.model.objective import Objective, Params
 
 Array = Any
 

@@ -1,70 +1,25 @@
-"""Independent certificates of the optimal value.
+"""The `separable-reduction` certificate (MSE, no bias with any counts, or a free bias with
+balanced counts).
 
-`separable-reduction` (MSE, no bias with any counts, or a free bias with balanced counts):
-lemmas 2-3 reduce the problem exactly to one scalar problem per mode of the target matrix
+Lemmas 2-3 reduce the problem exactly to one scalar problem per mode of the target matrix
 (`D = diag(sqrt(n_k))`, or `sqrt(n) C` with a free bias), at most `R` of them active; each is
-minimised globally and exactly by `ncverify.symbolic.minimise_mode`.  Nothing of any claim's
-closed form is used.  The certificate also builds a feasible point attaining the value, so a
-claimed optimum above it is refuted by a concrete point.
-
-The `convex-dual` certificate for one-layer problems (any counts, MSE or CE, any bias mode)
-lives in `ncverify.convex` and is registered here.
+minimised globally and exactly by `ncverify.model.scalar.minimise_mode`.  Nothing of any claim's
+closed form is used (tests/test_certificate_independence.py breaks each side's root isolation in
+turn).  The certificate also builds a feasible point attaining the value, so a claimed optimum
+above it is refuted by a concrete point.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from fractions import Fraction
 
 import mpmath
 import numpy as np
 
-from .convex import convex_dual  # imports Certificate lazily: no import cycle
-from .geometry import balanced_layers, simplex_directions
-from .objective import Params
-from .problem import Problem
-from .symbolic import minimise_mode
-
-
-@dataclass
-class Certificate:
-    """A certified optimal value (or lower bound) with its provenance."""
-
-    kind: str
-    bound: float  # certified lower bound on the optimum (rounded down to float)
-    primal: float | None  # objective of the feasible point, if one was built
-    gap: float | None  # relative gap between primal and bound
-    solver: str
-    status: str
-    rigorous: bool
-    detail: str = ""
-    bound_exact: mpmath.mpf | None = None
-    # True when the certificate determines the optimum: `bound` is the optimum itself
-    # (separable-reduction), or the program is no relaxation, so that `[bound, primal]`
-    # brackets the optimum (convex-dual with d >= K)
-    exact: bool = False
-    # True when the certificate also fixes the minimiser set (up to the orthogonal symmetries of
-    # hidden bases): the separable reduction with no tie or bottleneck note, the MSE convex
-    # program by strong convexity in A = W H
-    unique: bool = False
-    point: Params | None = field(default=None, repr=False)
-    primal_error: float = 0.0  # proven bound on the rounding error of `primal`
-    notes: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "kind": self.kind,
-            "bound": self.bound,
-            "primal": self.primal,
-            "gap": self.gap,
-            "solver": self.solver,
-            "status": self.status,
-            "rigorous": self.rigorous,
-            "exact": self.exact,
-            "unique": self.unique,
-            "detail": self.detail,
-        }
+from ncverify.evidence.certificates.certificate import Certificate
+from ncverify.model.factorisations import balanced_layers, simplex_directions
+from ncverify.model.problem import Problem
+from ncverify.model.scalar import minimise_mode
 
 
 def separable_applies(problem: Problem) -> bool:
@@ -138,11 +93,3 @@ def separable_reduction(problem: Problem) -> Certificate | None:
         point=point,
         notes=notes,
     )
-
-
-#: Certificate kinds by name: each takes a problem and returns a Certificate, or None when it
-#: does not apply to that instance.  Claims list the kinds they support in `certificates`.
-CERTIFIERS: dict[str, Callable[[Problem], Certificate | None]] = {
-    "separable-reduction": separable_reduction,
-    "convex-dual": convex_dual,
-}

@@ -18,7 +18,7 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from .problem import Problem
+from ncverify.model.problem import Problem
 
 Array = Any
 
@@ -177,7 +177,7 @@ class Objective:
         """The loss `L` alone (a 0-d array) and its gradient, without the regulariser.
 
         The optimiser adds the regulariser on the flat parameter vector in two vector
-        operations instead of one small operation per layer (`ncverify.optimize.FlatObjective`).
+        operations instead of one small operation per layer (`ncverify.evidence.optimize.FlatObjective`).
         """
         if self.product_first:
             return self._loss_and_grad_product_first(p)

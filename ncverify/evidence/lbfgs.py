@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 from array_api_compat import device as array_device
 
+from ncverify.backend import to_host
+
 Array = Any
 FunGrad = Callable[[Array], tuple[float, Array]]
 
@@ -60,20 +62,6 @@ class StepResult:
 
 def _dot(xp, a: Array, b: Array) -> float:  # noqa: ANN001
     return float(xp.vecdot(a, b))
-
-
-def to_host(a: Array) -> np.ndarray:
-    """A small array copied to a host numpy array (one synchronisation on a GPU)."""
-    if isinstance(a, np.ndarray):
-        return a
-    if hasattr(a, "detach"):  # torch
-        return a.detach().cpu().numpy()
-    if hasattr(a, "get"):  # cupy
-        return a.get()
-    try:
-        return np.from_dlpack(a)
-    except Exception:  # noqa: BLE001 - anything else that numpy can read
-        return np.asarray(a)
 
 
 def _set_row(buf: Array, i: int, v: Array) -> Array:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .objective import Params
-from .problem import Problem
+from ncverify.model.objective import Params
+from ncverify.model.problem import Problem
 
 
 def balanced_layers(

@@ -36,6 +36,8 @@ from functools import lru_cache
 import mpmath
 import sympy as sp
 
+from ncverify.model.intervals import interval_precision
+
 
 class Regime(StrEnum):
     """What a claim says of one class (or mode) at an instance."""
@@ -69,10 +71,8 @@ def collapse_threshold(depth: int) -> Fraction:
 
 def psi_interval(depth: int, rho: Fraction, lo: Fraction, hi: Fraction):  # noqa: ANN201
     """An mpmath interval enclosing `psi_rho` on `[lo, hi]` (`0 < lo <= hi`)."""
-    iv = mpmath.iv
     m = depth
-    saved, iv.prec = iv.prec, 200
-    try:
+    with interval_precision(200) as iv:
         # interval division of exact integers encloses each rational endpoint
         g_lo = iv.mpf(lo.numerator) / iv.mpf(lo.denominator)
         g_hi = iv.mpf(hi.numerator) / iv.mpf(hi.denominator)
@@ -82,8 +82,6 @@ def psi_interval(depth: int, rho: Fraction, lo: Fraction, hi: Fraction):  # noqa
         power = iv.exp(q * iv.log(g))
         rho_root = iv.exp(iv.log(r) / iv.mpf(m + 1))
         return (g - 1) ** 2 / 2 + iv.mpf(m + 1) / 2 * rho_root * power
-    finally:
-        iv.prec = saved
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,35 @@
+"""Independent certificates of the optimal value, one module per kind, registered by name.
+
+- `separable-reduction` (`separable.py`): exact per-mode global minimisation of MSE problems that
+  separate (no bias with any counts, a free bias with balanced counts).
+- `convex-dual` (`convex.py`): a rigorous weak-duality lower bound for one-layer problems (any
+  counts, MSE or CE, any bias mode), its feasibility proven in verified floating point
+  (`verified.py`).
+
+Claims list the kinds they support in `certificates`; the pipeline calls `CERTIFIERS[kind]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ncverify.evidence.certificates.certificate import Certificate
+from ncverify.evidence.certificates.convex import convex_dual
+from ncverify.evidence.certificates.separable import rho, separable_applies, separable_reduction
+from ncverify.model.problem import Problem
+
+__all__ = [
+    "CERTIFIERS",
+    "Certificate",
+    "convex_dual",
+    "rho",
+    "separable_applies",
+    "separable_reduction",
+]
+
+#: Certificate kinds by name: each takes a problem and returns a Certificate, or None when it
+#: does not apply to that instance.  Claims list the kinds they support in `certificates`.
+CERTIFIERS: dict[str, Callable[[Problem], Certificate | None]] = {
+    "separable-reduction": separable_reduction,
+    "convex-dual": convex_dual,
+}

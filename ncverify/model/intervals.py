@@ -1,0 +1,26 @@
+"""The precision of mpmath's interval arithmetic, set for a block and restored after it.
+
+mpmath keeps one global precision for its interval context (`mpmath.iv.prec`); every rigorous
+enclosure in ncverify sets it for the length of a computation.  This is the one place that does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import mpmath
+
+
+@contextlib.contextmanager
+def interval_precision(bits: int) -> Iterator[Any]:
+    """`mpmath.iv` at `bits` bits of precision inside the block, the previous precision after
+    it (also when the block raises); yields the interval context."""
+    iv = mpmath.iv
+    saved = iv.prec
+    iv.prec = bits
+    try:
+        yield iv
+    finally:
+        iv.prec = saved
