@@ -28,7 +28,8 @@ for _module in ("mkdocs", "material", "markdown_exec", "mkdocstrings_handlers.py
 from typer.testing import CliRunner  # noqa: E402
 
 import theorems  # noqa: E402
-from ncverify import Backend, render, verify  # noqa: E402
+from ncverify import Backend, verify  # noqa: E402
+from ncverify.app import render  # noqa: E402
 from ncverify.app.cli import app  # noqa: E402
 from ncverify.claim import Claim  # noqa: E402
 from ncverify.report import Counterexample  # noqa: E402

@@ -171,6 +171,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import array_api_compat.numpy as xp_numpy
 import mpmath
@@ -627,22 +628,7 @@ def apg(
     since_best = 0
     it = 0
     for it in range(1, max_iter + 1):
-        fy, ga, gb = means.value_and_gradient(ya, yb)
-        lip = max(0.8 * lip, 1e-6 * l_max)
-        while True:
-            a_new, sv = svt(ya - ga / lip, s / lip)
-            b_new = None if yb is None else yb - gb / lip
-            f_new = means.value(a_new, b_new)
-            da = a_new - ya
-            dist = float(np.sum(da * da))
-            lin = float(np.sum(ga * da))
-            if yb is not None:
-                db = b_new - yb
-                dist += float(db @ db)
-                lin += float(gb @ db)
-            if lip >= l_max or f_new <= fy + lin + lip / 2 * dist + 1e-15 * abs(fy):
-                break
-            lip = min(2.0 * lip, l_max)
+        a_new, b_new, f_new, sv, lip = _prox_step(means, ya, yb, s, max(0.8 * lip, 1e-6 * l_max))
         total = f_new + s * float(np.sum(sv))
         step_a = a_new - a
         agree = float(np.sum((ya - a_new) * step_a))
@@ -669,6 +655,29 @@ def apg(
                     break
     gap = estimated_gap(problem, means.logits(a, beta), means.value(a, beta) + s * _nuclear(a))
     return a, means.bias_of(beta), it, gap
+
+
+def _prox_step(
+    means: ClassMeans, ya: np.ndarray, yb: np.ndarray | None, s: float, lip: float
+) -> tuple[np.ndarray, np.ndarray | None, float, np.ndarray, float]:
+    """One proximal-gradient step from `(ya, yb)` with backtracking on the Lipschitz estimate
+    `lip` (doubled until the quadratic upper bound holds, never above the known constant)."""
+    fy, ga, gb = means.value_and_gradient(ya, yb)
+    l_max = means.lipschitz
+    while True:
+        a_new, sv = svt(ya - ga / lip, s / lip)
+        b_new = None if yb is None else yb - gb / lip
+        f_new = means.value(a_new, b_new)
+        da = a_new - ya
+        dist = float(np.sum(da * da))
+        lin = float(np.sum(ga * da))
+        if yb is not None:
+            db = b_new - yb
+            dist += float(db @ db)
+            lin += float(gb @ db)
+        if lip >= l_max or f_new <= fy + lin + lip / 2 * dist + 1e-15 * abs(fy):
+            return a_new, b_new, f_new, sv, lip
+        lip = min(2.0 * lip, l_max)
 
 
 def _nuclear(a: np.ndarray) -> float:
@@ -758,12 +767,7 @@ def _solve_apg(problem: Problem) -> ConvexSolution:
     )
 
 
-def solve_cvxpy(
-    problem: Problem, reduction: str = "class-means", solver: str = "CLARABEL"
-) -> ConvexSolution:
-    """The convex program solved by cvxpy: a cross-check for small instances only."""
-    import cvxpy as cp
-
+def _check_cvxpy_instance(problem: Problem, reduction: str) -> None:
     if problem.depth != 1:
         raise ValueError("the convex program needs depth 1.")
     if reduction not in ("class-means", "samples"):
@@ -772,6 +776,15 @@ def solve_cvxpy(
         raise ValueError(f"the K x N program is offered for N <= {SAMPLES_LIMIT} only.")
     if problem.K > CVXPY_MAX_CLASSES:
         raise ValueError(f"the cvxpy cross-check is offered for K <= {CVXPY_MAX_CLASSES} only.")
+
+
+def solve_cvxpy(
+    problem: Problem, reduction: str = "class-means", solver: str = "CLARABEL"
+) -> ConvexSolution:
+    """The convex program solved by cvxpy: a cross-check for small instances only."""
+    import cvxpy as cp
+
+    _check_cvxpy_instance(problem, reduction)
     k = problem.K
     counts = np.asarray(problem.counts, dtype=np.float64)
     s = _s(problem)
@@ -1180,87 +1193,25 @@ def convex_dual(
 def _convex_dual(
     problem: Problem, reduction: str, solver: str, method: str, check: str
 ) -> Certificate | None:
-
     try:
         sol = solve(problem, reduction=reduction, solver=solver, method=method)
     except ConvexUnavailable:
         return None
-    means = ClassMeans(problem)
-    logits = means.logits(sol.product, means.beta_of(sol.bias))
-    product, bias = sol.product, (sol.bias if problem.bias != "none" else None)
-    polish_note = ""
-    if sol.solver in ("CLARABEL", "SCS"):  # a cvxpy solution: polish it
-        full = Factorised(problem, problem.K)
-        x0 = full.from_product(sol.product, sol.bias)
-        x, polish_note = polish(full, x0)
-        if estimated_gap(problem, full.logits(x), full.value(x)) < estimated_gap(
-            problem, logits, sol.value
-        ):
-            w, g, b = full.split(x)
-            product, logits = w @ g, full.logits(x)
-            bias = b if problem.bias != "none" else None
-        else:
-            polish_note += " (not kept: no better than the solver's point)"
+    product, bias, logits, polish_note = _polished(problem, sol)
     bound = dual_bound(problem, logits, check=check)
     if bound is None:  # no provably feasible dual point: no rigorous bound to offer
         return None
     exact = problem.widths[0] >= problem.K
-    notes = []
+    notes: list[str] = []
     if not exact:
         notes.append(
             f"width d = {problem.widths[0]} < K = {problem.K}: the convex program drops the rank "
             "constraint, so its bound is a lower bound on the optimum that need not be attained"
         )
-        top = float(np.abs(product).max()) if product.size else 0.0
-        if np.linalg.matrix_rank(product, tol=1e-13 * max(top, 1e-300)) > problem.bottleneck:
-            narrow = Factorised(problem, problem.bottleneck)
-            xn, _ = polish(narrow, narrow.from_product(product, bias))
-            wn, gn, bn = narrow.split(xn)
-            product, bias = wn @ gn, (bn if problem.bias != "none" else None)
-    point = None
-    entries = (problem.widths[0] + problem.K) * problem.N
-    if entries <= MAX_POINT_ENTRIES:
-        point = primal_point(problem, product, bias)
-        objective = Objective(problem, xp_numpy)
-        primal = objective.value(point)
-        primal_error = objective.error_bound(point)
-    else:  # the same objective at class level: F = f(A, b) + s ||A||_* at the balanced point
-        rank_r = min(problem.bottleneck, problem.K)
-        narrow = Factorised(problem, rank_r)
-        primal = narrow.value(narrow.from_product(product, bias))
-        primal_error = 0.0
-        notes.append(
-            f"no feasible point built ((d + K) N = {entries} entries > {MAX_POINT_ENTRIES}); "
-            "primal evaluated at class level"
-        )
+        product, bias = _within_the_bottleneck(problem, product, bias)
+    point, primal, primal_error = _primal(problem, product, bias, notes)
     lower = bound.as_float
-    columns = problem.K if sol.reduction == "class-means" else problem.N
-    how = {
-        "APG": "accelerated proximal gradient with singular-value thresholding (FISTA, "
-        "backtracking, gradient restart) and a Newton-CG polish",
-        "closed form (singular-value thresholding)": "closed form (singular-value thresholding "
-        "of the " + ("centred " if problem.bias == "free" else "") + "targets)",
-    }.get(sol.solver, f"cvxpy/{sol.solver}")
-    feasibility = {
-        "verified-float": "verified float64 arithmetic (Gershgorin enclosure of "
-        "Q^T (s^2 I - X X^T) Q)",
-        "verified-extended": "verified extended-precision arithmetic (Gershgorin enclosure of "
-        "Q^T (s^2 I - X X^T) Q in long double)",
-    }.get(bound.check, "exact rational arithmetic")
-    detail = (
-        f"{sol.reduction} program ({problem.K} x {columns}) solved by {how} (status "
-        f"{sol.status}, objective {sol.value:.16g}"
-        + (f"; {sol.log}" if sol.log else "")
-        + (f"; polish: {polish_note}" if polish_note else "")
-        + f"); dual point from the loss gradient, ||Theta D^-1|| / s = "
-        f"{bound.spectral_ratio:.17g} before scaling, scaled by t = {float(bound.scale):.17g} "
-        f"(margin {bound.margin:.1e}), feasibility proven in {feasibility}, bound "
-        + (
-            f"evaluated by {INTERVAL_BITS}-bit interval arithmetic"
-            if problem.loss == "ce"
-            else "exact (rational)"
-        )
-    )
+    detail = _detail(problem, sol, bound, polish_note)
     return Certificate(
         kind="convex-dual",
         bound=lower,
@@ -1280,4 +1231,83 @@ def _convex_dual(
         point=point,
         primal_error=primal_error,
         notes=notes,
+    )
+
+
+def _polished(problem: Problem, sol: ConvexSolution) -> tuple[Any, Any, Any, str]:
+    """The solution's product, bias and logits, polished by Newton where a cvxpy solver gave it
+    (kept only if the estimated duality gap shrinks), with what the polish did."""
+    means = ClassMeans(problem)
+    logits = means.logits(sol.product, means.beta_of(sol.bias))
+    product, bias = sol.product, (sol.bias if problem.bias != "none" else None)
+    if sol.solver not in ("CLARABEL", "SCS"):
+        return product, bias, logits, ""
+    full = Factorised(problem, problem.K)
+    x0 = full.from_product(sol.product, sol.bias)
+    x, note = polish(full, x0)
+    if estimated_gap(problem, full.logits(x), full.value(x)) < estimated_gap(
+        problem, logits, sol.value
+    ):
+        w, g, b = full.split(x)
+        return w @ g, (b if problem.bias != "none" else None), full.logits(x), note
+    return product, bias, logits, note + " (not kept: no better than the solver's point)"
+
+
+def _within_the_bottleneck(problem: Problem, product: Any, bias: Any) -> tuple[Any, Any]:
+    """With d < K, a product of rank above the bottleneck truncated and polished at rank R."""
+    top = float(np.abs(product).max()) if product.size else 0.0
+    if np.linalg.matrix_rank(product, tol=1e-13 * max(top, 1e-300)) <= problem.bottleneck:
+        return product, bias
+    narrow = Factorised(problem, problem.bottleneck)
+    xn, _ = polish(narrow, narrow.from_product(product, bias))
+    wn, gn, bn = narrow.split(xn)
+    return wn @ gn, (bn if problem.bias != "none" else None)
+
+
+def _primal(
+    problem: Problem, product: Any, bias: Any, notes: list[str]
+) -> tuple[Params | None, float, float]:
+    """A feasible point of the original problem and its objective with its error bound; above
+    `MAX_POINT_ENTRIES` no point, the same objective at class level."""
+    entries = (problem.widths[0] + problem.K) * problem.N
+    if entries <= MAX_POINT_ENTRIES:
+        point = primal_point(problem, product, bias)
+        objective = Objective(problem, xp_numpy)
+        return point, objective.value(point), objective.error_bound(point)
+    narrow = Factorised(problem, min(problem.bottleneck, problem.K))
+    notes.append(
+        f"no feasible point built ((d + K) N = {entries} entries > {MAX_POINT_ENTRIES}); "
+        "primal evaluated at class level"
+    )
+    return None, narrow.value(narrow.from_product(product, bias)), 0.0
+
+
+def _detail(problem: Problem, sol: ConvexSolution, bound: DualBound, polish_note: str) -> str:
+    """What the certificate computed, in words."""
+    columns = problem.K if sol.reduction == "class-means" else problem.N
+    how = {
+        "APG": "accelerated proximal gradient with singular-value thresholding (FISTA, "
+        "backtracking, gradient restart) and a Newton-CG polish",
+        "closed form (singular-value thresholding)": "closed form (singular-value thresholding "
+        "of the " + ("centred " if problem.bias == "free" else "") + "targets)",
+    }.get(sol.solver, f"cvxpy/{sol.solver}")
+    feasibility = {
+        "verified-float": "verified float64 arithmetic (Gershgorin enclosure of "
+        "Q^T (s^2 I - X X^T) Q)",
+        "verified-extended": "verified extended-precision arithmetic (Gershgorin enclosure of "
+        "Q^T (s^2 I - X X^T) Q in long double)",
+    }.get(bound.check, "exact rational arithmetic")
+    return (
+        f"{sol.reduction} program ({problem.K} x {columns}) solved by {how} (status "
+        f"{sol.status}, objective {sol.value:.16g}"
+        + (f"; {sol.log}" if sol.log else "")
+        + (f"; polish: {polish_note}" if polish_note else "")
+        + f"); dual point from the loss gradient, ||Theta D^-1|| / s = "
+        f"{bound.spectral_ratio:.17g} before scaling, scaled by t = {float(bound.scale):.17g} "
+        f"(margin {bound.margin:.1e}), feasibility proven in {feasibility}, bound "
+        + (
+            f"evaluated by {INTERVAL_BITS}-bit interval arithmetic"
+            if problem.loss == "ce"
+            else "exact (rational)"
+        )
     )
