@@ -30,6 +30,7 @@ from ncverify.evidence.certificates import CERTIFIERS, Certificate
 from ncverify.evidence.curvature import extreme_curvature
 from ncverify.evidence.metrics import class_means, layer_geometry, nc_metrics, worst
 from ncverify.evidence.optimize import (
+    DEFAULT_CONTINUATION,
     DEFAULT_SCALES,
     Run,
     descend,
@@ -78,6 +79,9 @@ class Settings:
     curvature_steps: int = 60
     save_dir: str | None = None
     force: bool = False  # run every step even above its size limit (`ncverify.limits`)
+    # each random-start run descends at lambda/8 first and ladders up past the thresholds
+    # (`ncverify.evidence.optimize.Continuation`); False: one plain descent from the start
+    continuation: bool = True
 
 
 @single_threaded_blas
@@ -216,6 +220,7 @@ def _e2(ctx: _Context, report: Report) -> list[Run]:
             scales=settings.scales,
             max_iter=settings.max_iter,
             progress=on_run,
+            continuation=DEFAULT_CONTINUATION if settings.continuation else None,
         )
         for run in runs:
             _classify(run, ctx.objective, ctx.claimed, ctx.tol)

@@ -130,6 +130,13 @@ NoCertificateOpt = Annotated[bool, typer.Option("--no-certificate", help="Skip E
 NoOptimiseOpt = Annotated[
     bool, typer.Option("--no-optimise", help="Skip the random-start runs (E2).")
 ]
+NoContinuationOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-continuation",
+        help="Each run one plain descent from its random start (no lambda continuation).",
+    ),
+]
 ForceOpt = Annotated[
     bool,
     typer.Option("--force", help="Run every step even above its size limit (may take very long)."),
@@ -292,6 +299,7 @@ def check(  # noqa: PLR0913
     probe: ProbeOpt = False,
     no_certificate: NoCertificateOpt = False,
     no_optimise: NoOptimiseOpt = False,
+    no_continuation: NoContinuationOpt = False,
     force: ForceOpt = False,
     backend: BackendOpt = BackendName.numpy,
     device: DeviceOpt = None,
@@ -316,6 +324,7 @@ def check(  # noqa: PLR0913
         escalate,
         scales,
         force,
+        not no_continuation,
     )
     if all_claims and claim_id is not None:
         fail("give either a claim or --all, not both.")
@@ -497,6 +506,7 @@ def sweep(  # noqa: PLR0913
     probe: ProbeOpt = False,
     no_certificate: NoCertificateOpt = False,
     no_optimise: NoOptimiseOpt = False,
+    no_continuation: NoContinuationOpt = False,
     force: ForceOpt = False,
     backend: BackendOpt = BackendName.numpy,
     device: DeviceOpt = None,
@@ -545,6 +555,7 @@ def sweep(  # noqa: PLR0913
         save_counterexample,
         scales=scales,
         force=force,
+        continuation=not no_continuation,
     )
     check_outputs(save_counterexample=save_counterexample)
     make_backend(backend, device, dtype)
@@ -554,7 +565,12 @@ def sweep(  # noqa: PLR0913
     values = (counts, classes, samples, depth, width, widths, lambda_w, lambda_h, lambda_b)
     options = dict(zip(PROBLEM_OPTIONS, (*values, bias, loss), strict=True))
     options["lambda_h"] = None if tied else lambda_h
-    flags = {"--probe": probe, "--no-certificate": no_certificate, "--no-optimise": no_optimise}
+    flags = {
+        "--probe": probe,
+        "--no-certificate": no_certificate,
+        "--no-optimise": no_optimise,
+        "--no-continuation": no_continuation,
+    }
     extra = ["--restarts", str(restarts), "--seed", str(seed)]
     extra += [f for f, on in flags.items() if on]
     extra += ["--force"] if force else []
@@ -679,6 +695,7 @@ def run_settings(  # noqa: PLR0913
     n_escalate: int = 2,
     scales: str | None = None,
     force: bool = False,
+    continuation: bool = True,
 ) -> Settings:
     """The verification settings from the run options of `check` (and `sweep`)."""
     from ncverify.verify import Settings
@@ -697,6 +714,7 @@ def run_settings(  # noqa: PLR0913
         save_dir=save_counterexample,
         escalate=n_escalate,
         force=force,
+        continuation=continuation,
         **extra,
     )
 

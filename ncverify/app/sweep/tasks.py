@@ -61,6 +61,7 @@ def point_key(
             "escalate": settings.escalate,
             # only when set: the keys of earlier results files stay valid
             **({"force": True} if settings.force else {}),
+            **({"continuation": False} if not settings.continuation else {}),
         },
         "backend": list(backend),
     }
