@@ -1,7 +1,7 @@
 """Independent certificates of the optimal value, one module per kind, registered by name.
 
 - `separable-reduction` (`separable.py`): exact per-mode global minimisation of MSE problems that
-  separate (no bias with any counts, a free bias with balanced counts).
+  separate (no bias or a free bias, with any counts).
 - `convex-dual` (`convex.py`): a rigorous weak-duality lower bound for one-layer problems (any
   counts, MSE or CE, any bias mode), its feasibility proven in verified floating point
   (`verified.py`).
