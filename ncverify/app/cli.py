@@ -565,18 +565,7 @@ def sweep(  # noqa: PLR0913
     values = (counts, classes, samples, depth, width, widths, lambda_w, lambda_h, lambda_b)
     options = dict(zip(PROBLEM_OPTIONS, (*values, bias, loss), strict=True))
     options["lambda_h"] = None if tied else lambda_h
-    flags = {
-        "--probe": probe,
-        "--no-certificate": no_certificate,
-        "--no-optimise": no_optimise,
-        "--no-continuation": no_continuation,
-    }
-    extra = ["--restarts", str(restarts), "--seed", str(seed)]
-    extra += [f for f, on in flags.items() if on]
-    extra += ["--force"] if force else []
-    if (backend, device, dtype) != ("numpy", None, "float64"):
-        extra += ["--backend", str(backend), "--dtype", str(dtype)]
-        extra += ["--device", device] if device else []
+    extra = _run_flags(settings, (backend, device, dtype))
     spec = (backend, device, dtype)
     try:
         n_workers = _workers(scheduler, workers)
@@ -606,6 +595,24 @@ def sweep(  # noqa: PLR0913
         out.print(f"phase diagram in {plot_file}", highlight=False, markup=False)
     inconclusive = outcome.failures or any(r["verdict"] == Verdict.INCONCLUSIVE for r in records)
     raise typer.Exit(3 if inconclusive else 0)
+
+
+def _run_flags(settings: Settings, spec: tuple) -> list[str]:
+    """The run options of `check` that reproduce `settings` on the backend `spec`."""
+    flags = {
+        "--probe": settings.probe,
+        "--no-certificate": not settings.certificate,
+        "--no-optimise": not settings.optimise,
+        "--no-continuation": not settings.continuation,
+        "--force": settings.force,
+    }
+    extra = ["--restarts", str(settings.restarts), "--seed", str(settings.seed)]
+    extra += [f for f, on in flags.items() if on]
+    backend, device, dtype = spec
+    if (backend, device, dtype) != ("numpy", None, "float64"):
+        extra += ["--backend", str(backend), "--dtype", str(dtype)]
+        extra += ["--device", device] if device else []
+    return extra
 
 
 def _workers(scheduler: str | None, workers: int | None) -> int | None:

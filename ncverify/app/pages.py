@@ -482,8 +482,35 @@ def _gains_section(claim, assets, d, axis: str, base) -> str:  # noqa: ANN001
         gains.append([c.gain_float for c in pred.classes])
         biases.append(None if pred.bias is None else pred.bias[0])
     elapsed = time.perf_counter() - t0
-    g = np.array(gains)
     fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
+    _draw_gains(ax, d, xs, np.array(gains), biases, bounds, _axis_value(d, axis))
+    ax.set_xlabel(PHASE_AXES[axis])
+    ax.set_ylabel("class gain γ_k = (W H̄)_kk")
+    _closed_form_axes(ax, claim, d, "center left")
+    name = f"{claim.id}-gains-{axis}.png"
+    assets[name] = _png(fig)
+    return "\n".join(
+        [
+            f"## The closed form against {PHASE_AXES[axis].split(' ')[0]}",
+            "",
+            f"![Per-class gains of {claim.id} against {axis}]({name})",
+            "",
+            f"`closed_form` of the default instance (counts {list(d.counts)}, depth {d.depth}) "
+            f"at {len(xs)} values, two of them on either side of every boundary ({elapsed:.1f} s). "
+            "Dashed lines: the phase boundaries the claim reports on this axis, "
+            + "; ".join(f"{b.critical:.4g} (classes {list(b.classes)} {b.change})" for b in bounds)
+            + ".",
+            "",
+            _verdicts_across(claim, axis),
+        ]
+    )
+
+
+def _draw_gains(
+    ax, d, xs: list[float], g: np.ndarray, biases: list, bounds: list, here: float
+) -> None:  # noqa: ANN001
+    """The gains of each group of classes with identical curves, the bias, the boundaries (with
+    their values; the details are in the text below the plot) and the default instance."""
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     groups: dict[tuple, list[int]] = {}  # classes with identical curves share one line
     for k in range(g.shape[1]):
@@ -519,28 +546,7 @@ def _gains_section(claim, assets, d, axis: str, base) -> str:  # noqa: ANN001
             ha="right",
             color=colour,
         )
-    here = _axis_value(d, axis)
     ax.axvline(here, color="grey", ls=":", lw=1, label=f"default instance ({here:g})")
-    ax.set_xlabel(PHASE_AXES[axis])
-    ax.set_ylabel("class gain γ_k = (W H̄)_kk")
-    _closed_form_axes(ax, claim, d, "center left")
-    name = f"{claim.id}-gains-{axis}.png"
-    assets[name] = _png(fig)
-    return "\n".join(
-        [
-            f"## The closed form against {PHASE_AXES[axis].split(' ')[0]}",
-            "",
-            f"![Per-class gains of {claim.id} against {axis}]({name})",
-            "",
-            f"`closed_form` of the default instance (counts {list(d.counts)}, depth {d.depth}) "
-            f"at {len(xs)} values, two of them on either side of every boundary ({elapsed:.1f} s). "
-            "Dashed lines: the phase boundaries the claim reports on this axis, "
-            + "; ".join(f"{b.critical:.4g} (classes {list(b.classes)} {b.change})" for b in bounds)
-            + ".",
-            "",
-            _verdicts_across(claim, axis),
-        ]
-    )
 
 
 def _verdicts_across(claim, axis: str) -> str:  # noqa: ANN001
@@ -606,9 +612,22 @@ def _closed_form_axes(ax, claim, d, legend: str) -> None:  # noqa: ANN001
     ax.legend(fontsize=8, loc=legend)
 
 
+def _etf_and_best(claim, p, be, settings, own_search: bool) -> tuple:  # noqa: ANN001
+    """(lambda, the claimed optimum, the best candidate of the claim's search or None)."""
+    from ncverify.model.objective import Objective
+
+    etf = float(claim.closed_form(p).objective)
+    obj = Objective(p, be.xp, dtype=be.dtype, device=be.device)
+    best = None
+    for cand in claim.search(p, be, settings) if own_search else []:
+        value, err = obj.value(cand.point), obj.error_bound(cand.point)
+        if best is None or value < best[0]:
+            best = (value, err, cand.origin)
+    return float(p.lambda_h), etf, best
+
+
 def _ce_section(claim, assets, d) -> str:  # noqa: ANN001
     from ncverify import Backend, Claim
-    from ncverify.model.objective import Objective
 
     be = Backend.create()
     settings = example_settings()
@@ -617,17 +636,7 @@ def _ce_section(claim, assets, d) -> str:  # noqa: ANN001
     grid = np.geomspace(lam0 / 5, lam0 * 100, CE_GRID)
     own_search = type(claim).search is not Claim.search
     t0 = time.perf_counter()
-    rows = []
-    for lam in grid:
-        p = _tied(d, f"{lam:.6g}")
-        etf = float(claim.closed_form(p).objective)
-        obj = Objective(p, be.xp, dtype=be.dtype, device=be.device)
-        best = None
-        for cand in claim.search(p, be, settings) if own_search else []:
-            value, err = obj.value(cand.point), obj.error_bound(cand.point)
-            if best is None or value < best[0]:
-                best = (value, err, cand.origin)
-        rows.append((float(Fraction(f"{lam:.6g}")), etf, best))
+    rows = [_etf_and_best(claim, _tied(d, f"{lam:.6g}"), be, settings, own_search) for lam in grid]
     elapsed = time.perf_counter() - t0
     lams = [r[0] for r in rows]
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(7.5, 6), dpi=110, sharex=True)
@@ -650,21 +659,7 @@ def _ce_section(claim, assets, d) -> str:  # noqa: ANN001
     for a in (ax, ax2):
         a.grid(True, which="both", alpha=0.3)
     assets[f"{claim.id}-etf.png"] = _png(fig)
-    fails = [r for r in rows if r[2] is not None and r[2][0] < r[1] - r[2][1]]
-    if not own_search:
-        note = (
-            "This claim has no `search` of its own yet, so only the ETF optimum is drawn; the "
-            "verifier's random-start runs are its only search for counterexamples."
-        )
-    elif not found:
-        note = "The claim's `search` proposed no candidate at these lambdas."
-    elif fails:
-        note = (
-            f"The ETF is beaten (by more than the candidate's evaluation-error bound; shaded) at "
-            f"λ = {', '.join(f'{r[0]:.3g}' for r in fails)}: there the claim fails."
-        )
-    else:
-        note = "No candidate beat the ETF optimum at these lambdas."
+    note = _search_note(rows, own_search, bool(found))
     return "\n".join(
         [
             "## ETF optimum against the best counterexample",
@@ -679,6 +674,24 @@ def _ce_section(claim, assets, d) -> str:  # noqa: ANN001
             "",
         ]
     )
+
+
+def _search_note(rows: list, own_search: bool, found: bool) -> str:
+    """What the search plot shows, in words."""
+    fails = [r for r in rows if r[2] is not None and r[2][0] < r[1] - r[2][1]]
+    if not own_search:
+        return (
+            "This claim has no `search` of its own yet, so only the ETF optimum is drawn; the "
+            "verifier's random-start runs are its only search for counterexamples."
+        )
+    if not found:
+        return "The claim's `search` proposed no candidate at these lambdas."
+    if fails:
+        return (
+            f"The ETF is beaten (by more than the candidate's evaluation-error bound; shaded) at "
+            f"λ = {', '.join(f'{r[0]:.3g}' for r in fails)}: there the claim fails."
+        )
+    return "No candidate beat the ETF optimum at these lambdas."
 
 
 def claims_index() -> str:
