@@ -245,7 +245,7 @@ class Report:
         counts = self.outcome_counts()
         runs = [
             {
-                "seed": r.seed,
+                "index": r.index,
                 "scale": r.scale,
                 "objective": r.objective,
                 "gradient_norm": r.grad_norm,

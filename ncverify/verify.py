@@ -567,7 +567,7 @@ def _find_counterexample(
                     run.objective,
                     run.error_bound,
                     run.point,
-                    f"random-start run {run.seed} (scale {run.scale})",
+                    f"random-start run {run.index} (scale {run.scale})",
                 )
             )
     for cand in report.search_candidates:
@@ -643,7 +643,7 @@ def _contradiction(runs: list[Run], cert: Certificate | None) -> str | None:
     for run in runs:
         if math.isfinite(run.objective) and run.objective < cert.bound - run.error_bound:
             return (
-                f"random-start run {run.seed} ends at {run.objective!r}, below the rigorous "
+                f"random-start run {run.index} ends at {run.objective!r}, below the rigorous "
                 f"{cert.kind} lower bound {cert.bound!r} by more than its evaluation error "
                 f"bound {run.error_bound:.3e}: the verifier contradicts itself; no verdict is "
                 "trustworthy, please report this instance"

@@ -286,3 +286,20 @@ def test_nc_trace_follows_a_run_to_the_prediction() -> None:
     first, last = trace.points[0], trace.points[-1]
     assert first.gap > 1e-3 and abs(last.gap) <= 1e-9 * abs(trace.claimed)
     assert last.nc < 1e-4 < first.nc and last.nc1 < 1e-8
+
+
+def test_nc_trace_reproduces_every_run_of_the_default_multistart() -> None:
+    # one start recipe: run i >= 1 of 8 starts at run_scales' i-th scale (0.61 for i = 1), not at
+    # the i-th scale given (the trace used 1.0 there and followed another run)
+    from ncverify import Problem
+    from ncverify.app.trace import nc_trace
+    from ncverify.evidence.optimize import multistart
+
+    claim = theorems.get("mse-balanced-biasfree")
+    problem = Problem.build(classes=3, samples=2, depth=2, width=3)
+    runs = multistart(problem, Backend.create(), restarts=8, seed=2)
+    for index in (1, 5):
+        trace = nc_trace(claim, problem, seed=2, index=index, restarts=8)
+        assert trace.scale == runs[index].scale
+        objective = runs[index].objective
+        assert abs(trace.points[-1].objective - objective) <= 1e-12 * abs(objective)

@@ -206,7 +206,7 @@ def test_parallel_runs_equal_serial_runs() -> None:
     serial = multistart(problem, be, restarts=4, seed=2, max_iter=400, jobs=1)
     parallel = multistart(problem, be, restarts=4, seed=2, max_iter=400, jobs=2)
     assert _same_runs(serial, parallel)
-    assert [r.seed for r in parallel] == [0, 1, 2, 3]
+    assert [r.index for r in parallel] == [0, 1, 2, 3]
 
 
 def test_parallel_runs_with_continuation_equal_serial_runs() -> None:

@@ -196,7 +196,7 @@ PREDICTION = {
 }
 CHECK = {"name", "passed", "value", "tolerance", "detail"}
 NUMERICAL = {"best_objective", "start_scales", "runs", "counts", "metrics"}
-RUN = {"seed", "scale", "objective", "gradient_norm", "iterations", "outcome"}
+RUN = {"index", "scale", "objective", "gradient_norm", "iterations", "outcome"}
 CERTIFICATE = {"kind", "bound", "primal", "gap", "solver", "status", "rigorous"}
 COUNTEREXAMPLE = {"objective", "claimed", "gap", "error_bound", "structure", "path"}
 BACKEND = {"name", "device", "dtype"}

@@ -370,7 +370,7 @@ def _trace_section(claim, assets, info) -> str:  # noqa: ANN001
 
     p = info.get("problem") or example_problem(claim)
     t0 = time.perf_counter()
-    tr = nc_trace(claim, p, seed=SEED, index=0, every=TRACE_EVERY)
+    tr = nc_trace(claim, p, seed=SEED, index=0, restarts=RESTARTS, every=TRACE_EVERY)
     elapsed = time.perf_counter() - t0
     it = np.array([pt.iteration for pt in tr.points], dtype=float)
     scale = max(abs(tr.claimed), 1e-300)

@@ -39,6 +39,7 @@ from ncverify.evidence.optimize import (
     continued_descent,
     random_start,
     replay,
+    run_scales,
 )
 from ncverify.model.objective import Objective, Params
 from ncverify.model.problem import Problem
@@ -84,6 +85,7 @@ def nc_trace(
     *,
     seed: int = 0,
     index: int = 0,
+    restarts: int = 8,
     scale: float | None = None,
     max_iter: int = 20000,
     every: int = 1,
@@ -97,7 +99,9 @@ def nc_trace(
         backend: where to compute (numpy on the CPU by default).
         seed: the seed of `multistart`; run `index` uses `numpy.random.default_rng([seed, index])`.
         index: which run of `multistart` to reproduce.
-        scale: the start scale (by default the one `multistart` gives run `index`).
+        restarts: how many runs that `multistart` made (its start scales depend on it).
+        scale: the start scale (by default the one `multistart(restarts=restarts)` gives run
+            `index`: the same recipe, `run_scales`).
         max_iter: iteration limit of the minimiser, for each descent.
         every: record every `every`-th iteration (the first and the last are always recorded).
         continuation: the `continuation` of `multistart` (None: a single descent).
@@ -105,8 +109,10 @@ def nc_trace(
     if every < 1:
         raise ValueError("every must be a positive integer.")
     backend = backend or Backend.create()
-    if scale is None:
-        scale = DEFAULT_SCALES[index % len(DEFAULT_SCALES)]
+    if not 0 <= index < restarts:
+        raise ValueError(f"index must be one of the {restarts} runs, not {index}.")
+    if scale is None:  # one recipe for the optimiser and the trace
+        scale = run_scales(DEFAULT_SCALES, restarts)[index]
     objective = Objective(problem, backend.xp, dtype=backend.dtype, device=backend.device)
     claimed = float(claim.closed_form(problem).objective)
     predicted = claim.minimiser(problem, backend)

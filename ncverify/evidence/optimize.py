@@ -52,7 +52,7 @@ _T = TypeVar("_T")
 class Run:
     """One optimiser run: where it started and where it ended."""
 
-    seed: int
+    index: int  # run `index` of `multistart`: its start is drawn with `default_rng([seed, index])`
     scale: float
     objective: float
     grad_norm: float
@@ -460,7 +460,7 @@ def one_run(
     with threadpool_limits(limits=1, user_api="blas"):
         bound = objective.error_bound(end) if math.isfinite(info["objective"]) else 0.0
     return Run(
-        seed=index,
+        index=index,
         scale=scale,
         objective=info["objective"],
         grad_norm=info["grad_norm"],

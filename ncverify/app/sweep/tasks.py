@@ -139,7 +139,7 @@ def best_run_classes(report: Any) -> dict[str, Any] | None:
     gains = np.diag(wh)
     return clean(
         {
-            "seed": best.seed,
+            "index": best.index,
             "objective": best.objective,
             "gains": gains,
             "norms_w": np.linalg.norm(w, axis=1),
