@@ -8,7 +8,9 @@ from hypothesis import given, settings
 import theorems
 from ncverify.testing import assert_claim_holds, problems
 
-my_claim = theorems.get("mse-balanced-bias")  # or an instance of your own Claim subclass
+CLAIM_ID = "..."  # a registered claim's id (`ncverify list`)
+
+my_claim = theorems.registry()[CLAIM_ID]  # or an instance of your own Claim subclass
 
 
 @settings(deadline=None, max_examples=5)  # one verification takes about a second

@@ -15,8 +15,9 @@ The docs plot these curves on every claim page; nothing here is used to decide a
 
 >>> import theorems
 >>> from ncverify import Problem
->>> claim = theorems.get("mse-balanced-biasfree")
->>> t = nc_trace(claim, Problem.build(classes=3, samples=2, depth=2, width=3), max_iter=50)
+>>> problem = Problem.build(classes=3, samples=2, depth=2, width=3)
+>>> claim = next(c for c in theorems.registry().values() if not c.hypotheses(problem))
+>>> t = nc_trace(claim, problem, max_iter=50)
 >>> t.points[0].iteration, t.points[-1].iteration > t.points[0].iteration
 (0, True)
 """
