@@ -143,6 +143,7 @@ def _plot_1d(fig: Any, records: Sequence[dict[str, Any]], axis: Axis, title: str
             ax.axvspan(a, b, color=VERDICT_COLOURS.get(v, "#000000"), alpha=0.25, lw=0)
         if axis.log:
             ax.set_xscale("log")
+            _decimal_ticks(ax)
         ax.set_xlim(cells[0][0], cells[-1][1])
     n_classes = max(
         (len((r.get("prediction") or {}).get("gains") or []) for r in records), default=0
@@ -364,3 +365,15 @@ def _fractional_index(values: Sequence[float], x: float, log: bool) -> float:
         if a <= tx <= b:
             return i + (tx - a) / (b - a) if b != a else float(i)
     return 0.0 if tx < t[0] else float(len(t) - 1)
+
+
+def _decimal_ticks(ax: Any) -> None:
+    """Log-axis ticks written the way the grid's values are (`0.001`, `0.01`), never a mix of
+    `1e-3` and `0.01`; minor ticks unlabelled."""
+    import numpy as np
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.xaxis.set_major_formatter(
+        FuncFormatter(lambda v, _: np.format_float_positional(v, trim="-"))
+    )
+    ax.xaxis.set_minor_formatter(NullFormatter())

@@ -116,6 +116,8 @@ def title(claim_id: str, problem: Problem, axes: Sequence[Axis], tied: bool) -> 
         parts.append(f"counts={','.join(str(c) for c in problem.counts)}")
     elif "classes" not in varying:
         parts.append(f"K={problem.K}")
+    elif "samples" not in varying:
+        parts.append(f"n={problem.counts[0]}")
     if "depth" not in varying:
         parts.append(f"M={problem.depth}")
     if "width" not in varying:
