@@ -40,6 +40,7 @@ from threadpoolctl import threadpool_limits
 
 from ncverify.limits import HOW_TO_FORCE, StepSkipped, forced
 from ncverify.model.factorisations import balanced_layers, simplex_directions
+from ncverify.model.losses import softmax_and_lse
 from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
 
@@ -93,8 +94,7 @@ class Reduced:
     def loss(self, Z: np.ndarray, b: np.ndarray | None = None) -> float:  # noqa: N803
         """`(1/K) sum_k CE(z_k + b, k)`."""
         zb = Z if b is None else Z + b[:, None]
-        zmax = zb.max(axis=0)
-        lse = np.log(np.exp(zb - zmax[None, :]).sum(axis=0)) + zmax
+        lse = softmax_and_lse(np, zb)[1][0]
         return float(np.mean(lse - np.diag(zb)))
 
     def value(self, s: np.ndarray, Z: np.ndarray, b: np.ndarray | None = None) -> float:  # noqa: N803
@@ -307,13 +307,10 @@ def polish(
         for f in fl[1:]:
             pre.append(f @ pre[-1])
         z = pre[-1] if b is None else pre[-1] + b[:, None]
-        zmax = z.max(axis=0)
-        e = np.exp(z - zmax[None, :])
-        tot = e.sum(axis=0)
-        lse = np.log(tot) + zmax
-        val = float(np.mean(lse - np.diag(z)))
+        prob, lse = softmax_and_lse(np, z)
+        val = float(np.mean(lse[0] - np.diag(z)))
         val += red.c / 2 * sum(float(np.sum(f * f)) for f in fl)
-        g = (e / tot[None, :] - eye) / k
+        g = (prob - eye) / k
         grads: list[np.ndarray] = [np.empty(0)] * len(fl)
         back = g
         for j in range(len(fl) - 1, -1, -1):

@@ -18,6 +18,7 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
+from ncverify.model.losses import softmax_and_lse
 from ncverify.model.problem import Problem
 
 Array = Any
@@ -121,11 +122,7 @@ class Objective:
         if self.problem.loss == "mse":
             r = z - self.Y
             return xp.sum(r * r) / (2 * n), r / n, None
-        zmax = xp.max(z, axis=0, keepdims=True)
-        e = xp.exp(z - zmax)
-        s = xp.sum(e, axis=0, keepdims=True)
-        lse = xp.log(s) + zmax
-        prob = e / s
+        prob, lse = softmax_and_lse(xp, z)
         value = (xp.sum(lse) - xp.sum(z * self.Y)) / n
         return value, (prob - self.Y) / n, prob
 

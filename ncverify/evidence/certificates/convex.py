@@ -192,6 +192,7 @@ from ncverify.limits import HOW_TO_FORCE, StepSkipped
 from ncverify.limits import forced as _forced_by_settings
 from ncverify.model.factorisations import balanced_layers
 from ncverify.model.intervals import interval_precision
+from ncverify.model.losses import softmax_and_lse
 from ncverify.model.objective import Objective, Params
 from ncverify.model.problem import Problem
 
@@ -294,13 +295,11 @@ def class_weights(problem: Problem) -> np.ndarray:
 
 
 def _softmax(u: np.ndarray) -> np.ndarray:
-    e = np.exp(u - np.max(u, axis=0, keepdims=True))
-    return e / np.sum(e, axis=0, keepdims=True)
+    return softmax_and_lse(np, u)[0]
 
 
 def _lse(u: np.ndarray) -> np.ndarray:
-    m = np.max(u, axis=0)
-    return np.log(np.sum(np.exp(u - m[None, :]), axis=0)) + m
+    return softmax_and_lse(np, u)[1][0]
 
 
 def _s(problem: Problem) -> float:
