@@ -37,12 +37,12 @@ from ncverify.evidence.certificates.convex import (
     convex_dual,
     dual_bound,
     polish,
-    round_down,
     solve,
 )
 from ncverify.evidence.certificates.verified import exact_positive_definite
 from ncverify.evidence.optimize import multistart
 from ncverify.limits import StepSkipped, forcing
+from ncverify.model.intervals import round_down
 from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
 from ncverify.verify import Settings, Tolerances, verify

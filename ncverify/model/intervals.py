@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import mpmath
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -24,3 +25,11 @@ def interval_precision(bits: int) -> Iterator[Any]:
         yield iv
     finally:
         iv.prec = saved
+
+
+def round_down(x: mpmath.mpf) -> float:
+    """The largest float not above `x`: a lower bound stays a lower bound as a float."""
+    f = float(x)
+    if mpmath.mpf(f) > x:
+        f = float(np.nextafter(f, -np.inf))
+    return f

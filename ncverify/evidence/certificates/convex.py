@@ -191,7 +191,7 @@ from ncverify.evidence.certificates.verified import (
 from ncverify.limits import HOW_TO_FORCE, StepSkipped
 from ncverify.limits import forced as _forced_by_settings
 from ncverify.model.factorisations import balanced_layers
-from ncverify.model.intervals import interval_precision
+from ncverify.model.intervals import interval_precision, round_down
 from ncverify.model.losses import softmax_and_lse
 from ncverify.model.objective import Objective, Params
 from ncverify.model.problem import Problem
@@ -881,14 +881,6 @@ def estimated_gap(problem: Problem, logits: np.ndarray, primal: float) -> float:
 
 
 # ---- the rigorous bound -------------------------------------------------------------------------
-def round_down(x: mpmath.mpf) -> float:
-    """The largest float not above `x`."""
-    f = float(x)
-    if mpmath.mpf(f) > x:
-        f = float(np.nextafter(f, -np.inf))
-    return f
-
-
 def _lower(x: object) -> mpmath.mpf:
     """Lower end of an `mpmath.iv` interval as an mpf, kept at full precision."""
     with mpmath.workprec(INTERVAL_BITS):

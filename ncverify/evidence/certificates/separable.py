@@ -34,6 +34,7 @@ import sympy as sp
 
 from ncverify.evidence.certificates.certificate import Certificate
 from ncverify.model.factorisations import balanced_layers, simplex_directions
+from ncverify.model.intervals import round_down
 from ncverify.model.problem import Problem
 from ncverify.model.scalar import ModeMinimum, collapse_threshold, minimise_mode
 
@@ -91,9 +92,7 @@ def separable_reduction(problem: Problem) -> Certificate | None:
     cut = [c for c in mode_counts[problem.bottleneck :] if c > 0]
     if cut and alive and cut[0] == mode_counts[problem.bottleneck - 1]:
         notes.append("the bottleneck cuts between equal modes: the minimiser is not unique")
-    bound = float(total)
-    if mpmath.mpf(bound) > total:  # round the float down so that it stays a lower bound
-        bound = float(np.nextafter(bound, -np.inf))
+    bound = round_down(total)
     return Certificate(
         kind="separable-reduction",
         bound=bound,
@@ -297,9 +296,7 @@ def _centred_reduction(problem: Problem) -> Certificate:
         inside, outside = modes[r - 1], modes[r]
         if inside.exact and outside.exact and inside.lo == outside.lo:
             notes.append("the bottleneck cuts between equal modes: the minimiser is not unique")
-    bound = float(lower)
-    if mpmath.mpf(bound) > lower:  # round the float down so that it stays a lower bound
-        bound = float(np.nextafter(bound, -np.inf))
+    bound = round_down(lower)
     return Certificate(
         kind="separable-reduction",
         bound=bound,
