@@ -584,18 +584,8 @@ def fmt_gap(g: float) -> str:
     return "-" if not math.isfinite(g) else f"{g:.1e}"
 
 
-def protocol_markdown(rows: list[ProtocolRow], n_seeds: int) -> str:
-    header = [
-        "counts",
-        "M",
-        "method",
-        "time to 1e-6",
-        "evals to 1e-6",
-        "time to 1e-10",
-        "evals to 1e-10",
-        "final gap",
-        "time of the run",
-    ]
+def _protocol_rows(rows: list[ProtocolRow]) -> list[list[str]]:
+    """One table row per configuration and method: medians of the times and evaluations."""
 
     def med_time(trs: list[Trace], target: float) -> str:
         if any(target not in t.hit_time for t in trs):
@@ -632,6 +622,11 @@ def protocol_markdown(rows: list[ProtocolRow], n_seeds: int) -> str:
                     f"{_median([t.time for t in trs]):.3g} s",
                 ]
             )
+    return out
+
+
+def _ratio_table(rows: list[ProtocolRow]) -> str:
+    """The speed-ups of ncverify over the two SGD baselines, per configuration."""
     ratio_rows = [
         [
             r.counts,
@@ -642,7 +637,7 @@ def protocol_markdown(rows: list[ProtocolRow], n_seeds: int) -> str:
         ]
         for r in rows
     ]
-    ratios = md_table(
+    return md_table(
         [
             "counts",
             "M",
@@ -652,6 +647,23 @@ def protocol_markdown(rows: list[ProtocolRow], n_seeds: int) -> str:
         ],
         ratio_rows,
     )
+
+
+def protocol_markdown(rows: list[ProtocolRow], n_seeds: int) -> str:
+    header = [
+        "counts",
+        "M",
+        "method",
+        "time to 1e-6",
+        "evals to 1e-6",
+        "time to 1e-10",
+        "evals to 1e-10",
+        "final gap",
+        "time of the run",
+    ]
+
+    out = _protocol_rows(rows)
+    ratios = _ratio_table(rows)
 
     def span(baseline: str) -> str:
         meds = [m for m in (r.median_ratio(baseline) for r in rows) if m is not None]
@@ -751,7 +763,7 @@ def profile_markdown(problem: Problem, totals: list[tuple[str, float]]) -> str:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short run (a few minutes)")
     parser.add_argument(
@@ -766,15 +778,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="",
         help="comma-separated sections to skip: protocol, checks, big, scaling, profile",
     )
-    args = parser.parse_args(argv)
-    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    started = time.perf_counter()
+    return parser.parse_args(argv)
 
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
 
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _introduction(args: argparse.Namespace) -> list[str]:
+    """What the page measures and on which machine."""
     info = machine()
-    sections = [
+    return [
         "# Benchmarks",
         "How fast ncverify is: its optimiser against the optimisation protocol of the paper "
         "on the same problems, the wall time of a full `ncverify check`, how the time of one "
@@ -791,47 +805,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         "## Machine\n\n" + md_table(["", ""], [[k, v] for k, v in info]),
     ]
 
-    if "protocol" not in skip:
-        log("protocol: paper's SGD against ncverify's L-BFGS")
-        depths = (1, 3) if args.quick else PAPER_DEPTHS
-        counts = ("200,100,50,50",) if args.quick else PAPER_COUNTS
-        seeds = list(range(args.seed, args.seed + (1 if args.quick else args.seeds)))
-        rows = protocol_table(
-            counts,
-            depths,
-            max_sgd=MAX_SGD,
-            stop_sgd=TARGETS[0] if args.quick else None,
-            seeds=seeds,
-            log=log,
-        )
-        sections.append(
-            "## ncverify's optimiser against the paper's protocol\n\n"
-            "The problems: K = 4 classes with the counts below, width 64, depth M, every "
-            "lambda 5e-4, every `W_m` and `H` free (the full problem, not a reduction of it). "
-            "Every method starts from the same `N(0, 0.1^2)` initial point. Progress is the "
-            "relative gap `(F - F*) / F*`, where `F*` is the exact optimum (from the separable "
-            "reduction). The methods compared:\n\n"
-            "- **the paper's protocol**: full-batch SGD (learning rate 0.1, momentum 0.9) in "
-            "float32, its gradient computed by backpropagation layer by layer, as automatic "
-            "differentiation does in the paper's code. It runs "
-            + (
-                "until it reaches a gap of 1e-6 (quick run)"
-                if args.quick
-                else f"its {MAX_SGD} iterations (float32 cannot reach a gap of 1e-10)"
-            )
-            + f"; its iterate is scored in float64 every {CHECK_EVERY} iterations, off the "
-            "clock.\n"
-            "- **SGD with ncverify's gradient**: the same protocol with ncverify's own gradient "
-            "code (products reassociated around W_M ... W_1), stopped at 1e-6. It is the "
-            "strongest SGD baseline: what separates it from ncverify is what the optimiser "
-            "itself gains.\n"
-            "- **ncverify**: L-BFGS in float64 (`ncverify.evidence.optimize.descend`), run until F stops "
-            "decreasing in floating point.\n"
-            "- **H eliminated**: an exact reduction (given the weights, H solves a ridge "
-            "problem), shown for comparison only; ncverify's checks optimise the full "
-            "problem.\n\n" + protocol_markdown(rows, len(seeds))
-        )
 
+def _protocol_section(args: argparse.Namespace) -> str:
+    """ncverify's optimiser against the paper's protocol, on the paper's configurations."""
+    log = _log
+    log("protocol: paper's SGD against ncverify's L-BFGS")
+    depths = (1, 3) if args.quick else PAPER_DEPTHS
+    counts = ("200,100,50,50",) if args.quick else PAPER_COUNTS
+    seeds = list(range(args.seed, args.seed + (1 if args.quick else args.seeds)))
+    rows = protocol_table(
+        counts,
+        depths,
+        max_sgd=MAX_SGD,
+        stop_sgd=TARGETS[0] if args.quick else None,
+        seeds=seeds,
+        log=log,
+    )
+    return (
+        "## ncverify's optimiser against the paper's protocol\n\n"
+        "The problems: K = 4 classes with the counts below, width 64, depth M, every "
+        "lambda 5e-4, every `W_m` and `H` free (the full problem, not a reduction of it). "
+        "Every method starts from the same `N(0, 0.1^2)` initial point. Progress is the "
+        "relative gap `(F - F*) / F*`, where `F*` is the exact optimum (from the separable "
+        "reduction). The methods compared:\n\n"
+        "- **the paper's protocol**: full-batch SGD (learning rate 0.1, momentum 0.9) in "
+        "float32, its gradient computed by backpropagation layer by layer, as automatic "
+        "differentiation does in the paper's code. It runs "
+        + (
+            "until it reaches a gap of 1e-6 (quick run)"
+            if args.quick
+            else f"its {MAX_SGD} iterations (float32 cannot reach a gap of 1e-10)"
+        )
+        + f"; its iterate is scored in float64 every {CHECK_EVERY} iterations, off the "
+        "clock.\n"
+        "- **SGD with ncverify's gradient**: the same protocol with ncverify's own gradient "
+        "code (products reassociated around W_M ... W_1), stopped at 1e-6. It is the "
+        "strongest SGD baseline: what separates it from ncverify is what the optimiser "
+        "itself gains.\n"
+        "- **ncverify**: L-BFGS in float64 (`ncverify.evidence.optimize.descend`), run until F stops "
+        "decreasing in floating point.\n"
+        "- **H eliminated**: an exact reduction (given the weights, H solves a ridge "
+        "problem), shown for comparison only; ncverify's checks optimise the full "
+        "problem.\n\n" + protocol_markdown(rows, len(seeds))
+    )
+
+
+def _checks_section(args: argparse.Namespace, skip: set[str]) -> str | None:
+    """The wall time of a full `ncverify check` in a fresh process."""
+    log = _log
     check_rows: list[CheckRow] = []
     if "checks" not in skip:
         log("checks: ncverify check on the paper's configurations")
@@ -848,7 +869,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_rows.append(row)
         log(f"  {row.wall:.1f} s, {row.verdict}")
     if check_rows:
-        sections.append(
+        return (
             "## Time of a full check\n\nThe wall time of `ncverify check CLAIM --counts ... "
             "--depth M --width d` run as a new process, so Python's start-up and the imports "
             "are included, with the default settings: 8 random-start runs (doubled, up to "
@@ -856,34 +877,52 @@ def main(argv: Sequence[str] | None = None) -> int:
             "the curvature at the predicted point and the NC metrics.\n\n"
             + checks_markdown(check_rows)
         )
+    return None
 
+
+def _scaling_section(args: argparse.Namespace) -> str:
+    log = _log
+    log("scaling: one full check as K, N, width and depth grow")
+    rows_s = scaling_table(args.quick, log)
+    return (
+        "## Scaling of one check\n\nOne parameter at a time from counts 200,100,50,50 "
+        "(K = 4, N = 400), width 64, depth 3; K and N keep the paper's shape (one class "
+        "of twice, one of once, the rest of half the weight). Time of `ncverify.verify` "
+        "in-process with default settings; the exponent is the least-squares slope of "
+        "log(time) on log(parameter).\n\n" + scaling_markdown(rows_s)
+    )
+
+
+def _profile_section() -> str:
+    log = _log
+    log("profile: where one check spends its time")
+    problem = Problem.build(
+        counts="200,100,50,50", depth=3, width=WIDTH, lambda_w=LAMBDA, lambda_h=LAMBDA
+    )
+    return "## Where the time goes\n\n" + profile_markdown(problem, profile_check(problem))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _arguments(argv)
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    started = time.perf_counter()
+    sections = _introduction(args)
+    if "protocol" not in skip:
+        sections.append(_protocol_section(args))
+    checks = _checks_section(args, skip)
+    if checks is not None:
+        sections.append(checks)
     if "scaling" not in skip:
-        log("scaling: one full check as K, N, width and depth grow")
-        rows_s = scaling_table(args.quick, log)
-        sections.append(
-            "## Scaling of one check\n\nOne parameter at a time from counts 200,100,50,50 "
-            "(K = 4, N = 400), width 64, depth 3; K and N keep the paper's shape (one class "
-            "of twice, one of once, the rest of half the weight). Time of `ncverify.verify` "
-            "in-process with default settings; the exponent is the least-squares slope of "
-            "log(time) on log(parameter).\n\n" + scaling_markdown(rows_s)
-        )
-
+        sections.append(_scaling_section(args))
     if "profile" not in skip:
-        log("profile: where one check spends its time")
-        problem = Problem.build(
-            counts="200,100,50,50", depth=3, width=WIDTH, lambda_w=LAMBDA, lambda_h=LAMBDA
-        )
-        sections.append(
-            "## Where the time goes\n\n" + profile_markdown(problem, profile_check(problem))
-        )
-
+        sections.append(_profile_section())
     sections.append(f"Total benchmark time: {time.perf_counter() - started:.0f} s.")
     text = "\n\n".join(sections) + "\n"
     print(text)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    log(f"wrote {out}")
+    _log(f"wrote {out}")
     return 0
 
 

@@ -377,6 +377,39 @@ def check_page(dt: DevTools, url: str, shot: Path, *, full_page: bool = False) -
     return failures
 
 
+def check_pages(port: int, http_port: int, site: Path, out: Path, args: argparse.Namespace) -> int:
+    """Every page in one browser tab at 1280x900, one line each; the number that failed."""
+    target = devtools_json(port, "/json/new?about:blank", method="PUT")
+    dt = DevTools(target["webSocketDebuggerUrl"])
+    dt.call("Page.enable")
+    dt.call(
+        "Emulation.setDeviceMetricsOverride",
+        width=WIDTH,
+        height=HEIGHT,
+        deviceScaleFactor=1,
+        mobile=False,
+    )
+    failed = 0
+    for path in pages(site, every=args.all):
+        name = path.strip("/").replace("/", "-") or "home"
+        try:
+            problems = check_page(
+                dt,
+                f"http://127.0.0.1:{http_port}{path}",
+                out / f"{name}.png",
+                full_page=args.full_page,
+            )
+        except (RuntimeError, OSError, ConnectionError) as exc:
+            problems = [f"{type(exc).__name__}: {exc}"]
+        failed += bool(problems)
+        print(
+            f"{path:<40} " + ("OK" if not problems else "FAIL: " + " | ".join(problems)),
+            flush=True,
+        )
+    dt.ws.close()
+    return failed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("site", nargs="?", default="site", help="a built site (default: site/)")
@@ -398,7 +431,6 @@ def main(argv: list[str] | None = None) -> int:
         return SKIPPED
     out.mkdir(parents=True, exist_ok=True)
     server, http_port = serve(site)
-    failed = 0
     with tempfile.TemporaryDirectory(prefix="browser-check-") as tmp:
         try:
             proc, port = start_chromium(exe, Path(tmp) / "profile")
@@ -407,33 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"chromium did not start: {exc}")
             return 1
         try:
-            target = devtools_json(port, "/json/new?about:blank", method="PUT")
-            dt = DevTools(target["webSocketDebuggerUrl"])
-            dt.call("Page.enable")
-            dt.call(
-                "Emulation.setDeviceMetricsOverride",
-                width=WIDTH,
-                height=HEIGHT,
-                deviceScaleFactor=1,
-                mobile=False,
-            )
-            for path in pages(site, every=args.all):
-                name = path.strip("/").replace("/", "-") or "home"
-                try:
-                    problems = check_page(
-                        dt,
-                        f"http://127.0.0.1:{http_port}{path}",
-                        out / f"{name}.png",
-                        full_page=args.full_page,
-                    )
-                except (RuntimeError, OSError, ConnectionError) as exc:
-                    problems = [f"{type(exc).__name__}: {exc}"]
-                failed += bool(problems)
-                print(
-                    f"{path:<40} " + ("OK" if not problems else "FAIL: " + " | ".join(problems)),
-                    flush=True,
-                )
-            dt.ws.close()
+            failed = check_pages(port, http_port, site, out, args)
         finally:
             proc.terminate()
             try:
