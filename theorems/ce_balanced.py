@@ -62,6 +62,7 @@ from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
 from theorems import _balanced as bal
 from theorems import _ce_search as ce_search
+from theorems._hypotheses import model_hypotheses
 
 #: bits of the interval arithmetic that encloses the scalar minimum
 PREC = 200
@@ -383,16 +384,7 @@ class CEBalanced(Claim):
     certificates = ("convex-dual",)
 
     def hypotheses(self, problem: Problem) -> list[str]:
-        unmet = []
-        if problem.loss != "ce":
-            unmet.append("the loss must be cross-entropy")
-        if not problem.balanced:
-            unmet.append("the classes must be balanced (all n_k equal)")
-        if problem.bottleneck < problem.K - 1:
-            unmet.append(
-                f"the bottleneck R = {problem.bottleneck} must be at least K - 1 = {problem.K - 1}"
-            )
-        return unmet
+        return model_hypotheses(problem, loss="ce", balanced=True, bottleneck=1)
 
     def default_problem(self) -> Problem:
         return Problem.build(

@@ -30,6 +30,7 @@ from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
 from theorems import _balanced as bal
 from theorems._balanced import DANG_2023 as D
+from theorems._hypotheses import model_hypotheses
 
 
 class MSEBalancedBias(Claim):
@@ -42,14 +43,7 @@ class MSEBalancedBias(Claim):
     certificates = ("convex-dual", "separable-reduction")
 
     def hypotheses(self, problem: Problem) -> list[str]:
-        unmet = []
-        if problem.loss != "mse":
-            unmet.append("the loss must be MSE")
-        if problem.bias != "free":
-            unmet.append("the last layer must have an unregularised bias")
-        if not problem.balanced:
-            unmet.append("the classes must be balanced (all n_k equal)")
-        return unmet
+        return model_hypotheses(problem, loss="mse", bias="free", balanced=True)
 
     # ---- the mathematics, in pieces a wrong variant (tests/variants.py) can replace ----------
     geometry_name = "simplex ETF"

@@ -31,6 +31,7 @@ from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
 from theorems import _balanced as bal
 from theorems._balanced import DANG_2023 as D
+from theorems._hypotheses import model_hypotheses
 
 
 class MSEBalancedBiasFree(Claim):
@@ -43,14 +44,7 @@ class MSEBalancedBiasFree(Claim):
     certificates = ("convex-dual", "separable-reduction")
 
     def hypotheses(self, problem: Problem) -> list[str]:
-        unmet = []
-        if problem.loss != "mse":
-            unmet.append("the loss must be MSE")
-        if problem.bias != "none":
-            unmet.append("the model must have no bias")
-        if not problem.balanced:
-            unmet.append("the classes must be balanced (all n_k equal)")
-        return unmet
+        return model_hypotheses(problem, loss="mse", bias="none", balanced=True)
 
     # ---- the mathematics, in pieces a wrong variant (tests/variants.py) can replace ----------
     geometry_name = "orthogonal frame"

@@ -69,6 +69,7 @@ from ncverify.model.problem import Problem
 from ncverify.model.scalar import collapse_threshold, mp
 from theorems import _balanced as bal
 from theorems._balanced import DANG_2023 as D
+from theorems._hypotheses import model_hypotheses
 
 
 def mean_weight(problem: Problem) -> Fraction:
@@ -119,16 +120,9 @@ class MSEBalancedRegBias(Claim):
     certificates = ("convex-dual",)
 
     def hypotheses(self, problem: Problem) -> list[str]:
-        unmet = []
-        if problem.loss != "mse":
-            unmet.append("the loss must be MSE")
-        if problem.bias != "regularised":
-            unmet.append("the last layer must have a weight-decayed bias (give lambda_b)")
-        if not problem.balanced:
-            unmet.append("the classes must be balanced (all n_k equal)")
-        if problem.bottleneck < problem.K - 1:
-            unmet.append(f"the bottleneck R must be at least K - 1 = {problem.K - 1}")
-        return unmet
+        return model_hypotheses(
+            problem, loss="mse", bias="regularised", balanced=True, bottleneck=1
+        )
 
     # ---- the mathematics ----------------------------------------------------------------------
     def gains(self, problem: Problem) -> tuple[tuple[sp.Expr, Regime], tuple[sp.Expr, Regime]]:

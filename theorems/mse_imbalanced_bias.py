@@ -54,6 +54,7 @@ from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
 from ncverify.model.scalar import collapse_threshold
 from theorems import _balanced as bal
+from theorems._hypotheses import model_hypotheses
 
 DIGITS = 60
 gamma, mu, n, N, P, t, s = sp.symbols("gamma mu n N P t s", positive=True)
@@ -132,12 +133,7 @@ class MSEImbalancedBias(Claim):
     geometry_name = "centred-target frame"
 
     def hypotheses(self, problem: Problem) -> list[str]:
-        unmet = []
-        if problem.loss != "mse":
-            unmet.append("the loss must be MSE")
-        if problem.bias != "free":
-            unmet.append("the last layer must have an unregularised bias")
-        return unmet
+        return model_hypotheses(problem, loss="mse", bias="free")
 
     def default_problem(self) -> Problem:
         return Problem.build(

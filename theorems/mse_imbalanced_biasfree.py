@@ -83,6 +83,7 @@ from ncverify.model.problem import Problem
 from ncverify.model.scalar import collapse_threshold
 from theorems import _balanced as bal
 from theorems._balanced import DANG_2023 as D
+from theorems._hypotheses import model_hypotheses
 
 gamma, n, N, P, lam = sp.symbols("gamma n N P lambda", positive=True)
 
@@ -112,12 +113,7 @@ class MSEImbalancedBiasFree(Claim):
     geometry_name = "length-weighted orthogonal frame"
 
     def hypotheses(self, problem: Problem) -> list[str]:
-        unmet = []
-        if problem.loss != "mse":
-            unmet.append("the loss must be MSE")
-        if problem.bias != "none":
-            unmet.append("the model must have no bias")
-        return unmet
+        return model_hypotheses(problem, loss="mse", bias="none")
 
     def default_problem(self) -> Problem:
         return Problem.build(

@@ -51,14 +51,29 @@ def dask_client(scheduler: str | None, workers: int | None) -> Iterator[Any]:
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
-        silence_logs=logging.ERROR,
+        # the cluster's own logs (a worker's heartbeat racing the shutdown, say) are not the
+        # user's business: a point's failure reaches us through its future and is reported
+        silence_logs=logging.CRITICAL,
     )
     client = Client(cluster, set_as_default=False)
     try:
         yield client
     finally:
-        client.close()
-        cluster.close()
+        with _quiet("distributed"):
+            client.close()
+            cluster.close()
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """The logger `name` (and its children) silent inside the block, as before after it."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @dataclass
