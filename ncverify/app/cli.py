@@ -19,8 +19,8 @@ import typer
 from rich.console import Console
 
 from ncverify.app import render
-from ncverify.backend import Backend, BackendError
-from ncverify.model.problem import Problem, ProblemError
+from ncverify.backend import BACKENDS, DTYPES, Backend, BackendError
+from ncverify.model.problem import BIAS_MODES, LOSSES, Problem, ProblemError
 from ncverify.report import Verdict
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,28 +58,16 @@ def _main(
     """Verify Neural Collapse claims about global minimisers of deep linear networks."""
 
 
-class Bias(StrEnum):
-    none = "none"
-    free = "free"
-    regularised = "regularised"
+def _choices(name: str, values: tuple[str, ...]) -> type[StrEnum]:
+    """A CLI choice type made from the tuple that is the choice's one home (the model's losses
+    and bias modes, the backends and dtypes), so that `--help` lists exactly what is accepted."""
+    return StrEnum(name, {v.replace("-", "_"): v for v in values})
 
 
-class Loss(StrEnum):
-    mse = "mse"
-    ce = "ce"
-
-
-class BackendName(StrEnum):
-    numpy = "numpy"
-    array_api_strict = "array-api-strict"
-    torch = "torch"
-    cupy = "cupy"
-    jax = "jax"
-
-
-class Dtype(StrEnum):
-    float64 = "float64"
-    float32 = "float32"
+Bias = _choices("Bias", BIAS_MODES)
+Loss = _choices("Loss", LOSSES)
+BackendName = _choices("BackendName", BACKENDS)
+Dtype = _choices("Dtype", DTYPES)
 
 
 class Format(StrEnum):
