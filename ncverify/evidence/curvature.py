@@ -28,7 +28,7 @@ def extreme_curvature(
     objective: Objective, p: Params, *, steps: int = 60, seed: int = 0
 ) -> Curvature:
     xp = objective.xp
-    flat = Flattener(objective.problem, xp)
+    flat = Flattener(objective.problem, xp, objective.columns)
     n = flat.size
     steps = min(steps, n)
     rng = np.random.default_rng(seed)

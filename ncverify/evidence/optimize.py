@@ -1,4 +1,11 @@
-"""Multistart numerical minimisation of the full objective (all `W_m`, `H` and `b` free).
+"""Multistart numerical minimisation of the objective (all `W_m`, `H` and `b` free).
+
+The runs minimise `F` in one of the parameterisations of `ncverify.model.reduction`: over every
+sample's features (`"full"`), over the class means (`"class-means"`, exact: the minima and
+stationary points of `F` are lifts of its own), or, for the squared loss, over the layers alone
+with the class means and the bias at their closed-form minimiser (`"weights"`,
+`ncverify.model.elimination`).  Which one is the caller's choice (`multistart(parameterisation=)`);
+the verifier takes the exact reduction the head allows.
 
 Every run starts at random — seeded, never at or near a prediction — at one of several start
 scales `s`: `W_m` is `s` times a Haar-random orthogonal matrix (rescaled to the mean-square gain
@@ -38,9 +45,11 @@ from threadpoolctl import threadpool_limits
 
 from ncverify.backend import Backend
 from ncverify.evidence import lbfgs
+from ncverify.model.elimination import optimal_features
 from ncverify.model.flatten import Flattener
 from ncverify.model.objective import Objective, Params, norm
 from ncverify.model.problem import Problem, exact
+from ncverify.model.reduction import Parameterisation
 
 DEFAULT_SCALES: tuple[float, ...] = (0.5, 1.0, 2.0)
 
@@ -59,7 +68,7 @@ class Run:
     iterations: int
     evaluations: int
     time: float
-    point: Params
+    point: Params  # in the parameterisation of the run (`multistart(parameterisation=...)`)
     message: str = ""
     outcome: str = ""  # set by the verifier: at-prediction / worse / better / failed
     error_bound: float = 0.0  # proven bound on the rounding error of `objective`
@@ -97,8 +106,18 @@ def random_orthogonal(rng: np.random.Generator, rows: int, cols: int) -> np.ndar
     return q if rows >= cols else q.T
 
 
-def random_start(problem: Problem, rng: np.random.Generator, scale: float) -> Params:
+def random_start(
+    problem: Problem,
+    rng: np.random.Generator,
+    scale: float,
+    parameterisation: Parameterisation = "full",
+) -> Params:
     """A random point: scaled random orthogonal layers, Gaussian features, zero bias (host arrays).
+
+    In the class-means parameterisation `G` (`d x K`) has the same i.i.d. `N(0, s^2 / d)` entries:
+    that is exactly the distribution of `Hbar(H) D` for the Gaussian `H` of the full start
+    (column `k` is a sum of `n_k` independent columns over `sqrt(n_k)`), drawn without the
+    `d x N` matrix.
 
     `W_m = s sqrt(max(1, d_m / d_{m-1})) Q_m` with `Q_m` Haar-random with orthonormal rows or
     columns, so that `E |W_m x|^2 = s^2 (d_m / d_{m-1}) |x|^2` exactly as for i.i.d.
@@ -121,7 +140,8 @@ def random_start(problem: Problem, rng: np.random.Generator, scale: float) -> Pa
         scale * np.sqrt(max(1.0, rows / cols)) * random_orthogonal(rng, rows, cols)
         for rows, cols in problem.layer_shapes
     )
-    h = rng.normal(0.0, scale / np.sqrt(problem.widths[0]), size=(problem.widths[0], problem.N))
+    columns = problem.N if parameterisation == "full" else problem.K
+    h = rng.normal(0.0, scale / np.sqrt(problem.widths[0]), size=(problem.widths[0], columns))
     if len({*problem.lambda_w, problem.lambda_h}) > 1:
         lbar = float(problem.lambda_product) ** (1.0 / (problem.depth + 1))
         factors = [np.sqrt(lbar / float(lam)) for lam in problem.lambda_w]
@@ -169,6 +189,43 @@ class FlatObjective:
         return float(value), self.flat.flatten(grad_loss) + lx
 
 
+class ProjectedObjective:
+    """`w -> (f(w), grad f(w))` for the variable projection `f(W) = F(W, G*(W), b*(W))` on the
+    flat vector of the layers alone (`ncverify.model.elimination`); by the envelope theorem its
+    gradient is the layers' part of `grad F` at `(W, G*, b*)`."""
+
+    def __init__(self, objective: Objective) -> None:
+        self.objective = objective
+        shapes = objective.problem.layer_shapes
+        self.shapes = shapes
+        self.offsets = [int(o) for o in np.cumsum([0, *(r * c for r, c in shapes)])]
+        self.evaluations = 0
+
+    def layers(self, x: Any) -> tuple[Any, ...]:
+        xp = self.objective.xp
+        return tuple(
+            xp.reshape(x[a:b], s)
+            for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.shapes, strict=True)
+        )
+
+    def point(self, x: Any) -> Params:
+        """The class-mean point `(W, G*(W), b*(W))` of the flat layers `x`."""
+        return optimal_features(self.objective, self.layers(x))
+
+    def flatten(self, p: Params) -> Any:
+        xp = self.objective.xp
+        return xp.concat([xp.reshape(w, (-1,)) for w in p.Ws])
+
+    def __call__(self, x: Any) -> tuple[float, Any]:
+        self.evaluations += 1
+        obj = self.objective
+        p = self.point(x)
+        loss, grad = obj.loss_and_grad(p)
+        value = loss + obj.regulariser(p)
+        grads = [g + lam * w for g, lam, w in zip(grad.Ws, obj.lambda_w, p.Ws, strict=True)]
+        return float(value), obj.xp.concat([obj.xp.reshape(g, (-1,)) for g in grads])
+
+
 def descend(
     objective: Objective,
     start: Params,
@@ -186,22 +243,28 @@ def descend(
     evaluation that `Objective.error_bound` bounds, not the optimiser's own last value (which
     may come from reassociated products and differ in the last bits).
     """
-    flat = Flattener(objective.problem, objective.xp)
-    fun_grad = FlatObjective(objective, flat)
+    if objective.parameterisation == "weights":  # the layers alone, features eliminated
+        projected = ProjectedObjective(objective)
+        fun_grad: Callable[[Any], tuple[float, Any]] = projected
+        to_vector, to_point = projected.flatten, projected.point
+    else:
+        flat = Flattener(objective.problem, objective.xp, objective.columns)
+        fun_grad = FlatObjective(objective, flat)
+        to_vector, to_point = flat.flatten, flat.unflatten
 
     # One BLAS thread: the products here are small, threads only contend (and, for reductions,
     # would make the last bits depend on the thread count); parallelism is across runs instead.
     with threadpool_limits(limits=1, user_api="blas"):
-        trace = None if callback is None else (lambda it, f, x: callback(it, f, flat.unflatten(x)))
+        trace = None if callback is None else (lambda it, f, x: callback(it, f, to_point(x)))
         res = lbfgs.minimise(
             fun_grad,
-            flat.flatten(start),
+            to_vector(start),
             objective.xp,
             max_iter=max_iter,
             gtol=gtol,
             callback=trace,
         )
-        end = flat.unflatten(res.x)
+        end = to_point(res.x)
         value = objective.value(end)
     return end, {
         "iterations": res.iterations,
@@ -312,11 +375,21 @@ def scaled_problem(problem: Problem, factor: float) -> Problem:
 
 
 class Objectives:
-    """The objective of `problem` with its lambdas scaled by each factor, built once each."""
+    """The objective of `problem` with its lambdas scaled by each factor, built once each, in one
+    parameterisation (that of `objective` where it is given)."""
 
-    def __init__(self, problem: Problem, backend: Backend, objective: Objective | None = None):
+    def __init__(
+        self,
+        problem: Problem,
+        backend: Backend,
+        objective: Objective | None = None,
+        parameterisation: Parameterisation = "full",
+    ):
         self.problem = problem
         self.backend = backend
+        self.parameterisation = (
+            objective.parameterisation if objective is not None else parameterisation
+        )
         self.cache: dict[float, Objective] = {} if objective is None else {1.0: objective}
 
     def __call__(self, factor: float) -> Objective:
@@ -324,7 +397,11 @@ class Objectives:
         if factor not in self.cache:
             b = self.backend
             self.cache[factor] = Objective(
-                scaled_problem(self.problem, factor), b.xp, dtype=b.dtype, device=b.device
+                scaled_problem(self.problem, factor),
+                b.xp,
+                dtype=b.dtype,
+                device=b.device,
+                parameterisation=self.parameterisation,
             )
         return self.cache[factor]
 
@@ -340,6 +417,8 @@ def _stage(
     """One descent of a run at lambda factor `factor`: to convergence at factor 1, else until
     the gradient norm has fallen below `tolerance` times its value at `point`."""
     objective = objectives(factor)
+    if objective.parameterisation == "weights":  # where the projected descent starts from
+        point = optimal_features(objective, point.Ws)
     gtol = 0.0
     if factor != 1 and tolerance > 0:
         with threadpool_limits(limits=1, user_api="blas"):
@@ -349,7 +428,8 @@ def _stage(
 
 
 def _modes(backend: Backend, p: Params) -> int:
-    """The number of singular values of `W_M ... W_1 H` above 1e-6 (the targets have size 1)."""
+    """The number of singular values of `W_M ... W_1 H` above 1e-6 (the targets have size 1);
+    for class means `G`, those of `W_M ... W_1 G`, the same (`(Hbar Y)(Hbar Y)^T = G G^T`)."""
     prod = p.Ws[-1]
     for w in reversed(p.Ws[:-1]):
         prod = prod @ w
@@ -451,7 +531,7 @@ def one_run(
     )
     objective = objectives(1.0)
     rng = np.random.default_rng([seed, index])
-    start = random_start(problem, rng, scale).map(backend.asarray)
+    start = random_start(problem, rng, scale, objectives.parameterisation).map(backend.asarray)
     t0 = time.perf_counter()
     end, info = continued_descent(objectives, start, continuation, max_iter=max_iter)
     elapsed = time.perf_counter() - t0
@@ -486,13 +566,15 @@ def _worker_run(
     scale: float,
     max_iter: int,
     continuation: Continuation | None,
+    parameterisation: Parameterisation,
 ) -> Run:
     """`one_run` in a worker process; the end point comes back as host numpy arrays."""
-    key = (problem, backend_spec)
+    key = (problem, backend_spec, parameterisation)
     if _WORKER.get("key") != key:
         name, device, dtype = backend_spec
         backend = Backend.create(name, device, dtype)
-        _WORKER.update(key=key, backend=backend, objectives=Objectives(problem, backend))
+        objectives = Objectives(problem, backend, parameterisation=parameterisation)
+        _WORKER.update(key=key, backend=backend, objectives=objectives)
     backend = _WORKER["backend"]
     run = one_run(
         problem,
@@ -527,8 +609,14 @@ def multistart(
     progress: Callable[[int, Run], None] | None = None,
     jobs: int | None = None,
     continuation: Continuation | None = DEFAULT_CONTINUATION,
+    parameterisation: Parameterisation = "full",
 ) -> list[Run]:
     """`restarts` seeded random-start runs at the scales of `run_scales(scales, restarts)`.
+
+    `parameterisation` is that of the runs and of their end points (`Run.point`): `"full"`, or
+    `"class-means"`, the exact reduction of `ncverify.model.reduction` (its starts have the
+    distribution of the full starts' class means; its end points lift to points of the full
+    problem with the same objective).
 
     `jobs` worker processes run them (default `default_jobs`); the runs, their order and their
     results are the same for every `jobs`, only `Run.time` differs.  `progress(i, run)` is called
@@ -573,7 +661,7 @@ def multistart(
     jobs = default_jobs(backend, restarts) if jobs is None else max(1, min(jobs, restarts))
     runs: list[Run] = []
     if jobs == 1:
-        objectives = Objectives(problem, backend)
+        objectives = Objectives(problem, backend, parameterisation=parameterisation)
         for i in range(restarts):
             run = one_run(
                 problem,
@@ -595,7 +683,17 @@ def multistart(
         # first keeps the workers busy to the end (results do not depend on the order).
         order = sorted(range(restarts), key=lambda i: -per_run[i])
         submitted = {
-            i: pool.submit(_worker_run, problem, spec, seed, i, per_run[i], max_iter, continuation)
+            i: pool.submit(
+                _worker_run,
+                problem,
+                spec,
+                seed,
+                i,
+                per_run[i],
+                max_iter,
+                continuation,
+                parameterisation,
+            )
             for i in order
         }
         futures = [submitted[i] for i in range(restarts)]

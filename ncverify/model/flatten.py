@@ -14,9 +14,11 @@ from ncverify.model.problem import Problem
 class Flattener:
     """Views between a flat vector and `Params` of a problem's shapes, on any namespace."""
 
-    def __init__(self, problem: Problem, xp: Any) -> None:
+    def __init__(self, problem: Problem, xp: Any, columns: int | None = None) -> None:
+        """`columns`: feature columns of `H` (`N`, the default, or `K` for class means)."""
         self.xp = xp
-        self.shapes = [*problem.layer_shapes, (problem.widths[0], problem.N)]
+        cols = problem.N if columns is None else columns
+        self.shapes = [*problem.layer_shapes, (problem.widths[0], cols)]
         if problem.bias != "none":
             self.shapes.append((problem.K,))
         sizes = [int(np.prod(s)) for s in self.shapes]

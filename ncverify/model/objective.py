@@ -6,6 +6,14 @@ Backward pass: with `G = dL/dZ`, `B_{M+1} = G`, `dF/dW_m = B_{m+1} H_m^T + lambd
 The Hessian-vector product differentiates both passes once more along a direction (forward over
 reverse, written out by hand so that it runs on every namespace without autodiff).
 
+Two parameterisations of the same function (`ncverify.model.reduction`): `"full"`, with one
+feature column per sample (`H` is `d x N`), and `"class-means"`, with one column per class,
+`G = Hbar D` (`d x K`, `D = diag(sqrt(n_k))`), whose features enter the layers as
+`H_1 = G D^{-1} = Hbar` and whose loss terms carry the weights `n_k / N`.  At a lift
+`H = Hbar Y` the two agree in value, and the class-means gradient and Hessian are those of the
+full problem restricted to the collapsed subspace, in coordinates in which the lift is an
+isometry (`||G||_F = ||Hbar Y||_F`).
+
 Everything here takes the namespace from its inputs (`xp = array_namespace(...)`) and never
 moves data to the host.
 """
@@ -20,6 +28,7 @@ from array_api_compat import array_namespace
 
 from ncverify.model.losses import softmax_and_lse
 from ncverify.model.problem import Problem
+from ncverify.model.reduction import PARAMETERISATIONS, Parameterisation
 
 Array = Any
 
@@ -87,28 +96,64 @@ def _suffix_products(ws: tuple[Array, ...]) -> tuple[list[Array | None], Array]:
 
 
 class Objective:
-    """`F` for one problem on one namespace/device/dtype.
+    """`F` for one problem on one namespace/device/dtype, in one parameterisation.
 
     Args:
         problem: the instance.
         xp: an array namespace (from `ncverify.backend`).
         dtype: floating dtype of that namespace (float64 by default).
         device: device of that namespace (None = its default).
+        parameterisation: `"full"` (`H` is `d x N`) or `"class-means"` (`H` holds `G = Hbar D`,
+            `d x K`); see the module docstring.
     """
 
-    def __init__(self, problem: Problem, xp, *, dtype=None, device=None) -> None:  # noqa: ANN001
+    def __init__(
+        self,
+        problem: Problem,
+        xp,  # noqa: ANN001
+        *,
+        dtype=None,  # noqa: ANN001
+        device=None,  # noqa: ANN001
+        parameterisation: Parameterisation = "full",
+    ) -> None:
+        if parameterisation not in PARAMETERISATIONS:
+            raise ValueError(f"unknown parameterisation {parameterisation!r}.")
         self.problem = problem
         self.xp = xp
         self.dtype = dtype if dtype is not None else xp.float64
         self.device = device
-        self.Y = one_hot(problem, xp, dtype=self.dtype, device=device)
+        self.parameterisation = parameterisation
+        #: loss weight of each feature column (`n_k / N`; None: every column `1 / N`) and the
+        #: factor `1 / sqrt(n_k)` that maps a column of `G` to a class mean (None: 1)
+        self.weights: Array | None = None
+        self.scale: Array | None = None
+        if parameterisation == "full":
+            self.Y = one_hot(problem, xp, dtype=self.dtype, device=device)
+            self.columns = problem.N
+            #: samples per feature column of each class: the divisor of a class mean
+            self.class_sizes = problem.counts
+        else:
+            n = xp.asarray([float(c) for c in problem.counts], dtype=self.dtype, device=device)
+            self.Y = xp.eye(problem.K, dtype=self.dtype, device=device)
+            self.columns = problem.K
+            self.class_sizes = (1,) * problem.K
+            self.weights = xp.reshape(n / problem.N, (1, problem.K))
+            self.scale = xp.reshape(1.0 / xp.sqrt(n), (1, problem.K))
         self.lambda_w = [float(lam) for lam in problem.lambda_w]
         self.lambda_h = float(problem.lambda_h)
         self.lambda_b = 0.0 if problem.lambda_b is None else float(problem.lambda_b)
 
     # ---- pieces ---------------------------------------------------------------------------
+    def first_features(self, h: Array) -> Array:
+        """`H_1`, the features that enter `W_1`: `H` itself, or the class means `G D^{-1}`."""
+        return h if self.scale is None else h * self.scale
+
+    def _to_parameter(self, grad_h1: Array) -> Array:
+        """A gradient with respect to `H_1` as one with respect to the parameter `H` (or `G`)."""
+        return grad_h1 if self.scale is None else grad_h1 * self.scale
+
     def _forward(self, p: Params) -> tuple[list[Array], Array]:
-        feats = [p.H]
+        feats = [self.first_features(p.H)]
         for w in p.Ws:
             feats.append(w @ feats[-1])
         z = feats[-1]
@@ -118,13 +163,18 @@ class Objective:
 
     def _loss(self, z: Array) -> tuple[Array, Array, Array | None]:
         """Loss value, `G = dL/dZ`, and softmax probabilities for CE (None for MSE)."""
-        xp, n = self.xp, self.problem.N
+        xp, n, w = self.xp, self.problem.N, self.weights
         if self.problem.loss == "mse":
             r = z - self.Y
-            return xp.sum(r * r) / (2 * n), r / n, None
+            if w is None:
+                return xp.sum(r * r) / (2 * n), r / n, None
+            return xp.sum(r * r * w) / 2, r * w, None
         prob, lse = softmax_and_lse(xp, z)
-        value = (xp.sum(lse) - xp.sum(z * self.Y)) / n
-        return value, (prob - self.Y) / n, prob
+        if w is None:
+            value = (xp.sum(lse) - xp.sum(z * self.Y)) / n
+            return value, (prob - self.Y) / n, prob
+        value = xp.sum((lse - xp.sum(z * self.Y, axis=0)) * w[0, :])
+        return value, (prob - self.Y) * w, prob
 
     def regulariser(self, p: Params) -> Array:
         xp = self.xp
@@ -187,7 +237,7 @@ class Objective:
             back = p.Ws[m].T @ back
         xp = self.xp
         gb = None if p.b is None else xp.sum(g, axis=1)
-        return loss, Params(tuple(gws), back, gb)
+        return loss, Params(tuple(gws), self._to_parameter(back), gb)
 
     @property
     def product_first(self) -> bool:
@@ -201,7 +251,17 @@ class Objective:
         pr = self.problem
         dims = [*pr.widths, pr.K]
         chain = sum(dims[m] * dims[m + 1] for m in range(pr.depth))
-        return pr.depth > 1 and pr.K * (pr.widths[0] * pr.N + chain) < pr.N * chain
+        cols = self.columns
+        return pr.depth > 1 and pr.K * (pr.widths[0] * cols + chain) < cols * chain
+
+    @property
+    def evaluation_cost(self) -> int:
+        """Multiply-adds of one evaluation of `F` and its gradient, the cheaper association."""
+        pr = self.problem
+        dims = [*pr.widths, pr.K]
+        chain = sum(dims[m] * dims[m + 1] for m in range(pr.depth))
+        cols = self.columns
+        return min(3 * cols * chain, 3 * pr.K * (pr.widths[0] * cols + chain))
 
     def _loss_and_grad_product_first(self, p: Params) -> tuple[Array, Params]:
         """As `loss_and_grad`, with the products reassociated around `P = W_M ... W_1`.
@@ -213,17 +273,18 @@ class Objective:
         ws = p.Ws
         depth = len(ws)
         suffix, prod = _suffix_products(ws)
-        z = prod @ p.H
+        h1 = self.first_features(p.H)
+        z = prod @ h1
         if p.b is not None:
             z = z + p.b[:, None]
         loss, g, _ = self._loss(z)
-        e = g @ p.H.T  # G H_m^T for m = 1, advanced through the layers below
+        e = g @ h1.T  # G H_m^T for m = 1, advanced through the layers below
         gws = []
         for m in range(depth):
             gws.append(e if suffix[m] is None else suffix[m].T @ e)
             if m < depth - 1:
                 e = e @ ws[m].T
-        gh = prod.T @ g
+        gh = self._to_parameter(prod.T @ g)
         xp = self.xp
         gb = None if p.b is None else xp.sum(g, axis=1)
         return loss, Params(tuple(gws), gh, gb)
@@ -236,31 +297,29 @@ class Objective:
         feats, z = self._forward(p)
         _, g, prob = self._loss(z)
         # forward tangents dH_{m+1} = V_m H_m + W_m dH_m
-        dfeats = [v.H]
+        dfeats = [self.first_features(v.H)]
         for m, w in enumerate(p.Ws):
             dfeats.append(v.Ws[m] @ feats[m] + w @ dfeats[-1])
         dz = dfeats[-1]
         if p.b is not None:
             dz = dz + v.b[:, None]
-        if prob is None:
-            dg = dz / self.problem.N
-        else:
-            dg = (prob * dz - prob * xp.sum(prob * dz, axis=0, keepdims=True)) / self.problem.N
+        dg = self._loss_tangent(dz, prob)
         back, dback = g, dg
         hws = [None] * len(p.Ws)
         for m in range(len(p.Ws) - 1, -1, -1):
             hws[m] = dback @ feats[m].T + back @ dfeats[m].T + self.lambda_w[m] * v.Ws[m]
             back, dback = p.Ws[m].T @ back, v.Ws[m].T @ back + p.Ws[m].T @ dback
-        hh = dback + self.lambda_h * v.H
+        hh = self._to_parameter(dback) + self.lambda_h * v.H
         hb = None if p.b is None else xp.sum(dg, axis=1) + self.lambda_b * v.b
         return Params(tuple(hws), hh, hb)
 
     def _loss_tangent(self, dz: Array, prob: Array | None) -> Array:
         """`dG`, the derivative of `G = dL/dZ` along `dZ`."""
-        xp = self.xp
-        if prob is None:
-            return dz / self.problem.N
-        return (prob * dz - prob * xp.sum(prob * dz, axis=0, keepdims=True)) / self.problem.N
+        xp, w = self.xp, self.weights
+        tangent = (
+            dz if prob is None else prob * dz - prob * xp.sum(prob * dz, axis=0, keepdims=True)
+        )
+        return tangent / self.problem.N if w is None else tangent * w
 
     def _hvp_product_first(self, p: Params, v: Params) -> Params:
         """As the layer-by-layer `hvp`, with the products reassociated around `P = W_M ... W_1`.
@@ -281,15 +340,16 @@ class Objective:
         dprod = vs[0] if suffix[0] is None else suffix[0] @ vs[0]
         if dsuffix[0] is not None:
             dprod = dsuffix[0] @ ws[0] + dprod
-        z = prod @ p.H
-        dz = dprod @ p.H + prod @ v.H
+        h1, v1 = self.first_features(p.H), self.first_features(v.H)
+        z = prod @ h1
+        dz = dprod @ h1 + prod @ v1
         if p.b is not None:
             z = z + p.b[:, None]
             dz = dz + v.b[:, None]
         _, g, prob = self._loss(z)
         dg = self._loss_tangent(dz, prob)
-        e = g @ p.H.T
-        de = dg @ p.H.T + g @ v.H.T
+        e = g @ h1.T
+        de = dg @ h1.T + g @ v1.T
         hws = []
         for m in range(depth):
             if suffix[m] is None:
@@ -301,7 +361,7 @@ class Objective:
             hws.append(h + self.lambda_w[m] * vs[m])
             if m < depth - 1:
                 e, de = e @ ws[m].T, de @ ws[m].T + e @ vs[m].T
-        hh = dprod.T @ g + prod.T @ dg + self.lambda_h * v.H
+        hh = self._to_parameter(dprod.T @ g + prod.T @ dg) + self.lambda_h * v.H
         hb = None if p.b is None else xp.sum(dg, axis=1) + self.lambda_b * v.b
         return Params(tuple(hws), hh, hb)
 
@@ -321,18 +381,27 @@ class Objective:
             return k * u / (1 - k * u)
 
         feats, z = self._forward(p)
-        err = xp.zeros_like(p.H)
+        # class means G D^{-1}: `1 / sqrt(n_k)` is itself rounded twice, the product once
+        err = xp.zeros_like(feats[0]) if self.scale is None else gamma(3) * xp.abs(feats[0])
         for m, w in enumerate(p.Ws):
             aw = xp.abs(w)
             err = gamma(w.shape[1]) * (aw @ xp.abs(feats[m])) + aw @ err
         if p.b is not None:
             err = err + u * xp.abs(z)
         n = self.problem.N
+        # the weights `n_k / N` are rounded once and multiplied in once more than the full
+        # problem's `1 / N`: two more roundings per term than there
+        weight = (lambda a: a / n) if self.weights is None else (lambda a: a * self.weights[0, :])
+        extra = 0 if self.weights is None else 2
         if self.problem.loss == "mse":
             r = xp.abs(z - self.Y)
             e = err + u * r
-            loss_err = float(xp.sum(2 * r * e + e * e)) / (2 * n)
-            loss_err += gamma(z.shape[0] * z.shape[1] + 2) * float(xp.sum(r * r)) / (2 * n)
+            loss_err = float(xp.sum(weight(xp.sum(2 * r * e + e * e, axis=0)))) / 2
+            loss_err += (
+                gamma(z.shape[0] * z.shape[1] + 2 + extra)
+                * float(xp.sum(weight(xp.sum(r * r, axis=0))))
+                / 2
+            )
         else:
             zmax = xp.max(z, axis=0)
             lse_abs = xp.abs(xp.log(xp.sum(xp.exp(z - zmax[None, :]), axis=0)) + zmax)
@@ -340,8 +409,8 @@ class Objective:
             col_err = 2 * xp.max(err, axis=0) + gamma(z.shape[0] + 4) * (
                 lse_abs + xp.abs(zmax) + zy
             )
-            loss_err = float(xp.sum(col_err)) / n
-            loss_err += gamma(n + 2) * float(xp.sum(lse_abs + zy)) / n
+            loss_err = float(xp.sum(weight(col_err)))
+            loss_err += gamma(z.shape[1] + 2 + extra) * float(xp.sum(weight(lse_abs + zy)))
         reg_err = 0.0
         for lam, w in zip(self.lambda_w, p.Ws, strict=True):
             reg_err += gamma(w.shape[0] * w.shape[1] + 2) * lam / 2 * float(xp.sum(w * w))
@@ -353,7 +422,8 @@ class Objective:
         return 2.0 * total
 
     def features(self, p: Params) -> list[Array]:
-        """Layer features `H_1 = H, ..., H_M` (the inputs of `W_1, ..., W_M`)."""
+        """Layer features `H_1, ..., H_M` (the inputs of `W_1, ..., W_M`; `H_1` is `H`, or the
+        class means in the class-means parameterisation)."""
         feats, _ = self._forward(p)
         return feats[:-1]
 
@@ -363,6 +433,6 @@ class Objective:
         ws = tuple(
             xp.zeros(shape, dtype=self.dtype, device=self.device) for shape in pr.layer_shapes
         )
-        h = xp.zeros((pr.widths[0], pr.N), dtype=self.dtype, device=self.device)
+        h = xp.zeros((pr.widths[0], self.columns), dtype=self.dtype, device=self.device)
         b = None if pr.bias == "none" else xp.zeros((pr.K,), dtype=self.dtype, device=self.device)
         return Params(ws, h, b)

@@ -1,0 +1,69 @@
+"""Feature elimination for the squared loss: the class-mean features and the bias at their exact
+minimiser for given weights (docs/theory/model.md#the-class-mean-reduction).
+
+For fixed layers, with `P = W_M ... W_1`, `s = (sqrt(n_k))_k`, `D = diag(s)` and
+`M_P = P P^T + N lambda_H I`, the class-mean objective is a ridge problem in `(G, b)` whose
+unique minimiser is
+
+    b* = lambda_H (lambda_H N I + lambda_b M_P)^{-1} n      (free bias: n / N; none: 0)
+    G* = P^T M_P^{-1} (D - b* s^T)  =  (P^T P + N lambda_H I)^{-1} P^T (D - b* s^T).
+
+The optimiser then works on the weights alone (variable projection): by the envelope theorem the
+gradient of `W -> F(W, G*(W), b*(W))` is the weight part of the gradient at that point.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ncverify.model.objective import Objective, Params
+
+Array = Any
+
+
+def eliminable(objective: Objective) -> bool:
+    """Whether the features and the bias have a closed-form minimiser: the squared loss, in the
+    class-mean coordinates."""
+    return objective.problem.loss == "mse" and objective.columns == objective.problem.K
+
+
+def end_to_end(ws: tuple[Array, ...]) -> Array:
+    """`P = W_M ... W_1` (`K x d`)."""
+    prod = ws[-1]
+    for w in reversed(ws[:-1]):
+        prod = prod @ w
+    return prod
+
+
+def optimal_features(objective: Objective, ws: tuple[Array, ...]) -> Params:
+    """`(W, G*(W), b*(W))`: the class-mean features and the bias that minimise the squared-loss
+    objective for the layers `ws` (the smaller of the `K x K` and `d x d` systems is solved)."""
+    if not eliminable(objective):
+        raise ValueError("features have a closed-form minimiser only for the squared loss.")
+    xp, pr = objective.xp, objective.problem
+    dtype, device = objective.dtype, objective.device
+    prod = end_to_end(ws)
+    k, d = prod.shape
+    n_total = float(pr.N)
+    counts = xp.asarray([float(c) for c in pr.counts], dtype=dtype, device=device)
+    s = xp.sqrt(counts)
+    ridge = n_total * objective.lambda_h
+    eye_k = xp.eye(k, dtype=dtype, device=device)
+    b = None
+    if pr.bias == "none":
+        targets = eye_k * s[None, :]  # D
+    else:
+        if pr.bias == "free":
+            b = counts / n_total
+        else:
+            system = objective.lambda_h * n_total * eye_k + objective.lambda_b * (
+                prod @ prod.T + ridge * eye_k
+            )
+            b = xp.linalg.solve(system, objective.lambda_h * counts[:, None])[:, 0]
+        targets = (eye_k - b[:, None]) * s[None, :]  # D - b s^T
+    if k <= d:
+        g = prod.T @ xp.linalg.solve(prod @ prod.T + ridge * eye_k, targets)
+    else:
+        eye_d = xp.eye(d, dtype=dtype, device=device)
+        g = xp.linalg.solve(prod.T @ prod + ridge * eye_d, prod.T @ targets)
+    return Params(tuple(ws), g, b)
