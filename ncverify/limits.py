@@ -15,10 +15,10 @@ import contextlib
 import contextvars
 from collections.abc import Iterator
 
-#: Largest number of logits `K x N` for which the random-start runs (E2) are attempted: each
-#: objective evaluation touches every logit, and one run takes thousands of evaluations
-#: (K = N = 2000, 4e6 logits, is about a minute per run on one core).
-MAX_LOGITS_FOR_RUNS = 4_000_000
+#: Largest cost of one objective evaluation, in multiply-adds, for which the random-start runs
+#: (E2) are attempted: one run takes thousands of evaluations (the full problem with K = 4,
+#: N = 10^6 samples and width 64, 8e8 multiply-adds, is about a minute per run on one core).
+MAX_EVALUATION_COST = 1_000_000_000
 #: Largest `K` for which the predicted Gram matrices (`K x K` each) go into the JSON report.
 MAX_CLASSES_FOR_GRAMS = 256
 #: The sentence every skip note ends with.
@@ -45,11 +45,12 @@ def forcing(on: bool) -> Iterator[None]:
         _FORCE.reset(token)
 
 
-def check_runs_size(logits: int) -> None:
-    """Raise `StepSkipped` when random-start runs over `logits` logits would take too long."""
-    if logits > MAX_LOGITS_FOR_RUNS and not forced():
+def check_runs_size(cost: int) -> None:
+    """Raise `StepSkipped` when random-start runs whose every evaluation of the objective costs
+    `cost` multiply-adds would take too long."""
+    if cost > MAX_EVALUATION_COST and not forced():
         raise StepSkipped(
-            f"the random-start runs are skipped: every evaluation of the objective touches "
-            f"K x N = {logits:,} logits, above the limit of {MAX_LOGITS_FOR_RUNS:,}, and one run "
+            f"the random-start runs are skipped: every evaluation of the objective costs about "
+            f"{cost:.1e} multiply-adds, above the limit of {MAX_EVALUATION_COST:.0e}, and one run "
             f"takes thousands of evaluations; {HOW_TO_FORCE}"
         )

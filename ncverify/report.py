@@ -205,6 +205,9 @@ class Report:
     hypotheses: list[str] = field(default_factory=list)
     prediction: Prediction | None = None
     predicted_point: Params | None = field(default=None, repr=False)
+    # what the runs, E1 and E4 optimised and evaluated: "full" or "class-means"
+    # (`ncverify.model.reduction`); the run points are in it, the counterexample is lifted
+    parameterisation: str = "full"
     # layer-1 Gram matrices of the predicted point (`WWt`, `HtH`, `WH`, host arrays), computed by
     # the pipeline where K is small enough for the JSON (`ncverify.limits.MAX_CLASSES_FOR_GRAMS`)
     prediction_grams: dict[str, Any] | None = field(default=None, repr=False)
@@ -230,6 +233,15 @@ class Report:
         for r in self.runs:
             counts[r.outcome] = counts.get(r.outcome, 0) + 1
         return counts
+
+    def full_point(self, run: Run) -> Params:
+        """`run`'s end point as a point of the full problem (`d x N` features): the run point
+        itself, or its lift where the runs optimised a reduction (`parameterisation`)."""
+        if self.parameterisation == "full":
+            return run.point
+        from ncverify.model.reduction import lift
+
+        return lift(self.problem.counts, run.point, self.backend.xp)
 
     @property
     def best_objective(self) -> float | None:
@@ -262,6 +274,7 @@ class Report:
         numerical = None
         if self.runs:
             numerical = {
+                "parameterisation": self.parameterisation,
                 "best_objective": self.best_objective,
                 "start_scales": self.start_scales,
                 "runs": runs,

@@ -42,6 +42,14 @@ from ncverify.io import save_counterexample
 from ncverify.limits import MAX_CLASSES_FOR_GRAMS, StepSkipped, check_runs_size, forcing
 from ncverify.model.objective import Objective, Params, norm
 from ncverify.model.problem import Problem
+from ncverify.model.reduction import (
+    PARAMETERISATIONS,
+    Parameterisation,
+    default_parameterisation,
+    is_lift,
+    lift,
+    to_class_means,
+)
 from ncverify.report import Check, Counterexample, Evidence, GeometryEvidence, Report, Verdict
 
 
@@ -82,6 +90,16 @@ class Settings:
     # each random-start run descends at lambda/8 first and ladders up past the thresholds
     # (`ncverify.evidence.optimize.Continuation`); False: one plain descent from the start
     continuation: bool = True
+    # what the runs, E1 and E4 optimise and evaluate: None for the default of the head (the
+    # exact class-mean reduction for linear heads, `ncverify.model.reduction`), or "full"
+    parameterisation: Parameterisation | None = None
+
+    def __post_init__(self) -> None:
+        if self.parameterisation is not None and self.parameterisation not in PARAMETERISATIONS:
+            raise ValueError(
+                f"parameterisation must be one of {', '.join(PARAMETERISATIONS)}, "
+                f"not {self.parameterisation!r}."
+            )
 
 
 @single_threaded_blas
@@ -116,10 +134,23 @@ class _Context:
     problem: Problem
     backend: Backend
     settings: Settings
-    objective: Objective
+    objective: Objective  # in the parameterisation of the check
     claimed: mpmath.mpf
     tol: Tolerances
     progress: Callable[[str, int, int], None] | None
+
+    def reduced(self, p: Params) -> Params:
+        """A full point in the check's parameterisation (its class means where it is not
+        collapsed: by Jensen's inequality a point no worse)."""
+        if self.objective.parameterisation == "full":
+            return p
+        return to_class_means(self.problem.counts, p, self.backend.xp)
+
+    def lifted(self, p: Params) -> Params:
+        """A point of the check's parameterisation as a point of the full problem."""
+        if self.objective.parameterisation == "full":
+            return p
+        return lift(self.problem.counts, p, self.backend.xp)
 
 
 @contextlib.contextmanager
@@ -151,13 +182,22 @@ def _verify(
         return report
     with _timed(timing, "closed_form"):
         report.prediction = claim.closed_form(problem)
-    objective = Objective(problem, backend.xp, dtype=backend.dtype, device=backend.device)
-    ctx = _Context(
-        claim, problem, backend, settings, objective, report.prediction.objective, tol, progress
-    )
     with _timed(timing, "predicted_point"):  # E1
-        point, e1_ok = _e1(ctx, report)
-    optimise = settings.optimise and _runs_affordable(problem, report)
+        _stage(progress, "predicted point (E1)", 0)
+        predicted = _predicted_point(report, claim, problem, backend)
+        report.parameterisation = _parameterisation(report, settings, predicted)
+        objective = Objective(
+            problem,
+            backend.xp,
+            dtype=backend.dtype,
+            device=backend.device,
+            parameterisation=report.parameterisation,
+        )
+        ctx = _Context(
+            claim, problem, backend, settings, objective, report.prediction.objective, tol, progress
+        )
+        point, e1_ok = _e1(ctx, report, predicted)
+    optimise = settings.optimise and _runs_affordable(objective, report)
     if optimise:
         with _timed(timing, "optimise"):  # E2
             report.runs = _e2(ctx, report)
@@ -176,12 +216,31 @@ def _verify(
     return report
 
 
-def _e1(ctx: _Context, report: Report) -> tuple[Params | None, bool]:
+def _parameterisation(
+    report: Report, settings: Settings, predicted: Params | None
+) -> Parameterisation:
+    """The parameterisation of the check: the one asked for, else the head's default; the full
+    one where the claim predicts features that are not collapsed (E1 must judge the claim's own
+    point, and the class-mean reduction would replace it by another)."""
+    problem = report.problem
+    chosen = settings.parameterisation or default_parameterisation(problem)
+    if chosen != "full" and predicted is not None:
+        if not is_lift(problem.counts, predicted.H, report.backend.xp):
+            report.notes.append(
+                "the claim's predicted features are not collapsed (the samples of a class have "
+                "different features): the check runs on the full parameterisation"
+            )
+            return "full"
+    return chosen
+
+
+def _e1(ctx: _Context, report: Report, predicted: Params | None) -> tuple[Params | None, bool]:
     """E1: the claim's predicted point, and whether it has the claimed value, is stationary and
-    shows no negative curvature."""
-    _stage(ctx.progress, "predicted point (E1)", 0)
-    point = _predicted_point(report, ctx.claim, ctx.problem, ctx.backend)
-    report.predicted_point = point
+    shows no negative curvature (in the check's parameterisation: at a lift the full gradient is
+    the lifted reduced one, of the same norm, and the full Hessian adds only a within-class block
+    `>= lambda_H I`, so the smallest curvature is the reduced one's or positive)."""
+    report.predicted_point = predicted
+    point = None if predicted is None else ctx.reduced(predicted)
     if point is not None and ctx.problem.K <= MAX_CLASSES_FOR_GRAMS:
         g = layer_geometry(ctx.objective, point)[0]
         to = ctx.backend.to_numpy
@@ -193,9 +252,9 @@ def _e1(ctx: _Context, report: Report) -> tuple[Params | None, bool]:
     return point, ok
 
 
-def _runs_affordable(problem: Problem, report: Report) -> bool:
+def _runs_affordable(objective: Objective, report: Report) -> bool:
     try:
-        check_runs_size(problem.K * problem.N)
+        check_runs_size(objective.evaluation_cost)
     except StepSkipped as exc:
         report.notes.append(str(exc))
         return False
@@ -221,6 +280,7 @@ def _e2(ctx: _Context, report: Report) -> list[Run]:
             max_iter=settings.max_iter,
             progress=on_run,
             continuation=DEFAULT_CONTINUATION if settings.continuation else None,
+            parameterisation=ctx.objective.parameterisation,
         )
         for run in runs:
             _classify(run, ctx.objective, ctx.claimed, ctx.tol)
@@ -266,6 +326,9 @@ def _e3(ctx: _Context, report: Report) -> Certificate | None:
         if cert is not None and cert.exact:
             break
     if cert is not None:
+        if cert.point is not None:
+            host = cert.point.map(lambda a: ctx.backend.asarray(np.asarray(a)))
+            cert.point = ctx.reduced(host)
         _evaluate_certificate(report, cert, ctx.objective, ctx.backend, ctx.claimed, ctx.tol)
     return cert
 
@@ -315,7 +378,7 @@ def _geometry_error(rows: list[dict], pred: Prediction) -> float | None:
 def _conclude(ctx: _Context, report: Report, point: Params | None, e1_ok: bool) -> None:
     """The counterexample, an internal contradiction, the verdict and what to try next."""
     runs, cert = report.runs, report.certificate
-    _find_counterexample(report, ctx.objective, point, ctx.claimed, cert, e1_ok, ctx.settings)
+    _find_counterexample(report, ctx, point, cert, e1_ok)
     report.contradiction = _contradiction(runs, cert)
     report.verdict, report.geometry_evidence = _verdict(report, runs, cert, e1_ok)
     if report.verdict == Verdict.INCONCLUSIVE and e1_ok and runs:
@@ -451,7 +514,7 @@ def structure(objective: Objective, p: Params) -> dict[str, object]:
     of the zero solution alive, its means being ~1e-9 of equal size).
     """
     # layer 1 only (every run is classified: the NC1 of all layers would cost more than this)
-    hbar = class_means(objective, p.H)
+    hbar = class_means(objective, objective.first_features(p.H))
     classifier = p.Ws[-1]
     for w in reversed(p.Ws[:-1]):
         classifier = classifier @ w
@@ -476,9 +539,8 @@ def _evaluate_certificate(
     claimed: mpmath.mpf,
     tol: Tolerances,
 ) -> None:
-    if cert.point is not None:
-        point = cert.point.map(lambda a: backend.asarray(np.asarray(a)))
-        cert.point = point
+    if cert.point is not None:  # on the backend, in the check's parameterisation (`_e3`)
+        point = cert.point
         cert.primal = objective.value(point)
         cert.primal_error = objective.error_bound(point)
         cert.gap = abs(cert.primal - cert.bound) / max(abs(cert.bound), 1e-300)
@@ -550,15 +612,12 @@ def _check_geometry(report: Report, pred: Prediction, best: Run | None, tol: Tol
 
 # ---- counterexample ---------------------------------------------------------------------------
 def _find_counterexample(
-    report: Report,
-    objective: Objective,
-    point: Params | None,
-    claimed: mpmath.mpf,
-    cert: Certificate | None,
-    e1_ok: bool,
-    settings: Settings,
+    report: Report, ctx: _Context, point: Params | None, cert: Certificate | None, e1_ok: bool
 ) -> None:
-    f_claim = float(claimed)
+    """The best candidate below the claimed optimum that the high-precision certificate
+    confirms (points in the check's parameterisation; the counterexample is the full point)."""
+    objective, settings = ctx.objective, ctx.settings
+    f_claim = float(ctx.claimed)
     candidates: list[tuple[float, float, Params, str]] = []
     for run in report.runs:
         if run.outcome == "better":
@@ -571,10 +630,11 @@ def _find_counterexample(
                 )
             )
     for cand in report.search_candidates:
-        value = objective.value(cand.point)
-        err = objective.error_bound(cand.point)
+        p = ctx.reduced(cand.point)
+        value = objective.value(p)
+        err = objective.error_bound(p)
         if value < f_claim - err:
-            candidates.append((value, err, cand.point, cand.origin))
+            candidates.append((value, err, p, cand.origin))
     if cert is not None and cert.point is not None and cert.primal is not None:
         if cert.primal < f_claim - cert.primal_error:
             candidates.append(
@@ -594,7 +654,7 @@ def _find_counterexample(
     # preferring one certified in exact/interval arithmetic over one certified with a float bound
     confirmed = []
     for value, err, p, origin in sorted(candidates, key=lambda c: c[0]):
-        certificate = _certify(report, p, value, err)
+        certificate = _certify(report, ctx.lifted(p), value, err)
         if certificate is not None and not certificate["certified"]:
             report.notes.append(
                 f"a point from {origin} beats the claimed optimum in float64 but not beyond the "
@@ -613,7 +673,7 @@ def _find_counterexample(
             error_bound=err,
             origin=origin,
             structure=structure(objective, p),
-            point=p,
+            point=ctx.lifted(p),
             certificate=certificate,
         )
 

@@ -139,8 +139,11 @@ INCONCLUSIVE_RUNS = (
     "2",
     "--escalate",
     "0",
-    # without continuation in lambda (with it, every run reaches the optimum here)
+    # without continuation in lambda, on every sample's features (with continuation, or over the
+    # weights alone, every run reaches the optimum here)
     "--no-continuation",
+    "--parameterisation",
+    "full",
 )
 
 
@@ -425,3 +428,19 @@ def test_show_states_the_hypotheses_and_typesets_the_statement(cli, claim_id: st
     for h in hypotheses:
         assert " ".join(h.split()) in flat
     assert "$" not in r.out  # LaTeX is converted for the terminal
+
+
+def test_a_one_layer_mse_check_imports_neither_cvxpy_nor_scipy() -> None:
+    """Start-up: the one-layer MSE certificate has a closed form, so a check needs neither the
+    conic solver nor scipy (`-X importtime` lists every module a process imports)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "ncverify.app.cli", "check"]
+        + ["mse-imbalanced-biasfree", "--counts", "5,3,2", "--depth", "1", "--width", "4"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    assert "ncverify.verify" in imported  # the listing is there ...
+    assert "cvxpy" not in imported and "scipy" not in imported  # ... and these are not in it

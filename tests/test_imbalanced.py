@@ -422,11 +422,12 @@ def test_gap_instance_is_certified_with_collapsed_classes_at_zero(name: str) -> 
     assert all(pred.phase.quantity("in_gap").value[k] for k in collapsed)
     best = min(report.runs, key=lambda r: r.objective)
     assert abs(best.objective - pred.objective_float) <= 1e-8 * pred.objective_float
-    w = best.point.Ws[0]
-    for layer in best.point.Ws[1:]:
+    point = report.full_point(best)  # every sample's features
+    w = point.Ws[0]
+    for layer in point.Ws[1:]:
         w = layer @ w
     labels = np.asarray(problem.labels())
-    hbar = [np.linalg.norm(best.point.H[:, labels == k].mean(axis=1)) for k in range(problem.K)]
+    hbar = [np.linalg.norm(point.H[:, labels == k].mean(axis=1)) for k in range(problem.K)]
     rows = np.linalg.norm(w, axis=1)
     alive = [k for k in range(problem.K) if k not in collapsed]
     for k in collapsed:

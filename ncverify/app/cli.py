@@ -21,6 +21,7 @@ from rich.console import Console
 from ncverify.app import render
 from ncverify.backend import BACKENDS, DTYPES, Backend, BackendError
 from ncverify.model.problem import BIAS_MODES, LOSSES, Problem, ProblemError
+from ncverify.model.reduction import PARAMETERISATIONS
 from ncverify.report import Verdict
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -68,6 +69,7 @@ Bias = _choices("Bias", BIAS_MODES)
 Loss = _choices("Loss", LOSSES)
 BackendName = _choices("BackendName", BACKENDS)
 Dtype = _choices("Dtype", DTYPES)
+ParameterisationName = _choices("ParameterisationName", ("auto", *PARAMETERISATIONS))
 
 
 class Format(StrEnum):
@@ -123,6 +125,13 @@ NoContinuationOpt = Annotated[
     typer.Option(
         "--no-continuation",
         help="Each run one plain descent from its random start (no lambda continuation).",
+    ),
+]
+ParameterisationOpt = Annotated[
+    ParameterisationName,
+    typer.Option(
+        help="What the runs optimise: auto (the weights alone for MSE, the class means for CE: "
+        "exact reductions), or full (every sample's features).",
     ),
 ]
 ForceOpt = Annotated[
@@ -288,6 +297,7 @@ def check(  # noqa: PLR0913
     no_certificate: NoCertificateOpt = False,
     no_optimise: NoOptimiseOpt = False,
     no_continuation: NoContinuationOpt = False,
+    parameterisation: ParameterisationOpt = ParameterisationName.auto,
     force: ForceOpt = False,
     backend: BackendOpt = BackendName.numpy,
     device: DeviceOpt = None,
@@ -313,6 +323,7 @@ def check(  # noqa: PLR0913
         scales,
         force,
         not no_continuation,
+        parameterisation.value,
     )
     if all_claims and claim_id is not None:
         fail("give either a claim or --all, not both.")
@@ -495,6 +506,7 @@ def sweep(  # noqa: PLR0913
     no_certificate: NoCertificateOpt = False,
     no_optimise: NoOptimiseOpt = False,
     no_continuation: NoContinuationOpt = False,
+    parameterisation: ParameterisationOpt = ParameterisationName.auto,
     force: ForceOpt = False,
     backend: BackendOpt = BackendName.numpy,
     device: DeviceOpt = None,
@@ -544,6 +556,7 @@ def sweep(  # noqa: PLR0913
         scales=scales,
         force=force,
         continuation=not no_continuation,
+        parameterisation=parameterisation.value,
     )
     check_outputs(save_counterexample=save_counterexample)
     make_backend(backend, device, dtype)
@@ -596,6 +609,8 @@ def _run_flags(settings: Settings, spec: tuple) -> list[str]:
     }
     extra = ["--restarts", str(settings.restarts), "--seed", str(settings.seed)]
     extra += [f for f, on in flags.items() if on]
+    if settings.parameterisation is not None:
+        extra += ["--parameterisation", settings.parameterisation]
     backend, device, dtype = spec
     if (backend, device, dtype) != ("numpy", None, "float64"):
         extra += ["--backend", str(backend), "--dtype", str(dtype)]
@@ -691,6 +706,7 @@ def run_settings(  # noqa: PLR0913
     scales: str | None = None,
     force: bool = False,
     continuation: bool = True,
+    parameterisation: str = "auto",
 ) -> Settings:
     """The verification settings from the run options of `check` (and `sweep`)."""
     from ncverify.verify import Settings
@@ -710,6 +726,7 @@ def run_settings(  # noqa: PLR0913
         escalate=n_escalate,
         force=force,
         continuation=continuation,
+        parameterisation=None if parameterisation == "auto" else parameterisation,  # type: ignore[arg-type]
         **extra,
     )
 

@@ -348,12 +348,19 @@ def _checks(r: Report) -> Table:
     return t
 
 
+_PARAMETERISATIONS = {
+    "class-means": "over the class means, an exact reduction",
+    "weights": "over the weights, class means and bias eliminated exactly",
+    "full": "over every sample's features",
+}
+
+
 def _runs(r: Report) -> list[Text]:
     counts = r.outcome_counts()
     parts = [
         Text(
-            f"optimiser: {len(r.runs)} random-start runs (scales "
-            f"{', '.join(_fmt(float(s), 3) for s in r.start_scales)}): "
+            f"optimiser: {len(r.runs)} random-start runs ({_PARAMETERISATIONS[r.parameterisation]}; "
+            f"scales {', '.join(_fmt(float(s), 3) for s in r.start_scales)}): "
             f"{counts['at-prediction']} at the prediction, {counts['worse']} in worse local minima "
             f"or saddles, {counts['better']} better, {counts['failed']} failed; best "
             f"{_fmt(r.best_objective, 15)}"

@@ -39,21 +39,26 @@ class LayerGeometry:
 
 
 def class_means(objective: Objective, h: Array) -> Array:
+    """The class means of layer features `h` (in the class-means parameterisation the features
+    are the class means already: one column per class)."""
     xp = array_namespace(h)
-    counts = xp.asarray(
-        [float(c) for c in objective.problem.counts],
+    sizes = xp.asarray(
+        [float(c) for c in objective.class_sizes],
         dtype=h.dtype,
         device=getattr(h, "device", None),
     )
-    return (h @ objective.Y.T) / counts[None, :]
+    return (h @ objective.Y.T) / sizes[None, :]
 
 
 def nc1(objective: Objective, h: Array, means: Array) -> float | None:
     xp = array_namespace(h)
     pr = objective.problem
-    within = h - means @ objective.Y
+    within = h - means @ objective.Y  # zero in the class-means parameterisation: NC1 = 0
     sigma_w = within @ within.T / pr.N
-    h_g = xp.sum(h, axis=1) / pr.N
+    counts = xp.asarray(
+        [float(c) for c in pr.counts], dtype=h.dtype, device=getattr(h, "device", None)
+    )
+    h_g = means @ counts / pr.N  # sample-weighted: sum_k n_k hbar_k / N
     centred = means - h_g[:, None]
     sigma_b = centred @ centred.T / pr.K
     scale = float(xp.max(xp.abs(sigma_b))) if sigma_b.shape[0] else 0.0

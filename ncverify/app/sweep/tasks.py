@@ -131,7 +131,13 @@ def best_run_classes(report: Any) -> dict[str, Any] | None:
         return None
     best = min(runs, key=lambda r: r.objective)
     be = report.backend
-    objective = Objective(report.problem, be.xp, dtype=be.dtype, device=be.device)
+    objective = Objective(
+        report.problem,
+        be.xp,
+        dtype=be.dtype,
+        device=be.device,
+        parameterisation=report.parameterisation,  # that of the run points
+    )
     geom = layer_geometry(objective, best.point.map(be.asarray))[0]
     wh, w, hbar = (
         np.asarray(be.to_numpy(a), dtype=np.float64) for a in (geom.WH, geom.W, geom.Hbar)
