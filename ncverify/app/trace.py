@@ -1,7 +1,9 @@
 """Neural-collapse metrics traced over the iterations of one optimiser run.
 
 `nc_trace` starts one random-start run exactly as `ncverify.evidence.optimize.multistart` starts its run
-`index` (same seed, same start scale), descends with the same minimiser through the same
+`index` (same seed, same start scale), over every sample's features (`parameterisation="full"`:
+the reduced runs of a check have collapsed features from their first iteration, so NC1 could
+not be seen to fall), descends with the same minimiser through the same
 descents (with the continuation in lambda, those that led to the end point the run keeps:
 `ncverify.evidence.optimize.replay`), and records after every `every`-th iteration, counted over those
 descents, the objective of the true problem, its gap to the claimed optimum and the NC metrics

@@ -261,7 +261,11 @@ class Objective:
         dims = [*pr.widths, pr.K]
         chain = sum(dims[m] * dims[m + 1] for m in range(pr.depth))
         cols = self.columns
-        return min(3 * cols * chain, 3 * pr.K * (pr.widths[0] * cols + chain))
+        cost = min(3 * cols * chain, 3 * pr.K * (pr.widths[0] * cols + chain))
+        if self.parameterisation == "weights":  # the ridge system of the eliminated features
+            small = min(pr.K, pr.widths[0])
+            cost += pr.K * pr.widths[0] * small + small**3 // 3
+        return cost
 
     def _loss_and_grad_product_first(self, p: Params) -> tuple[Array, Params]:
         """As `loss_and_grad`, with the products reassociated around `P = W_M ... W_1`.
