@@ -220,7 +220,8 @@ def test_mathjax_is_served_by_the_site_and_nothing_comes_from_elsewhere(site: Pa
 
 
 def test_guides_ran_their_examples(site: Path) -> None:
-    for name in ("getting-started", "reports", "json", "verdicts", "adding-a-claim", "backends"):
+    guides = ("getting-started", "reports", "json", "verdicts", "adding-a-claim", "backends")
+    for name in (*guides, "measure"):
         text = page_text(site / name / "index.html")
         assert "Traceback" not in text, f"{name}: an executed block failed"
     started = page_text(site / "getting-started" / "index.html")
@@ -230,6 +231,9 @@ def test_guides_ran_their_examples(site: Path) -> None:
     assert re.search(r"lambda= 5e-4 M=1 rho=\S+ certified", guide)
     assert re.search(r"lambda= 5e-4 M=2 rho=\S+ not-applicable", guide)
     assert "the claim holds on every drawn instance" in guide
+    measured = page_text(site / "measure" / "index.html")
+    assert "$ ncverify measure head.npz" in measured
+    assert "collapsed classes: predicted [2, 3], trained [2, 3]" in measured
 
 
 @pytest.mark.parametrize("fmt", ["text", "markdown", "latex"])

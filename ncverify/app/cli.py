@@ -458,6 +458,55 @@ def predict(  # noqa: PLR0913
 
 
 @app.command()
+def measure(
+    file: Annotated[str, typer.Argument(metavar="FILE", help="A trained head (.npz).")],
+    claim_id: Annotated[str, _opt("--claim", metavar="CLAIM", help="The claim to compare with.")],
+    lambda_w: Annotated[
+        str,
+        _opt("--lambda-w", metavar="DECIMAL[,...]", help="The head's weight decay (exact)."),
+    ],
+    lambda_h: Annotated[
+        str | None,
+        _opt("--lambda-h", metavar="DECIMAL", help="Feature weight decay (default: fitted)."),
+    ] = None,
+    lambda_b: LambdaBOpt = None,
+    loss: LossOpt = None,
+    json_out: Annotated[
+        str | None,
+        _opt("--json", metavar="FILE|-", help="Write the measurement as JSON to a file, or -."),
+    ] = None,
+) -> None:
+    """A trained network's head beside the claim's predicted optimum: NC metrics per layer,
+    gains and lengths per class, collapsed classes, at the effective lambda_H (docs/measure.md).
+
+    Exit codes: 0 measured, 2 on bad input, 3 when no prediction could be made (a non-positive
+    fitted lambda_H), 4 when the instance is outside the claim's hypotheses.
+    """
+    from ncverify.app import measure as ms
+
+    claim = get_claim(claim_id)
+    check_outputs(json_out=json_out)
+    try:
+        trained = ms.load(file)
+        result = ms.measure(
+            claim,
+            trained,
+            lambda_w=lambda_w,
+            lambda_h=lambda_h,
+            lambda_b=lambda_b,
+            loss=None if loss is None else loss.value,
+        )
+    except ms.MeasureError as exc:
+        fail(str(exc))
+    _write_json(json_out, ms.to_json(result))
+    if json_out != "-":
+        out.print(ms.render(result))
+    if result.unmet:
+        raise typer.Exit(Verdict.NOT_APPLICABLE.exit_code)
+    raise typer.Exit(3 if result.prediction is None else 0)
+
+
+@app.command()
 def sweep(  # noqa: PLR0913
     claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
     counts: CountsOpt = None,
