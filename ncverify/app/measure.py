@@ -152,6 +152,7 @@ class Measurement:
     prediction could be made, with the reason)."""
 
     claim: Claim
+    counts: tuple[int, ...]  # samples per class in the file
     problem: Problem | None
     fit: FeatureDecayFit
     lambda_h_source: str  # "fitted" or "given"
@@ -198,6 +199,7 @@ def measure(
     else:
         return Measurement(
             claim,
+            trained.counts,
             None,
             fit,
             "fitted",
@@ -210,7 +212,9 @@ def measure(
     problem = problem_for(trained, lambda_w=lambda_w, lambda_h=chosen, lambda_b=lambda_b, loss=loss)
     unmet = tuple(claim.hypotheses(problem))
     if unmet:
-        return Measurement(claim, problem, fit, source, unmet=unmet, reason="outside the claim")
+        return Measurement(
+            claim, trained.counts, problem, fit, source, unmet=unmet, reason="outside the claim"
+        )
     prediction = claim.closed_form(problem)
     objective = Objective(problem, backend.xp)
     predicted = claim.minimiser(problem, backend)
@@ -218,6 +222,7 @@ def measure(
     layers = nc_metrics(objective, point, predicted)
     return Measurement(
         claim,
+        trained.counts,
         problem,
         fit,
         source,
@@ -257,6 +262,7 @@ def to_json(m: Measurement) -> dict[str, Any]:
             "schema": SCHEMA,
             "ncverify": version(),
             "claim": m.claim.id,
+            "counts": list(m.counts),
             "problem": None if m.problem is None else m.problem.describe(),
             "lambda_h": {
                 "value": None if m.problem is None else float(m.problem.lambda_h),
