@@ -43,6 +43,7 @@ from ncverify.model.factorisations import balanced_layers, simplex_directions
 from ncverify.model.losses import softmax_and_lse
 from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
+from theorems._max_margin import orthoplex
 
 #: start scales of the random points, relative to the ETF-sized logits `log K`.
 RANDOM_SCALES: tuple[float, ...] = (0.3, 1.0, 3.0)
@@ -252,6 +253,10 @@ def patterns(k: int, rank: int, rng: np.random.Generator) -> list[tuple[str, str
     if rank >= 2:
         for step in range(1, k // 2 + 1):
             out.append(("polygon", f"polygon {k}/{step}", polygon_pattern(k, step)))
+    r = (k + 1) // 2
+    if 2 <= r <= rank:  # the max-margin witnesses of depth (theorems/_max_margin.py)
+        name = "orthoplex" if k % 2 == 0 else "orthoplex less one vertex"
+        out.append(("orthoplex", name, orthoplex(k)))
     for r in range(2, rank + 1):
         out.append(("spherical code", f"spherical code in R^{r}", spherical_code(k, r, rng)))
     for r in range(1, min(rank, k - 2) + 1):

@@ -63,6 +63,7 @@ from ncverify.model.problem import Problem
 from theorems import _balanced as bal
 from theorems import _ce_search as ce_search
 from theorems._hypotheses import model_hypotheses
+from theorems._max_margin import witness as max_margin_witness
 
 #: bits of the interval arithmetic that encloses the scalar minimum
 PREC = 200
@@ -426,6 +427,16 @@ class CEBalanced(Claim):
             )
         if problem.bias == "free":
             notes.append("the free bias is determined only up to t 1; reported with 1^T b = 0")
+        code = max_margin_witness(k, m)
+        if code is not None:
+            notes.append(
+                f"asymptotic, not a verdict at this lambda: in the max-margin limit (lambda -> 0) "
+                f"the {code.name} code (K = {k} classes in R^{code.r}, every margin >= 1) has "
+                f"value {code.value} < {k - 1} (the ETF's), in units of (M+1) n^(q/2), since "
+                f"{code.inequality}; regularised minimisers converge in direction to max-margin "
+                "solutions, so the ETF is not the global minimiser for all small enough lambda "
+                "(docs/theory/ce.md#max-margin)"
+            )
         return Prediction(
             objective=mm.mid,
             classes=classes,
