@@ -51,3 +51,22 @@ def test_the_training_example_collapses_and_measure_reads_its_head(tmp_path: Pat
     assert measured.returncode in (0, 3), measured.stderr
     data = json.loads(measured.stdout)
     assert data["counts"] == summary["counts"] and data["lambda_h"]["residual"] >= 0
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed (the train extra)")
+def test_the_training_page_is_regenerated_by_its_script(tmp_path: Path) -> None:
+    # a short version of examples/theory_meets_training.py, written outside docs/
+    page = tmp_path / "training.md"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "theory_meets_training.py")]
+        + ["--epochs", "200", "--output", str(page)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    text = page.read_text()
+    for heading in ("## Balanced classes", "## Imbalanced classes", "## Calibrate on one run"):
+        assert heading in text
+    assert (tmp_path / "training" / "nc1.png").stat().st_size > 0
+    assert (tmp_path / "training" / "gains.png").stat().st_size > 0
