@@ -28,7 +28,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -51,9 +50,8 @@ def run(folder: Path, name: str, **options: object) -> tuple[dict, Path]:
     return summary, folder / name / "head.npz"
 
 
-def measured(head: Path, lambda_w: float, lambda_h: str | None = None) -> dict:
-    result = ms.measure(CLAIM, ms.load(str(head)), lambda_w=repr(lambda_w), lambda_h=lambda_h)
-    return ms.to_json(result)
+def measured(head: Path, lambda_w: float, lambda_h: str | None = None) -> ms.Measurement:
+    return ms.measure(CLAIM, ms.load(str(head)), lambda_w=repr(lambda_w), lambda_h=lambda_h)
 
 
 def gains_table(data: dict) -> str:
@@ -92,23 +90,6 @@ def nc1_figure(summary: dict, path: Path) -> None:
     ax.set_title("balanced digits, one head layer: within-class variability")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def gains_figure(data: dict, path: Path, title: str) -> None:
-    classes = data["classes"]
-    x = np.arange(len(classes))
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    ax.bar(x - 0.2, [c["predicted_gain"] for c in classes], 0.4, label="predicted")
-    ax.bar(x + 0.2, [c["trained_gain"] for c in classes], 0.4, label="trained")
-    ax.set_xticks(x, [f"{c['class']}\n{c['count']}" for c in classes], fontsize=8)
-    ax.set_xlabel("class (samples)")
-    ax.set_ylabel("gain (W Hbar)_kk")
-    ax.set_ylim(0, 1.3)  # room for the legend above the bars
-    ax.set_title(title)
-    ax.legend(loc="upper right", ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -196,30 +177,27 @@ def main(argv: list[str] | None = None) -> int:
         results["balanced"] = {
             "summary": summary,
             "lambda_w": 1e-3,
-            "measured": measured(head, 1e-3),
+            "measured": ms.to_json(measured(head, 1e-3)),
         }
         nc1_figure(summary, figures / "nc1.png")
         options = {"counts": IMBALANCED, "lambda_w": 1e-2, "backbone_decay": 1e-3}
         summary, head2 = run(
             folder, "imbalanced", depth=2, epochs=args.epochs, every=500, **options
         )
+        imbalanced = measured(head2, 1e-2)
         results["imbalanced"] = {
             "summary": summary,
             "lambda_w": 1e-2,
-            "measured": measured(head2, 1e-2),
+            "measured": ms.to_json(imbalanced),
         }
-        gains_figure(
-            results["imbalanced"]["measured"],
-            figures / "gains.png",
-            "imbalanced digits, two head layers: gains at the fitted lambda_H",
-        )
+        ms.plot(imbalanced, str(figures / "gains.png"))
         _, head1 = run(folder, "calibration", depth=1, epochs=args.epochs, every=500, **options)
-        fit_run = measured(head1, 1e-2)
+        fit_run = ms.to_json(measured(head1, 1e-2))
         lambda_h = f"{fit_run['lambda_h']['fitted']:.6g}"
         results["calibrated"] = {
             "fit_run": fit_run,
             "lambda_h": lambda_h,
-            "measured": measured(head2, 1e-2, lambda_h),
+            "measured": ms.to_json(measured(head2, 1e-2, lambda_h)),
         }
     out.write_text(page(results, time.perf_counter() - start))
     print(f"wrote {out}")

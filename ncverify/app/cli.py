@@ -471,9 +471,30 @@ def measure(
     ] = None,
     lambda_b: LambdaBOpt = None,
     loss: LossOpt = None,
+    features_key: Annotated[
+        str, _opt("--features-key", metavar="NAME", help="Name of the features in FILE.")
+    ] = "features",
+    labels_key: Annotated[
+        str, _opt("--labels-key", metavar="NAME", help="Name of the labels in FILE.")
+    ] = "labels",
+    layer_keys: Annotated[
+        str | None,
+        _opt(
+            "--layer-keys",
+            metavar="NAME[,...]",
+            help="Names of the head's layers, first to last (default W1, W2, ...).",
+        ),
+    ] = None,
+    bias_key: Annotated[
+        str, _opt("--bias-key", metavar="NAME", help="Name of the last layer's bias.")
+    ] = "b",
     json_out: Annotated[
         str | None,
         _opt("--json", metavar="FILE|-", help="Write the measurement as JSON to a file, or -."),
+    ] = None,
+    plot_file: Annotated[
+        str | None,
+        _opt("--plot", metavar="FILE", help="Predicted and trained gains (.png, .svg or .pdf)."),
     ] = None,
 ) -> None:
     """A trained network's head beside the claim's predicted optimum: NC metrics per layer,
@@ -485,9 +506,11 @@ def measure(
     from ncverify.app import measure as ms
 
     claim = get_claim(claim_id)
-    check_outputs(json_out=json_out)
+    check_outputs(json_out=json_out, plot_file=plot_file)
+    layers = None if layer_keys is None else tuple(k.strip() for k in layer_keys.split(","))
+    names = ms.TensorNames(features_key, labels_key, layers, bias_key)
     try:
-        trained = ms.load(file)
+        trained = ms.load(file, names)
         result = ms.measure(
             claim,
             trained,
@@ -501,6 +524,8 @@ def measure(
     _write_json(json_out, ms.to_json(result))
     if json_out != "-":
         out.print(ms.render(result))
+    if plot_file is not None and result.classes is not None:
+        ms.plot(result, plot_file)
     if result.unmet:
         raise typer.Exit(Verdict.NOT_APPLICABLE.exit_code)
     raise typer.Exit(3 if result.prediction is None else 0)

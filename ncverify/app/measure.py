@@ -7,7 +7,10 @@ A trained network is read from a NumPy `.npz` file (docs/measure.md) holding
 - `labels`: `N` integers in `0 .. K-1`, every class present;
 - `W1`, ..., `WM`: the head's layers, `W1` first, each `d_m x d_{m-1}` (the layout of PyTorch's
   `nn.Linear.weight`), the last with `K` rows;
-- `b` (optional): the last layer's bias, `K` numbers.
+- `b` (optional): the last layer's bias, `K` numbers;
+
+or from a PyTorch (`.pt`, `.pth`: a dict of tensors) or safetensors file with the same arrays
+under the names that `TensorNames` gives.
 
 From it `measure` builds the matching `Problem` (counts from the labels, depth and widths from the
 layers), fits the effective `lambda_H` (`ncverify.evidence.calibration`) unless one is given, and
@@ -22,6 +25,7 @@ import math
 import zipfile
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,61 +64,114 @@ class Trained:
         return Params(self.layers, self.features, self.bias)
 
 
-def _array(data: Any, name: str, path: str, ndim: int) -> np.ndarray:
-    if name not in data.files:
-        raise MeasureError(f"{path} has no array {name!r} (it has {', '.join(data.files)}).")
-    a = np.asarray(data[name])
-    if a.ndim != ndim or a.size == 0:
-        raise MeasureError(f"{name!r} in {path} must be a non-empty {ndim}-d array, not {a.shape}.")
-    if ndim > 0 and name != "labels":
-        if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
-            raise MeasureError(f"{name!r} in {path} must hold finite numbers.")
-    return a
+@dataclass(frozen=True)
+class TensorNames:
+    """Where each array is in the file; the defaults are the names of the `.npz` format.  For a
+    PyTorch or safetensors state dict give its keys, e.g. `layers=("head.0.weight",
+    "head.1.weight")`."""
+
+    features: str = "features"
+    labels: str = "labels"
+    layers: tuple[str, ...] | None = None  # None: W1, W2, ... for as long as they exist
+    bias: str = "b"
 
 
-def load(path: str) -> Trained:
-    """Read and validate a trained head (`.npz`, the format of the module docstring)."""
+def _read(path: str) -> dict[str, Any]:
+    """The named arrays of `path`: `.npz` (NumPy), `.pt`/`.pth` (a PyTorch dict of tensors, read
+    with `weights_only`) or `.safetensors`."""
+    suffix = Path(path).suffix.lower()
+    if not Path(path).is_file():
+        raise MeasureError(f"no such file: {path}.")
+    if suffix in (".pt", ".pth"):
+        try:
+            import torch
+        except ImportError:
+            raise MeasureError(f"reading {path} needs torch (pip install -e '.[torch]').") from None
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is bad input
+            raise MeasureError(f"{path} is not a PyTorch file: {type(exc).__name__}.") from None
+        if not isinstance(data, dict):
+            raise MeasureError(f"{path} holds a {type(data).__name__}, not a dict of tensors.")
+        return {str(k): v.detach().cpu().numpy() for k, v in data.items() if hasattr(v, "numpy")}
+    if suffix == ".safetensors":
+        try:
+            from safetensors.numpy import load_file
+        except ImportError:
+            raise MeasureError(
+                f"reading {path} needs safetensors (pip install safetensors)."
+            ) from None
+        try:
+            return dict(load_file(path))
+        except Exception as exc:  # noqa: BLE001
+            raise MeasureError(f"{path} is not a safetensors file: {type(exc).__name__}.") from None
     try:
         data = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise MeasureError(f"no such file: {path}.") from None
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise MeasureError(f"{path} is not a NumPy .npz file: {type(exc).__name__}.") from None
     if not hasattr(data, "files"):
         raise MeasureError(f"{path} is a single array, not an .npz archive of named arrays.")
-    features = _array(data, "features", path, 2).astype(np.float64)
-    labels = _array(data, "labels", path, 1)
+    return {name: data[name] for name in data.files}
+
+
+def _array(
+    data: dict[str, Any], name: str, path: str, ndim: int, numbers: bool = True
+) -> np.ndarray:
+    if name not in data:
+        raise MeasureError(f"{path} has no array {name!r} (it has {', '.join(sorted(data))}).")
+    a = np.asarray(data[name])
+    if a.ndim != ndim or a.size == 0:
+        raise MeasureError(f"{name!r} in {path} must be a non-empty {ndim}-d array, not {a.shape}.")
+    if numbers and (not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a))):
+        raise MeasureError(f"{name!r} in {path} must hold finite numbers.")
+    return a
+
+
+def _layer_names(data: dict[str, Any], names: TensorNames) -> tuple[str, ...]:
+    if names.layers is not None:
+        return names.layers
+    depth = 0
+    while f"W{depth + 1}" in data:
+        depth += 1
+    return tuple(f"W{m}" for m in range(1, depth + 1))
+
+
+def load(path: str, names: TensorNames | None = None) -> Trained:
+    """Read and validate a trained head (the format of the module docstring; `names` says where
+    each array is when the file uses other names)."""
+    names = names or TensorNames()
+    data = _read(path)
+    features = _array(data, names.features, path, 2).astype(np.float64)
+    labels = _array(data, names.labels, path, 1, numbers=False)
     if not np.issubdtype(labels.dtype, np.integer):
-        raise MeasureError(f"'labels' in {path} must be integers, not {labels.dtype}.")
+        raise MeasureError(f"{names.labels!r} in {path} must be integers, not {labels.dtype}.")
     if labels.shape[0] != features.shape[0]:
         raise MeasureError(
             f"{path} has {features.shape[0]} feature rows but {labels.shape[0]} labels."
         )
-    depth = 0
-    while f"W{depth + 1}" in data.files:
-        depth += 1
-    if depth == 0:
+    layer_names = _layer_names(data, names)
+    if not layer_names:
         raise MeasureError(f"{path} has no head layers (arrays 'W1', 'W2', ...).")
-    layers = tuple(_array(data, f"W{m}", path, 2).astype(np.float64) for m in range(1, depth + 1))
+    layers = tuple(_array(data, name, path, 2).astype(np.float64) for name in layer_names)
     k = layers[-1].shape[0]
     if labels.min() < 0 or labels.max() >= k:
-        raise MeasureError(f"labels must lie in 0..{k - 1} (W{depth} has {k} rows).")
+        raise MeasureError(f"labels must lie in 0..{k - 1} ({layer_names[-1]} has {k} rows).")
     counts = np.bincount(labels, minlength=k)
     if np.any(counts == 0):
         missing = int(np.flatnonzero(counts == 0)[0])
         raise MeasureError(f"class {missing} has no sample in {path}.")
     width = features.shape[1]
-    for m, w in enumerate(layers, start=1):
+    for name, w in zip(layer_names, layers, strict=True):
         if w.shape[1] != width:
             raise MeasureError(
-                f"W{m} has {w.shape[1]} columns but its input has dimension {width}."
+                f"{name} has {w.shape[1]} columns but its input has dimension {width}."
             )
         width = w.shape[0]
     bias = None
-    if "b" in data.files:
-        bias = _array(data, "b", path, 1).astype(np.float64)
+    if names.bias in data:
+        bias = _array(data, names.bias, path, 1).astype(np.float64)
         if bias.shape[0] != k:
-            raise MeasureError(f"the bias b has {bias.shape[0]} entries, not K = {k}.")
+            raise MeasureError(f"the bias {names.bias} has {bias.shape[0]} entries, not K = {k}.")
     order = np.argsort(labels, kind="stable")  # the model orders samples class by class
     return Trained(features[order].T.copy(), tuple(int(c) for c in counts), layers, bias)
 
@@ -362,3 +419,31 @@ def render(m: Measurement) -> Group:
             )
         )
     return Group(*parts)
+
+
+def plot(m: Measurement, path: str) -> None:
+    """Predicted and trained gains side by side, one pair of bars per class (any format that
+    matplotlib writes: .png, .svg, .pdf)."""
+    if m.classes is None:
+        raise MeasureError(f"no plot: {m.reason or 'no prediction'}.")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.arange(len(m.classes))
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.bar(x - 0.2, [c["predicted_gain"] for c in m.classes], 0.4, label="predicted")
+    ax.bar(x + 0.2, [c["trained_gain"] for c in m.classes], 0.4, label="trained")
+    ax.set_xticks(x, [f"{c['class']}\n{c['count']}" for c in m.classes], fontsize=8)
+    ax.set_xlabel("class (samples)")
+    ax.set_ylabel("gain (W Hbar)_kk")
+    ax.set_ylim(0, 1.3)  # room for the legend above the bars
+    lam = float(m.problem.lambda_h) if m.problem is not None else math.nan
+    ax.set_title(f"{m.claim.id}: gains at lambda_H = {lam:.3g} ({m.lambda_h_source})")
+    ax.legend(loc="upper right", ncol=2)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
