@@ -41,6 +41,10 @@ def _sweep(*extra: str) -> tuple[str, ...]:
     return ("sweep", CLAIM, *SMALL, *extra)
 
 
+def _measure(file: str, *extra: str) -> tuple[str, ...]:
+    return ("measure", file, "--claim", CLAIM, "--lambda-w", "1e-2", *extra)
+
+
 INVOCATIONS: tuple[Invocation, ...] = (
     Invocation("a count below 1", ("check", CLAIM, "--counts", "10,0,10"), "count"),
     Invocation("one class", ("check", CLAIM, "--classes", "1", "--samples", "5"), "class"),
@@ -90,6 +94,20 @@ INVOCATIONS: tuple[Invocation, ...] = (
     Invocation("sweep: plot format", _sweep("--plot", "{tmp}/p.gif"), "plot"),
     Invocation("sweep: zero workers", _sweep("--workers", "0"), "workers"),
     Invocation("sweep: --resume without --out", _sweep("--resume"), "--out"),
+    Invocation("measure: a missing file", _measure("{tmp}/missing.npz"), "no such file"),
+    Invocation("measure: an empty file", _measure("{tmp}/empty.npz"), "not a NumPy"),
+    Invocation("measure: a text file as PyTorch", _measure("{tmp}/file.pt"), "not a PyTorch"),
+    Invocation("measure: no --claim", ("measure", "{tmp}/head.npz", "--lambda-w", "1e-2"), "claim"),
+    Invocation("measure: no --lambda-w", ("measure", "{tmp}/head.npz", "--claim", CLAIM), "lambda"),
+    Invocation("measure: a bad lambda", _measure("{tmp}/head.npz", "--lambda-h", "-1"), "lambda"),
+    Invocation(
+        "measure: a layer name not in the file",
+        _measure("{tmp}/head.npz", "--layer-keys", "W1,W9"),
+        "W9",
+    ),
+    Invocation(
+        "measure: --lambda-b without a bias", _measure("{tmp}/head.npz", "--lambda-b", "1"), "bias"
+    ),
     Invocation(
         "sweep: unreachable scheduler",
         _sweep("--scheduler", "tcp://127.0.0.1:9", "--out", "{tmp}/points.jsonl"),
@@ -124,10 +142,22 @@ class Outcome:
 
 
 def scratch_folder() -> Path:
-    """A folder with the files the invocations name: an empty `.npz` and a text file."""
+    """A folder with the files the invocations name: an empty `.npz`, a text file (also as
+    `.pt`) and a small well-formed trained head (two classes, two layers, no bias)."""
+    import numpy as np
+
     tmp = Path(tempfile.mkdtemp(prefix="ncverify-malformed-"))
     (tmp / "empty.npz").write_bytes(b"")
     (tmp / "file.txt").write_text("not a counterexample\n")
+    (tmp / "file.pt").write_text("not a tensor file\n")
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp / "head.npz",
+        features=rng.normal(size=(6, 3)),
+        labels=np.array([0, 1, 2, 0, 1, 2]),
+        W1=rng.normal(size=(3, 3)),
+        W2=rng.normal(size=(3, 3)),
+    )
     return tmp
 
 

@@ -107,7 +107,7 @@ def _read(path: str) -> dict[str, Any]:
             raise MeasureError(f"{path} is not a safetensors file: {type(exc).__name__}.") from None
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise MeasureError(f"{path} is not a NumPy .npz file: {type(exc).__name__}.") from None
     if not hasattr(data, "files"):
         raise MeasureError(f"{path} is a single array, not an .npz archive of named arrays.")
