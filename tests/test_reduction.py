@@ -262,3 +262,24 @@ def test_the_projected_gradient_is_the_derivative_of_the_projected_objective(
     h = 1e-5
     fd = (projected(x + h * v)[0] - projected(x - h * v)[0]) / (2 * h)
     assert abs(fd - float(grad @ v)) <= 1e-6 * max(1.0, abs(fd), float(np.linalg.norm(grad)))
+
+
+def test_feature_elimination_is_finite_where_a_plain_solve_fails_and_inf_where_p_overflows() -> (
+    None
+):
+    """The ridge system `P P^T + N lambda_H I` is positive definite, but at the far end of a line
+    search `P P^T` can swamp the shift in float64 (a solve then reports a singular matrix: seen on
+    a random instance) or overflow.  The first must still give finite features, the second an
+    infinite objective for the line search to step back from, neither an exception."""
+    problem = Problem.build(counts="3,2", depth=1, width=2, lambda_w="1e-3", lambda_h="2e-4")
+    reduced = Objective(problem, np, parameterisation="weights")
+    big = (1e10 * np.ones((2, 2)),)  # rank one: P P^T + 1e-3 I is singular in float64
+    gram = big[0] @ big[0].T + problem.N * float(problem.lambda_h) * np.eye(2)
+    with pytest.raises(np.linalg.LinAlgError):
+        np.linalg.solve(gram, np.eye(2))
+    p = optimal_features(reduced, big)
+    assert np.all(np.isfinite(p.H)) and np.isfinite(reduced.value(p))
+    projected = ProjectedObjective(reduced)
+    with np.errstate(over="ignore", invalid="ignore"):  # the overflow is the point here
+        value, _ = projected(np.full(4, 1e200))
+    assert value == np.inf

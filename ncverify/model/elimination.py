@@ -35,9 +35,26 @@ def end_to_end(ws: tuple[Array, ...]) -> Array:
     return prod
 
 
+def _inverse_on(xp: Any, gram: Array, shift: Array | float, scale: float = 1.0) -> Any:
+    """`(scale * gram + shift I)^{-1} @ rhs` as a function of `rhs`, for a symmetric positive
+    semi-definite `gram` and `shift > 0`, through the eigendecomposition: it never fails on a
+    finite matrix (a solve can report a numerically singular matrix at the far ends of a line
+    search), and the eigenvalues are clipped at 0 so that the shift keeps it positive."""
+    values, vectors = xp.linalg.eigh(gram)
+    inverse = 1.0 / (scale * xp.clip(values, 0.0, None) + shift)
+
+    def apply(rhs: Array) -> Array:
+        return vectors @ (inverse[:, None] * (vectors.T @ rhs))
+
+    return apply
+
+
 def optimal_features(objective: Objective, ws: tuple[Array, ...]) -> Params:
     """`(W, G*(W), b*(W))`: the class-mean features and the bias that minimise the squared-loss
-    objective for the layers `ws` (the smaller of the `K x K` and `d x d` systems is solved)."""
+    objective for the layers `ws` (the smaller of the `K x K` and `d x d` systems is solved).
+
+    Where `W_M ... W_1` overflows, `G*` is infinite and so is the objective there: the line
+    search then steps back, as it does wherever `F` is not finite."""
     if not eliminable(objective):
         raise ValueError("features have a closed-form minimiser only for the squared loss.")
     xp, pr = objective.xp, objective.problem
@@ -49,21 +66,25 @@ def optimal_features(objective: Objective, ws: tuple[Array, ...]) -> Params:
     s = xp.sqrt(counts)
     ridge = n_total * objective.lambda_h
     eye_k = xp.eye(k, dtype=dtype, device=device)
+    gram = prod @ prod.T if k <= d or pr.bias == "regularised" else prod.T @ prod
+    if not bool(xp.all(xp.isfinite(gram))):
+        g = xp.full((d, k), xp.inf, dtype=dtype, device=device)
+        b = None if pr.bias == "none" else xp.zeros((k,), dtype=dtype, device=device)
+        return Params(tuple(ws), g, b)
     b = None
     if pr.bias == "none":
         targets = eye_k * s[None, :]  # D
     else:
         if pr.bias == "free":
             b = counts / n_total
-        else:
-            system = objective.lambda_h * n_total * eye_k + objective.lambda_b * (
-                prod @ prod.T + ridge * eye_k
-            )
-            b = xp.linalg.solve(system, objective.lambda_h * counts[:, None])[:, 0]
+        else:  # (lambda_H N I + lambda_b (P P^T + N lambda_H I)) b = lambda_H n
+            shift = objective.lambda_h * n_total + objective.lambda_b * ridge
+            solve_b = _inverse_on(xp, gram, shift, objective.lambda_b)
+            b = solve_b(objective.lambda_h * counts[:, None])[:, 0]
         targets = (eye_k - b[:, None]) * s[None, :]  # D - b s^T
     if k <= d:
-        g = prod.T @ xp.linalg.solve(prod @ prod.T + ridge * eye_k, targets)
+        g = prod.T @ _inverse_on(xp, gram, ridge)(targets)
     else:
-        eye_d = xp.eye(d, dtype=dtype, device=device)
-        g = xp.linalg.solve(prod.T @ prod + ridge * eye_d, prod.T @ targets)
+        small = gram if gram.shape[0] == d else prod.T @ prod
+        g = _inverse_on(xp, small, ridge)(prod.T @ targets)
     return Params(tuple(ws), g, b)
