@@ -241,7 +241,8 @@ def _e1(ctx: _Context, report: Report, predicted: Params | None) -> tuple[Params
     `>= lambda_H I`, so the smallest curvature is the reduced one's or positive)."""
     report.predicted_point = predicted
     point = None if predicted is None else ctx.reduced(predicted)
-    if point is not None and ctx.problem.K <= MAX_CLASSES_FOR_GRAMS:
+    linear = ctx.problem.activation == "linear"
+    if point is not None and linear and ctx.problem.K <= MAX_CLASSES_FOR_GRAMS:
         g = layer_geometry(ctx.objective, point)[0]
         to = ctx.backend.to_numpy
         report.prediction_grams = {"WWt": to(g.WWt), "HtH": to(g.HtH), "WH": to(g.WH)}
@@ -346,6 +347,11 @@ def _e4(ctx: _Context, report: Report, point: Params | None) -> None:
     at the prediction that matches suffices, and a mismatch refutes only beyond
     `geometry_refutes`."""
     runs = [r for r in report.runs if math.isfinite(r.objective)]
+    if ctx.problem.activation != "linear":  # the metrics compare products W_M ... W_m
+        report.notes.append(
+            "E4 skipped: the NC metrics across layers are defined here for linear layers only"
+        )
+        return
     if not runs or point is None:
         _check_geometry(report, report.prediction, None, ctx.tol)
         return
@@ -446,6 +452,21 @@ def _check_predicted_point(
             f"(evaluation error bound {err:.2e})",
         )
     )
+    kinks = objective.kinks(point)
+    if kinks:  # not differentiable here: a gradient from relu'(0) = 0 would prove nothing
+        report.checks.append(
+            Check(
+                Evidence.PREDICTED_POINT,
+                "E1 stationarity",
+                None,
+                None,
+                None,
+                f"not decided: {kinks} pre-activations of a ReLU are exactly 0 at the predicted "
+                "point, where the objective is not differentiable (one-sided derivatives are "
+                "not implemented yet)",
+            )
+        )
+        return False
     grad_loss, grad_reg = objective.grad_parts(point)
     g = grad_loss.zip_map(grad_reg, lambda a, c: a + c)
     gnorm = norm(g)
@@ -514,6 +535,9 @@ def structure(objective: Objective, p: Params) -> dict[str, object]:
     of the zero solution alive, its means being ~1e-9 of equal size).
     """
     # layer 1 only (every run is classified: the NC1 of all layers would cost more than this)
+    if objective.relu:  # the class means of the logits: no end-to-end product to factor
+        means = class_means(objective, objective.logits(p))
+        return _logit_structure(to_host(means))
     hbar = class_means(objective, objective.first_features(p.H))
     classifier = p.Ws[-1]
     for w in reversed(p.Ws[:-1]):
@@ -523,7 +547,11 @@ def structure(objective: Objective, p: Params) -> dict[str, object]:
     c, h = to_host(classifier), to_host(hbar)
     if c.shape[1] < c.shape[0]:
         c, h = np.eye(c.shape[1]), np.linalg.qr(c, mode="r") @ h
-    logits = c @ h
+    return _logit_structure(c @ h)
+
+
+def _logit_structure(logits: np.ndarray) -> dict[str, object]:
+    """Alive classes (logit columns above 1e-6) and the numerical rank of the `K x K` logits."""
     alive = [k for k, v in enumerate(np.linalg.norm(logits, axis=0)) if v > 1e-6]
     sv = np.linalg.svd(logits, compute_uv=False)
     rank = int(np.sum(sv > 1e-6 * max(1.0, float(sv[0])))) if sv.size else 0
@@ -750,8 +778,8 @@ def _verdict(
     # no run reached the prediction (or none matched its geometry closely enough to tell), or
     # none ran: only a certificate can still decide the claim
     proven = value_proven(report, cert, e1_ok)
-    if at and not proven:
-        return Verdict.CONSISTENT, GeometryEvidence.ATTAINED  # runs reach the claimed value
+    if at and not proven:  # runs reach the claimed value; neither geometry nor value is proven
+        return Verdict.CONSISTENT, None
     if runs and (not proven or any(r.outcome == "failed" for r in runs)):
         return Verdict.INCONCLUSIVE, None
     if not proven:  # no runs and no proven value: E1 alone, nothing contradicts the claim

@@ -13,6 +13,7 @@ BIAS = {
     "regularised": "the last layer must have a weight-decayed bias (give lambda_b)",
 }
 BALANCED = "the classes must be balanced (all n_k equal)"
+LINEAR = "the layers must be linear (no activation between them)"
 
 
 def model_hypotheses(
@@ -22,11 +23,15 @@ def model_hypotheses(
     bias: str | None = None,
     balanced: bool = False,
     bottleneck: int = 0,
+    activation: str = "linear",
 ) -> list[str]:
     """The unmet ones among: the loss is `loss`; the bias mode is `bias` (any if None); the
     classes are balanced (if `balanced`); the bottleneck `R` is at least `K - bottleneck`
-    (if `bottleneck` > 0, e.g. 1 for a simplex ETF, which needs `R >= K - 1`)."""
+    (if `bottleneck` > 0, e.g. 1 for a simplex ETF, which needs `R >= K - 1`); the activation
+    between the layers is `activation` (linear by default; moot at depth 1)."""
     unmet = []
+    if problem.activation != activation and problem.depth > 1:  # one layer has no activation
+        unmet.append(LINEAR if activation == "linear" else f"the activation must be {activation}")
     if problem.loss != loss:
         unmet.append(LOSS[loss])
     if bias is not None and problem.bias != bias:

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from ncverify.app import render
 from ncverify.backend import BACKENDS, DTYPES, Backend, BackendError
-from ncverify.model.problem import BIAS_MODES, LOSSES, Problem, ProblemError
+from ncverify.model.problem import ACTIVATIONS, BIAS_MODES, LOSSES, Problem, ProblemError
 from ncverify.model.reduction import PARAMETERISATIONS
 from ncverify.report import Verdict
 
@@ -67,6 +67,7 @@ def _choices(name: str, values: tuple[str, ...]) -> type[StrEnum]:
 
 Bias = _choices("Bias", BIAS_MODES)
 Loss = _choices("Loss", LOSSES)
+Activation = _choices("Activation", ACTIVATIONS)
 BackendName = _choices("BackendName", BACKENDS)
 Dtype = _choices("Dtype", DTYPES)
 ParameterisationName = _choices("ParameterisationName", ("auto", *PARAMETERISATIONS))
@@ -110,6 +111,10 @@ LambdaBOpt = Annotated[
 ]
 BiasOpt = Annotated[Bias | None, typer.Option(help="The last-layer bias.")]
 LossOpt = Annotated[Loss | None, typer.Option(help="The loss.")]
+ActivationOpt = Annotated[
+    Activation | None,
+    typer.Option(help="Between the layers: linear (the default) or relu."),
+]
 # ---- run options (shared by check and sweep) ----------------------------------------------------
 RestartsOpt = Annotated[int, typer.Option(help="Random-start optimiser runs.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of every random choice.")]
@@ -229,7 +234,7 @@ def derive(
         raise typer.Exit(1)
 
 
-def build_problem(claim, **given: str | None) -> Problem:  # noqa: ANN001
+def build_problem(claim, activation: str | None = None, **given: str | None) -> Problem:  # noqa: ANN001
     """A Problem from the CLI's problem options (`counts`, `classes`, `samples`, `depth`, `width`,
     `widths`, `lambda_w`, `lambda_h`, `lambda_b`, `bias`, `loss`), each one left unset taken from
     the claim's default instance (its widths too while the depth is the default's; at another
@@ -239,6 +244,8 @@ def build_problem(claim, **given: str | None) -> Problem:  # noqa: ANN001
     # choices arrive as enum members: the problem keeps plain strings
     given = {k: None if v is None else str(v) for k, v in given.items()}
     default = claim.default_problem()
+    if activation is not None:  # a choice (enum member): the problem keeps the plain string
+        default = default.with_(activation=str(activation))
     if all(v is None for v in given.values()):
         return default
     g = dict.fromkeys(PROBLEM_OPTIONS) | given
@@ -266,6 +273,7 @@ def build_problem(claim, **given: str | None) -> Problem:  # noqa: ANN001
         lambda_b=g["lambda_b"],
         loss=g["loss"] if g["loss"] is not None else default.loss,
         bias=g["bias"] if g["bias"] is not None or g["lambda_b"] is not None else default.bias,
+        activation=default.activation,
     )
 
 
@@ -286,6 +294,7 @@ def check(  # noqa: PLR0913
     lambda_b: LambdaBOpt = None,
     bias: BiasOpt = None,
     loss: LossOpt = None,
+    activation: ActivationOpt = None,
     restarts: RestartsOpt = 8,
     escalate: Annotated[
         int,
@@ -342,7 +351,7 @@ def check(  # noqa: PLR0913
         bias,
         loss,
     )
-    if all_claims and any(v is not None for v in given):
+    if all_claims and (any(v is not None for v in given) or activation is not None):
         fail("--all checks every claim on its own default instance; give no problem options.")
     check_outputs(json_out=json_out, save_counterexample=save_counterexample)
     be = make_backend(backend, device, dtype)
@@ -350,7 +359,7 @@ def check(  # noqa: PLR0913
         _check_all(be, settings, json_out, quiet)
     claim = get_claim(claim_id)
     try:
-        problem = build_problem(claim, **dict(zip(PROBLEM_OPTIONS, given, strict=True)))
+        problem = build_problem(claim, activation, **dict(zip(PROBLEM_OPTIONS, given, strict=True)))
     except ProblemError as exc:
         fail(str(exc))
     with render.progress(err, enabled=not quiet and err.is_terminal) as bar:
@@ -419,6 +428,7 @@ def predict(  # noqa: PLR0913
     lambda_b: LambdaBOpt = None,
     bias: BiasOpt = None,
     loss: LossOpt = None,
+    activation: ActivationOpt = None,
     json_out: Annotated[
         str | None,
         _opt("--json", metavar="FILE|-", help="Write the prediction as JSON to a file, or -."),
@@ -434,7 +444,7 @@ def predict(  # noqa: PLR0913
     given = (counts, classes, samples, depth, width, widths, lambda_w, lambda_h, lambda_b)
     try:
         problem = build_problem(
-            claim, **dict(zip(PROBLEM_OPTIONS, (*given, bias, loss), strict=True))
+            claim, activation, **dict(zip(PROBLEM_OPTIONS, (*given, bias, loss), strict=True))
         )
     except ProblemError as exc:
         fail(str(exc))

@@ -41,6 +41,7 @@ def problem_from(meta: dict[str, Any]) -> Problem:
             lambda_b=p["lambda_b_exact"],
             loss=p["loss"],
             bias=p["bias"],
+            activation=p.get("activation", "linear"),  # files saved before it was a field
         )
     except (ProblemError, KeyError) as exc:
         raise RecheckError(f"the saved problem is invalid: {exc}") from None

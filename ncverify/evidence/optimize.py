@@ -427,13 +427,11 @@ def _stage(
     return descend(objective, point, max_iter=max_iter, gtol=gtol, callback=callback)
 
 
-def _modes(backend: Backend, p: Params) -> int:
-    """The number of singular values of `W_M ... W_1 H` above 1e-6 (the targets have size 1);
-    for class means `G`, those of `W_M ... W_1 G`, the same (`(Hbar Y)(Hbar Y)^T = G G^T`)."""
-    prod = p.Ws[-1]
-    for w in reversed(p.Ws[:-1]):
-        prod = prod @ w
-    z = np.asarray(backend.to_numpy(prod @ p.H), dtype=np.float64)
+def _modes(objectives: Objectives, p: Params) -> int:
+    """The number of singular values of the logits without the bias (`W_M ... W_1 H` for linear
+    layers) above 1e-6 (the targets have size 1); for class means `G`, those of
+    `W_M ... W_1 G`, the same (`(Hbar Y)(Hbar Y)^T = G G^T`)."""
+    z = np.asarray(objectives.backend.to_numpy(objectives(1.0).logits(p)), dtype=np.float64)
     with threadpool_limits(limits=1, user_api="blas"):
         return int(np.sum(np.linalg.svd(z, compute_uv=False) > 1e-6))
 
@@ -467,13 +465,13 @@ def continued_descent(
     best_path: tuple[float, ...] = tuple(float(f) for f in cont.down)
     path = (*best_path, 1.0)
     raised = best
-    modes = _modes(objectives.backend, best) if cont.up else 0
+    modes = _modes(objectives, best) if cont.up else 0
     for factor in cont.up:
         if modes == 0:  # the zero map: larger lambdas cannot revive a mode
             break
         raised, _ = stage(raised, factor)
         path = (*path, float(factor))
-        fewer = _modes(objectives.backend, raised)
+        fewer = _modes(objectives, raised)
         if fewer >= modes:  # no mode collapsed on this rung: the way back ends where it began
             continue
         modes = fewer

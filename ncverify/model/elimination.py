@@ -22,9 +22,10 @@ Array = Any
 
 
 def eliminable(objective: Objective) -> bool:
-    """Whether the features and the bias have a closed-form minimiser: the squared loss, in the
-    class-mean coordinates."""
-    return objective.problem.loss == "mse" and objective.columns == objective.problem.K
+    """Whether the features and the bias have a closed-form minimiser: the squared loss, linear
+    layers, in the class-mean coordinates."""
+    pr = objective.problem
+    return pr.loss == "mse" and pr.activation == "linear" and objective.columns == pr.K
 
 
 def end_to_end(ws: tuple[Array, ...]) -> Array:

@@ -104,8 +104,11 @@ def enclose_objective(problem: Problem, point: Params) -> Any | None:
         return None
     # exact class-level logits z = W_M ... W_1 hbar (+ b), as (integers, exponent)
     z, ez = hbar
-    for (wm, ew), w_float in zip(ws, point.Ws, strict=True):  # type: ignore[misc]
+    last = len(ws) - 1
+    for m, ((wm, ew), w_float) in enumerate(zip(ws, point.Ws, strict=True)):  # type: ignore[misc]
         z, ez = _exact_matmul(wm, np.asarray(w_float, dtype=np.float64), z), ez + ew
+        if problem.activation == "relu" and m < last:  # exact on integers: max(0, .)
+            z = np.where(z > 0, z, 0 * z)
     if b is not None:
         bm, eb = b
         e = min(ez, eb)

@@ -1,6 +1,7 @@
 """The objective `F`, its analytic gradient and Hessian-vector products, on any array namespace.
 
-Forward pass: `H_1 = H`, `H_{m+1} = W_m H_m`, logits `Z = H_{M+1} + b 1^T`.
+Forward pass: `H_1 = H`, `H_{m+1} = W_m H_m` (`relu(W_m H_m)` for `m < M` with a ReLU
+activation), logits `Z = H_{M+1} + b 1^T`.
 Backward pass: with `G = dL/dZ`, `B_{M+1} = G`, `dF/dW_m = B_{m+1} H_m^T + lambda_{W_m} W_m`,
 `B_m = W_m^T B_{m+1}`, `dF/dH = B_1 + lambda_H H`, `dF/db = G 1 + lambda_b b`.
 The Hessian-vector product differentiates both passes once more along a direction (forward over
@@ -152,10 +153,22 @@ class Objective:
         """A gradient with respect to `H_1` as one with respect to the parameter `H` (or `G`)."""
         return grad_h1 if self.scale is None else grad_h1 * self.scale
 
+    @property
+    def relu(self) -> bool:
+        return self.problem.activation == "relu"
+
+    def _active(self, features: Array) -> Array:
+        """`relu'` of the pre-activations whose ReLU gave `features` (1 where positive, else 0:
+        the derivative of the smooth piece; at an exact zero the function has a kink, and a
+        claim about such a point must be checked one-sidedly, not with this)."""
+        return self.xp.astype(features > 0, features.dtype)
+
     def _forward(self, p: Params) -> tuple[list[Array], Array]:
         feats = [self.first_features(p.H)]
-        for w in p.Ws:
-            feats.append(w @ feats[-1])
+        last = len(p.Ws) - 1
+        for m, w in enumerate(p.Ws):
+            pre = w @ feats[-1]
+            feats.append(pre * self._active(pre) if self.relu and m < last else pre)
         z = feats[-1]
         if p.b is not None:
             z = z + p.b[:, None]
@@ -235,6 +248,8 @@ class Objective:
         for m in range(len(p.Ws) - 1, -1, -1):
             gws[m] = back @ feats[m].T
             back = p.Ws[m].T @ back
+            if self.relu and m > 0:  # through the ReLU that produced the input of W_m
+                back = back * self._active(feats[m])
         xp = self.xp
         gb = None if p.b is None else xp.sum(g, axis=1)
         return loss, Params(tuple(gws), self._to_parameter(back), gb)
@@ -249,6 +264,8 @@ class Objective:
         usual `K << d` is several times less.  Same function, reassociated products.
         """
         pr = self.problem
+        if self.relu:  # no end-to-end product through a nonlinearity
+            return False
         dims = [*pr.widths, pr.K]
         chain = sum(dims[m] * dims[m + 1] for m in range(pr.depth))
         cols = self.columns
@@ -261,7 +278,9 @@ class Objective:
         dims = [*pr.widths, pr.K]
         chain = sum(dims[m] * dims[m + 1] for m in range(pr.depth))
         cols = self.columns
-        cost = min(3 * cols * chain, 3 * pr.K * (pr.widths[0] * cols + chain))
+        cost = 3 * cols * chain  # layer by layer
+        if self.product_first:
+            cost = min(cost, 3 * pr.K * (pr.widths[0] * cols + chain))
         if self.parameterisation == "weights":  # the ridge system of the eliminated features
             small = min(pr.K, pr.widths[0])
             cost += pr.K * pr.widths[0] * small + small**3 // 3
@@ -302,8 +321,12 @@ class Objective:
         _, g, prob = self._loss(z)
         # forward tangents dH_{m+1} = V_m H_m + W_m dH_m
         dfeats = [self.first_features(v.H)]
+        last = len(p.Ws) - 1
         for m, w in enumerate(p.Ws):
-            dfeats.append(v.Ws[m] @ feats[m] + w @ dfeats[-1])
+            tangent = v.Ws[m] @ feats[m] + w @ dfeats[-1]
+            if self.relu and m < last:  # relu'' = 0 on each smooth piece
+                tangent = tangent * self._active(feats[m + 1])
+            dfeats.append(tangent)
         dz = dfeats[-1]
         if p.b is not None:
             dz = dz + v.b[:, None]
@@ -313,6 +336,9 @@ class Objective:
         for m in range(len(p.Ws) - 1, -1, -1):
             hws[m] = dback @ feats[m].T + back @ dfeats[m].T + self.lambda_w[m] * v.Ws[m]
             back, dback = p.Ws[m].T @ back, v.Ws[m].T @ back + p.Ws[m].T @ dback
+            if self.relu and m > 0:
+                active = self._active(feats[m])
+                back, dback = back * active, dback * active
         hh = self._to_parameter(dback) + self.lambda_h * v.H
         hb = None if p.b is None else xp.sum(dg, axis=1) + self.lambda_b * v.b
         return Params(tuple(hws), hh, hb)
@@ -424,6 +450,23 @@ class Objective:
         total = loss_err + reg_err
         total += gamma(len(p.Ws) + 4) * abs(self.value(p))
         return 2.0 * total
+
+    def logits(self, p: Params) -> Array:
+        """`Z` without the bias: `W_M H_M`, the map that the weights and features realise."""
+        feats, _ = self._forward(Params(p.Ws, p.H, None))
+        return feats[-1]
+
+    def kinks(self, p: Params) -> int:
+        """How many pre-activations of a ReLU are exactly zero at `p`: where the objective is
+        not differentiable (0 for linear layers)."""
+        if not self.relu:
+            return 0
+        xp, count, h = self.xp, 0, self.first_features(p.H)
+        for w in p.Ws[:-1]:
+            pre = w @ h
+            count += int(xp.sum(xp.astype(pre == 0, xp.int64)))
+            h = pre * self._active(pre)
+        return count
 
     def features(self, p: Params) -> list[Array]:
         """Layer features `H_1, ..., H_M` (the inputs of `W_1, ..., W_M`; `H_1` is `H`, or the

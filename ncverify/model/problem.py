@@ -31,6 +31,9 @@ BiasMode = Literal["none", "free", "regularised"]
 
 LOSSES: tuple[str, ...] = ("mse", "ce")
 BIAS_MODES: tuple[str, ...] = ("none", "free", "regularised")
+#: what sits between two layers: nothing (the deep linear model) or a ReLU (the deep
+#: unconstrained-feature model with nonlinear layers); never after the last layer
+ACTIVATIONS: tuple[str, ...] = ("linear", "relu")
 
 
 class ProblemError(ValueError):
@@ -117,6 +120,8 @@ class Problem:
         loss: `"mse"` or `"ce"`.
         bias: `"none"`, `"free"` (unregularised) or `"regularised"` (with `lambda_b`).
         lambda_b: the bias weight decay when `bias == "regularised"`, else `None`.
+        activation: `"linear"` (the default) or `"relu"` between consecutive layers:
+            `H_{m+1} = relu(W_m H_m)` for `m < M`, the logits `W_M H_M (+ b)`.
     """
 
     counts: tuple[int, ...]
@@ -127,6 +132,7 @@ class Problem:
     loss: str = "mse"
     bias: str = "none"
     lambda_b: Fraction | None = None
+    activation: str = "linear"
 
     def __post_init__(self) -> None:
         if len(self.counts) < 2:
@@ -156,6 +162,10 @@ class Problem:
             raise ProblemError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}.")
         if self.bias not in BIAS_MODES:
             raise ProblemError(f"bias must be one of {', '.join(BIAS_MODES)}, not {self.bias!r}.")
+        if self.activation not in ACTIVATIONS:
+            raise ProblemError(
+                f"activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}."
+            )
         if self.bias == "regularised":
             if self.lambda_b is None or self.lambda_b <= 0:
                 raise ProblemError("a regularised bias needs a positive lambda_b.")
@@ -178,6 +188,7 @@ class Problem:
         lambda_b: object = None,
         loss: str = "mse",
         bias: str | None = None,
+        activation: str = "linear",
     ) -> Problem:
         """Build from loose user input (strings from the CLI, numbers from Python).
 
@@ -228,6 +239,7 @@ class Problem:
             loss=loss,
             bias=bias,
             lambda_b=lb,
+            activation=activation,
         )
 
     def with_(self, **changes: object) -> Problem:
@@ -255,6 +267,7 @@ class Problem:
             f"K={self.K} counts={counts} depth={self.depth} widths={list(self.widths)} "
             f"lambda_W={[str(x) for x in self.lambda_w]} lambda_H={self.lambda_h} "
             f"loss={self.loss} bias={self.bias}"
+            + (f" activation={self.activation}" if self.activation != "linear" else "")
             + (f" lambda_b={self.lambda_b}" if self.lambda_b is not None else "")
         )
 
@@ -301,6 +314,7 @@ class Problem:
             "bottleneck": self.bottleneck,
             "loss": self.loss,
             "bias": self.bias,
+            "activation": self.activation,
             "lambda_w": [float(x) for x in self.lambda_w],
             "lambda_w_exact": [str(x) for x in self.lambda_w],
             "lambda_h": float(self.lambda_h),

@@ -44,9 +44,11 @@ _P = TypeVar("_P")
 
 def default_parameterisation(problem: Any) -> Parameterisation:
     """The parameterisation a check of `problem` optimises in: the weights alone for the squared
-    loss, the class means for cross-entropy; both exact for every head the model has (linear
-    layers, any counts and bias mode).  A nonlinear head would need the full one: the
-    correspondence of stationary points uses linearity."""
+    loss, the class means for cross-entropy; both exact for linear layers (any counts and bias
+    mode).  With a ReLU between the layers every sample's features: there the class-mean problem
+    keeps the global value, but the correspondence of stationary points uses linearity."""
+    if problem.activation != "linear":
+        return "full"
     return "weights" if problem.loss == "mse" else "class-means"
 
 

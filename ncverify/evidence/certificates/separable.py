@@ -44,7 +44,8 @@ RELATIVE_WIDTH = mpmath.mpf(10) ** -30
 
 
 def separable_applies(problem: Problem) -> bool:
-    return problem.loss == "mse" and problem.bias in ("none", "free")
+    linear = problem.activation == "linear" or problem.depth == 1  # one layer has no activation
+    return linear and problem.loss == "mse" and problem.bias in ("none", "free")
 
 
 def rho(problem: Problem, count: int) -> Fraction:
