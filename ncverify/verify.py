@@ -49,6 +49,7 @@ from ncverify.model.reduction import (
     is_lift,
     lift,
     to_class_means,
+    unavailable,
 )
 from ncverify.report import Check, Counterexample, Evidence, GeometryEvidence, Report, Verdict
 
@@ -224,6 +225,9 @@ def _parameterisation(
     point, and the class-mean reduction would replace it by another)."""
     problem = report.problem
     chosen = settings.parameterisation or default_parameterisation(problem)
+    why = unavailable(problem, chosen)
+    if why is not None:
+        raise ValueError(why[0].upper() + why[1:] + ".")
     if chosen != "full" and predicted is not None:
         if not is_lift(problem.counts, predicted.H, report.backend.xp):
             report.notes.append(
@@ -330,7 +334,7 @@ def _e3(ctx: _Context, report: Report) -> Certificate | None:
         if cert.point is not None:
             host = cert.point.map(lambda a: ctx.backend.asarray(np.asarray(a)))
             cert.point = ctx.reduced(host)
-        _evaluate_certificate(report, cert, ctx.objective, ctx.backend, ctx.claimed, ctx.tol)
+        _evaluate_certificate(report, cert, ctx.objective, ctx.claimed, ctx.tol)
     return cert
 
 
@@ -563,14 +567,12 @@ def _evaluate_certificate(
     report: Report,
     cert: Certificate,
     objective: Objective,
-    backend: Backend,
     claimed: mpmath.mpf,
     tol: Tolerances,
 ) -> None:
     if cert.point is not None:  # on the backend, in the check's parameterisation (`_e3`)
-        point = cert.point
-        cert.primal = objective.value(point)
-        cert.primal_error = objective.error_bound(point)
+        cert.primal = objective.value(cert.point)
+        cert.primal_error = objective.error_bound(cert.point)
         cert.gap = abs(cert.primal - cert.bound) / max(abs(cert.bound), 1e-300)
     exact = cert.bound_exact if cert.bound_exact is not None else mpmath.mpf(cert.bound)
     diff = float(claimed - exact)

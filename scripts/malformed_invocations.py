@@ -94,6 +94,17 @@ INVOCATIONS: tuple[Invocation, ...] = (
     Invocation("sweep: plot format", _sweep("--plot", "{tmp}/p.gif"), "plot"),
     Invocation("sweep: zero workers", _sweep("--workers", "0"), "workers"),
     Invocation("sweep: --resume without --out", _sweep("--resume"), "--out"),
+    Invocation(
+        "weights parameterisation for cross-entropy",
+        ("check", "ce-balanced", "--parameterisation", "weights"),
+        "MSE only",
+    ),
+    Invocation(
+        "a reduction with a ReLU",
+        _check("--activation", "relu", "--parameterisation", "class-means", "--probe"),
+        "linear layers only",
+    ),
+    Invocation("unknown activation", _check("--activation", "tanh"), "activation"),
     Invocation("measure: a missing file", _measure("{tmp}/missing.npz"), "no such file"),
     Invocation("measure: an empty file", _measure("{tmp}/empty.npz"), "not a NumPy"),
     Invocation("measure: a text file as PyTorch", _measure("{tmp}/file.pt"), "not a PyTorch"),

@@ -362,6 +362,7 @@ def check(  # noqa: PLR0913
         problem = build_problem(claim, activation, **dict(zip(PROBLEM_OPTIONS, given, strict=True)))
     except ProblemError as exc:
         fail(str(exc))
+    _check_parameterisation([problem], settings)
     with render.progress(err, enabled=not quiet and err.is_terminal) as bar:
         report = verify(claim, problem, be, settings, bar)
     if json_out == "-":
@@ -375,10 +376,23 @@ def check(  # noqa: PLR0913
     raise typer.Exit(report.verdict.exit_code)
 
 
+def _check_parameterisation(problems: list[Problem], settings: Settings) -> None:
+    """A `--parameterisation` that an instance cannot use: one sentence, exit 2, before any run."""
+    from ncverify.model.reduction import unavailable
+
+    if settings.parameterisation is None:
+        return
+    for problem in problems:
+        why = unavailable(problem, settings.parameterisation)
+        if why is not None:
+            fail(f"{why} ({problem.summary()}).")
+
+
 def _check_all(be: Backend, settings: Settings, json_out: str | None, quiet: bool) -> None:
     """`check --all`: every claim on its default instance, a summary table, exit 0/3/70."""
     from ncverify.verify import verify
 
+    _check_parameterisation([c.default_problem() for c in claims().values()], settings)
     reports = []
     for claim in claims().values():
         with render.progress(err, enabled=not quiet and err.is_terminal) as bar:
@@ -662,6 +676,7 @@ def sweep(  # noqa: PLR0913
         results = sw.ResultsFile(out_file, resume)
     except (sw.SweepError, ProblemError) as exc:
         fail(str(exc))
+    _check_parameterisation([t.problem for t in tasks], settings)
     if results.dropped:
         err.print(
             f"note: dropped {results.dropped} incomplete or repeated line(s) of {out_file}.",

@@ -52,6 +52,20 @@ def default_parameterisation(problem: Any) -> Parameterisation:
     return "weights" if problem.loss == "mse" else "class-means"
 
 
+def unavailable(problem: Any, parameterisation: str) -> str | None:
+    """Why `parameterisation` cannot be used for `problem` (one sentence), or None if it can."""
+    if parameterisation == "full":
+        return None
+    if problem.activation != "linear" and problem.depth > 1:
+        return (
+            f"the {parameterisation} parameterisation is exact for linear layers only; "
+            "use --parameterisation full with an activation"
+        )
+    if parameterisation == "weights" and problem.loss != "mse":
+        return "the weights parameterisation eliminates the features in closed form for MSE only"
+    return None
+
+
 def _sizes(counts: tuple[int, ...], like: Array, xp: Any) -> Array:
     return xp.asarray([float(c) for c in counts], dtype=like.dtype, device=_device(like))
 
