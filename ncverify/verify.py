@@ -40,6 +40,7 @@ from ncverify.evidence.optimize import (
 )
 from ncverify.io import save_counterexample
 from ncverify.limits import MAX_CLASSES_FOR_GRAMS, StepSkipped, check_runs_size, forcing
+from ncverify.model.flatten import Flattener
 from ncverify.model.objective import Objective, Params, norm
 from ncverify.model.problem import Problem
 from ncverify.model.reduction import (
@@ -458,36 +459,25 @@ def _check_predicted_point(
     )
     kinks = objective.kinks(point)
     if kinks:  # not differentiable here: a gradient from relu'(0) = 0 would prove nothing
+        ok_grad = _one_sided_stationarity(report, objective, point, kinks, tol)
+    else:
+        grad_loss, grad_reg = objective.grad_parts(point)
+        g = grad_loss.zip_map(grad_reg, lambda a, c: a + c)
+        gnorm = norm(g)
+        scale = norm(grad_loss) + norm(grad_reg)
+        allowed_g = tol.gradient * scale + 100 * objective_eps(objective)
+        ok_grad = gnorm <= allowed_g
         report.checks.append(
             Check(
                 Evidence.PREDICTED_POINT,
                 "E1 stationarity",
-                None,
-                None,
-                None,
-                f"not decided: {kinks} pre-activations of a ReLU are exactly 0 at the predicted "
-                "point, where the objective is not differentiable (one-sided derivatives are "
-                "not implemented yet)",
+                ok_grad,
+                gnorm,
+                allowed_g,
+                f"||grad F|| at the predicted point; the loss and regulariser gradients have "
+                f"norms summing to {scale:.3e} and must cancel",
             )
         )
-        return False
-    grad_loss, grad_reg = objective.grad_parts(point)
-    g = grad_loss.zip_map(grad_reg, lambda a, c: a + c)
-    gnorm = norm(g)
-    scale = norm(grad_loss) + norm(grad_reg)
-    allowed_g = tol.gradient * scale + 100 * objective_eps(objective)
-    ok_grad = gnorm <= allowed_g
-    report.checks.append(
-        Check(
-            Evidence.PREDICTED_POINT,
-            "E1 stationarity",
-            ok_grad,
-            gnorm,
-            allowed_g,
-            f"||grad F|| at the predicted point; the loss and regulariser gradients have norms "
-            f"summing to {scale:.3e} and must cancel",
-        )
-    )
     ok_curv = True
     if settings.curvature_steps > 0:
         curv = extreme_curvature(objective, point, steps=settings.curvature_steps)
@@ -505,8 +495,58 @@ def _check_predicted_point(
                 "one only that none was found",
             )
         )
-        report.curvature_direction = curv.direction if not ok_curv else None
+        if not ok_curv:  # a direction of negative curvature (a descent direction may be kept)
+            report.curvature_direction = curv.direction
     return ok_value and ok_grad and ok_curv
+
+
+#: random directions (and their negatives) in which E1 takes one-sided derivatives at a kink
+KINK_DIRECTIONS = 16
+
+
+def _one_sided_stationarity(
+    report: Report, objective: Objective, point: Params, kinks: int, tol: Tolerances
+) -> bool:
+    """First order at a kink: a local minimiser has `F'(p; v) >= 0` in every direction `v`.
+
+    The one-sided derivatives are taken along the negative gradient of the smooth piece on which
+    the kinked ReLUs are off, and along `KINK_DIRECTIONS` seeded random directions and their
+    negatives.  A negative one, beyond rounding, proves a direction of descent (kept for the
+    descent from the predicted point); none only says that none was found among them.
+    """
+    xp = objective.xp
+    flat = Flattener(objective.problem, xp, objective.columns)
+    grad_loss, grad_reg = objective.grad_parts(point)
+    scale = norm(grad_loss) + norm(grad_reg)
+    piece = flat.flatten(grad_loss.zip_map(grad_reg, lambda a, c: a + c))
+    rng = np.random.default_rng(0)
+    vectors = [-piece] if float(xp.linalg.vector_norm(piece)) > 0 else []
+    for _ in range(KINK_DIRECTIONS):
+        r = xp.asarray(rng.normal(size=flat.size), dtype=objective.dtype, device=objective.device)
+        vectors += [r, -r]
+    slopes = []
+    for vec in vectors:
+        unit = vec / xp.linalg.vector_norm(vec)
+        slopes.append((objective.one_sided_derivative(point, flat.unflatten(unit)), unit))
+    worst, direction = min(slopes, key=lambda s: s[0])
+    allowed = tol.gradient * scale + 100 * objective_eps(objective)
+    ok = worst >= -allowed
+    report.checks.append(
+        Check(
+            Evidence.PREDICTED_POINT,
+            "E1 stationarity",
+            ok,
+            worst,
+            -allowed,
+            f"{kinks} pre-activations of a ReLU are exactly 0 (the objective has a kink here): "
+            f"smallest one-sided directional derivative over {len(vectors)} unit directions (the "
+            "negative gradient of the piece with those ReLUs off, and random ones); a negative "
+            "value proves a direction of descent, a non-negative one only that none was found",
+        )
+    )
+    if not ok:
+        report.curvature_direction = flat.unflatten(direction)
+    return ok
 
 
 def objective_eps(objective: Objective) -> float:

@@ -173,9 +173,9 @@ def test_the_exact_evaluation_applies_the_relu() -> None:
 
 
 def test_a_probe_on_a_relu_head_says_what_it_cannot_decide(tmp_path) -> None:  # noqa: ANN001
-    """The linear claim's predicted point has exact zeros among its pre-activations: E1's
-    stationarity is left undecided rather than passed with relu'(0) = 0, E4 is skipped, and a
-    verdict without a certificate claims no geometry."""
+    """The linear claim's predicted point has exact zeros among its pre-activations: E1 judges
+    stationarity by one-sided derivatives there, E4 is skipped, and a verdict without a
+    certificate claims no geometry."""
     import json
     import subprocess
     import sys
@@ -191,7 +191,48 @@ def test_a_probe_on_a_relu_head_says_what_it_cannot_decide(tmp_path) -> None:  #
     data = json.loads(r.stdout)
     assert data["problem"]["activation"] == "relu"
     stationarity = next(c for c in data["checks"] if c["name"] == "E1 stationarity")
-    assert stationarity["passed"] is None and "not differentiable" in stationarity["detail"]
+    # judged by one-sided derivatives at the kink, never by a relu'(0) = 0 gradient
+    assert "kink" in stationarity["detail"] and "one-sided" in stationarity["detail"]
+    assert stationarity["passed"] == (stationarity["value"] >= stationarity["tolerance"])
     assert not any(c["name"] == "E4 geometry" for c in data["checks"])
     assert data["certificate"] is None and data["geometry_evidence"] is None
     assert data["numerical"]["parameterisation"] == "full"
+
+
+# ---- one-sided derivatives, at kinks too --------------------------------------------------------
+@given(relu_problems(), seeds)
+def test_away_from_kinks_the_one_sided_derivative_is_the_gradient_along_v(
+    problem: Problem, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    obj = Objective(problem, np)
+    x, v = random_vector(problem, rng, 1.0), random_vector(problem, rng, 1.0)
+    p = unflatten(problem, x)
+    # a pre-activation is exactly 0 only behind a unit that is off for every input of a sample
+    assume(obj.kinks(p) == 0)
+    _, grad = obj.value_and_grad(p)
+    slope = obj.one_sided_derivative(p, unflatten(problem, v))
+    assert abs(slope - float(flatten(grad) @ v)) <= 1e-10 * (1 + np.linalg.norm(flatten(grad)))
+
+
+@given(seeds, st.sampled_from(["mse", "ce"]))
+def test_at_a_kink_the_one_sided_derivative_is_the_forward_difference(seed: int, loss: str) -> None:
+    """A unit whose pre-activation is exactly 0 (W_1 kills the feature direction [1, 1]): the
+    one-sided derivative along `v` and along `-v` differ (the objective has a kink), and each is
+    the limit of the forward difference `(F(p + t v) - F(p)) / t`."""
+    problem = Problem.build(counts="2,1", depth=2, width=2, loss=loss, activation="relu")
+    rng = np.random.default_rng(seed)
+    w1 = np.array([[1.0, -1.0], [0.5, 0.25]])
+    p = Params((w1, rng.normal(size=(2, 2))), np.ones((2, 3)))
+    obj = Objective(problem, np)
+    assert obj.kinks(p) == 3  # the first unit, at every sample
+    v = unflatten(problem, random_vector(problem, rng, 1.0))
+    minus = v.map(lambda a: -a)
+    t = 1e-7
+    for d in (v, minus):
+        slope = obj.one_sided_derivative(p, d)
+        forward = (obj.value(p.zip_map(d, lambda a, c: a + t * c)) - obj.value(p)) / t
+        assert abs(slope - forward) <= 1e-5 * (1 + abs(slope))
+    # a kink, not a smooth point: the two one-sided slopes do not cancel (their sum's sign says
+    # whether the kink bends up or down along v)
+    assert abs(obj.one_sided_derivative(p, v) + obj.one_sided_derivative(p, minus)) > 1e-8

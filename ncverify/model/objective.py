@@ -468,6 +468,35 @@ class Objective:
             h = pre * self._active(pre)
         return count
 
+    def one_sided_derivative(self, p: Params, v: Params) -> float:
+        """`F'(p; v) = lim_{t -> 0+} (F(p + t v) - F(p)) / t`, also at a kink.
+
+        Forward mode along `v`: a ReLU whose pre-activation `u` moves by `du` moves by `du` where
+        `u > 0`, by 0 where `u < 0` and by `max(du, 0)` where `u = 0` (its one-sided derivative);
+        the loss is smooth in the logits, so its part is `<dL/dZ, dZ>`.  At a point where `F` is
+        differentiable this is `<grad F, v>`.
+        """
+        xp = self.xp
+        h, dh = self.first_features(p.H), self.first_features(v.H)
+        last = len(p.Ws) - 1
+        for m, (w, dw) in enumerate(zip(p.Ws, v.Ws, strict=True)):
+            pre, dpre = w @ h, dw @ h + w @ dh
+            if self.relu and m < last:
+                at_kink = xp.astype(pre == 0, pre.dtype)
+                h = pre * self._active(pre)
+                dh = dpre * self._active(pre) + dpre * self._active(dpre) * at_kink
+            else:
+                h, dh = pre, dpre
+        if p.b is not None:
+            h, dh = h + p.b[:, None], dh + v.b[:, None]
+        _, g, _ = self._loss(h)
+        total = xp.sum(g * dh) + self.lambda_h * xp.sum(p.H * v.H)
+        for lam, w, dw in zip(self.lambda_w, p.Ws, v.Ws, strict=True):
+            total = total + lam * xp.sum(w * dw)
+        if p.b is not None and self.lambda_b:
+            total = total + self.lambda_b * xp.sum(p.b * v.b)
+        return float(total)
+
     def features(self, p: Params) -> list[Array]:
         """Layer features `H_1, ..., H_M` (the inputs of `W_1, ..., W_M`; `H_1` is `H`, or the
         class means in the class-means parameterisation)."""
