@@ -1,13 +1,15 @@
-"""Train a network on scikit-learn's digits the way the model is posed, and save its head for
-`ncverify measure` (docs/measure.md).
+"""Train a network on scikit-learn's digits (or MNIST-1D) the way the model is posed, and save
+its head for `ncverify measure` (docs/measure.md).
 
-A multilayer perceptron backbone (64 -> 128 -> 128 -> d, ReLU between, the last map linear so
+A multilayer perceptron backbone (inputs -> 128 -> 128 -> d, ReLU between, the last map linear so
 that the features are unconstrained in sign, as in the model) and a deep linear head of `M`
 bias-free layers (d -> d -> ... -> 10), trained with full-batch gradient descent with momentum
 on the model's objective: the squared loss averaged over the samples, `||Z - Y||^2 / (2N)`, plus
 plain L2 weight decay written into the loss (`lambda_W / 2 ||W_m||^2` on every head layer, the
 backbone's own decay on its parameters; decoupled decay as in AdamW would not be this
-objective). The data can be subsampled per class (`--counts`) for an imbalanced run.
+objective). The data can be subsampled per class (`--counts`) for an imbalanced run;
+`--dataset mnist1d` uses MNIST-1D, generated procedurally (the `mnist1d` package; nothing is
+downloaded).
 
 It writes, into `--out`:
 - `head.npz`: the training features (one row per sample), the labels and `W1..WM`, the format
@@ -39,12 +41,30 @@ from ncverify.model.objective import Objective, Params
 from ncverify.model.problem import Problem
 
 
-def dataset(counts: Sequence[int] | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The digits, standardised, ordered class by class; `counts[k]` samples of class `k` kept
+def raw_data(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and labels of a dataset available offline: scikit-learn's digits (1,797 images of
+    8 x 8 pixels, shipped with scikit-learn) or MNIST-1D's training split (4,000 signals of
+    length 40, generated procedurally by `mnist1d.data.make_dataset`, never downloaded)."""
+    if name == "digits":
+        digits = load_digits()
+        return digits.data, digits.target
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError:
+        raise SystemExit(
+            "--dataset mnist1d needs the mnist1d package (pip install mnist1d)."
+        ) from None
+    data = make_dataset(get_dataset_args())
+    return np.asarray(data["x"], dtype=np.float64), np.asarray(data["y"])
+
+
+def dataset(
+    counts: Sequence[int] | None, seed: int, name: str = "digits"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The data, standardised, ordered class by class; `counts[k]` samples of class `k` kept
     (drawn without replacement), all of them without `counts`."""
-    digits = load_digits()
-    x = (digits.data - digits.data.mean(axis=0)) / (digits.data.std(axis=0) + 1e-8)
-    y = digits.target
+    raw, y = raw_data(name)
+    x = (raw - raw.mean(axis=0)) / (raw.std(axis=0) + 1e-8)
     rng = np.random.default_rng(seed)
     keep = []
     for k in range(10):
@@ -59,10 +79,10 @@ def dataset(counts: Sequence[int] | None, seed: int) -> tuple[np.ndarray, np.nda
 
 
 class Network(torch.nn.Module):
-    def __init__(self, width: int, depth: int) -> None:
+    def __init__(self, inputs: int, width: int, depth: int) -> None:
         super().__init__()
         self.backbone = torch.nn.Sequential(
-            torch.nn.Linear(64, 128),
+            torch.nn.Linear(inputs, 128),
             torch.nn.ReLU(),
             torch.nn.Linear(128, 128),
             torch.nn.ReLU(),
@@ -109,7 +129,7 @@ def train(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
     counts = None if args.counts is None else [int(c) for c in args.counts.split(",")]
-    x_np, y_np = dataset(counts, args.seed)
+    x_np, y_np = dataset(counts, args.seed, args.dataset)
     problem = Problem.build(
         counts=np.bincount(y_np, minlength=10).tolist(),
         depth=args.depth,
@@ -119,7 +139,7 @@ def train(args: argparse.Namespace) -> dict:
     )
     x = torch.tensor(x_np, dtype=torch.float32)
     y = torch.nn.functional.one_hot(torch.tensor(y_np), 10).to(torch.float32)
-    net = Network(args.width, args.depth)
+    net = Network(x_np.shape[1], args.width, args.depth)
     opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9)
     history = []
     start = time.perf_counter()
@@ -160,6 +180,9 @@ def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--depth", type=int, default=1, help="linear layers of the head (M)")
     parser.add_argument("--width", type=int, default=32, help="feature dimension d")
+    parser.add_argument(
+        "--dataset", choices=("digits", "mnist1d"), default="digits", help="the data (offline)"
+    )
     parser.add_argument("--counts", help="samples kept per class, e.g. 150,150,...,15")
     parser.add_argument("--lambda-w", type=float, default=1e-3, help="the head's weight decay")
     parser.add_argument("--backbone-decay", type=float, default=1e-4, help="the backbone's")

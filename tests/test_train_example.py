@@ -70,3 +70,21 @@ def test_the_training_page_is_regenerated_by_its_script(tmp_path: Path) -> None:
         assert heading in text
     assert (tmp_path / "training" / "nc1.png").stat().st_size > 0
     assert (tmp_path / "training" / "gains.png").stat().st_size > 0
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed (the train extra)")
+def test_a_short_mnist1d_run_collapses(tmp_path: Path) -> None:
+    """MNIST-1D, generated procedurally (no download): NC1 falls by an order of magnitude."""
+    out = tmp_path / "mnist1d"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "train_digits.py"), "--dataset", "mnist1d"]
+        + ["--epochs", "600", "--every", "100", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    summary = json.loads((out / "metrics.json").read_text())
+    assert sum(summary["counts"]) == 4000 and len(summary["counts"]) == 10
+    first, last = summary["history"][0]["nc1"][0], summary["history"][-1]["nc1"][0]
+    assert last <= first / 10, (first, last)
