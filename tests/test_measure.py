@@ -97,6 +97,10 @@ def test_measure_names_the_collapsed_classes_and_fits_lambda_h(gap_head) -> None
     assert data["collapsed"] == {"predicted": expected, "trained": expected}
     for c in data["classes"]:
         assert abs(c["trained_gain"] - c["predicted_gain"]) <= 1e-6
+        if c["predicted_regime"] == "alive":  # the classifier points at its class mean (NC3)
+            assert abs(c["predicted_angle"]) <= 1e-5 and abs(c["trained_angle"]) <= 1e-3
+        else:  # a zero class mean has no direction
+            assert c["predicted_angle"] is None
     assert all(row["nc1"] is None or row["nc1"] <= 1e-12 for row in data["layers"])
     # the text report says the same
     text = ncverify("measure", str(path), "--claim", IMBALANCED.id, "--lambda-w", "2e-2")

@@ -285,16 +285,34 @@ def measure(
         source,
         prediction,
         layers=layers,
-        classes=_classes(objective, point, prediction),
+        classes=_classes(objective, point, predicted, prediction),
     )
 
 
-def _classes(objective: Objective, point: Params, prediction: Prediction) -> list[dict[str, Any]]:
-    """Per class: predicted and trained gain `(W Hbar)_kk`, `||w_k||` and `||hbar_k||` (layer 1)."""
+def _angles(objective: Objective, point: Params) -> list[float | None]:
+    """Per class, the angle in degrees between `w_k` (row `k` of `W_M ... W_1`) and the class
+    mean `hbar_k` at layer 1: 0 where the classifier points at its class (NC3); None where one of
+    them is zero."""
+    geom = layer_geometry(objective, point)[0]
+    w, h = np.asarray(geom.W), np.asarray(geom.Hbar)
+    out: list[float | None] = []
+    for k in range(w.shape[0]):
+        size = float(np.linalg.norm(w[k]) * np.linalg.norm(h[:, k]))
+        cos = float(w[k] @ h[:, k]) / size if size > 0 else None
+        out.append(None if cos is None else math.degrees(math.acos(max(-1.0, min(1.0, cos)))))
+    return out
+
+
+def _classes(
+    objective: Objective, point: Params, predicted: Params, prediction: Prediction
+) -> list[dict[str, Any]]:
+    """Per class: predicted and trained gain `(W Hbar)_kk`, `||w_k||`, `||hbar_k||` and the
+    angle between `w_k` and `hbar_k` (layer 1)."""
     geom = layer_geometry(objective, point)[0]
     gains = np.diag(np.asarray(geom.WH))
     w_norms = np.linalg.norm(np.asarray(geom.W), axis=1)
     h_norms = np.linalg.norm(np.asarray(geom.Hbar), axis=0)
+    angles, predicted_angles = _angles(objective, point), _angles(objective, predicted)
     return [
         {
             "class": k,
@@ -306,6 +324,8 @@ def _classes(objective: Objective, point: Params, prediction: Prediction) -> lis
             "trained_norm_w": float(w_norms[k]),
             "predicted_norm_h": c.length_h,
             "trained_norm_h": float(h_norms[k]),
+            "predicted_angle": predicted_angles[k],
+            "trained_angle": angles[k],
         }
         for k, c in enumerate(prediction.classes)
     ]
@@ -389,7 +409,7 @@ def render(m: Measurement) -> Group:
         )
     classes = Table(title="per class (layer 1)")
     heads = ("class", "count", "regime", "gain", "trained", "||w_k||", "trained", "||hbar_k||")
-    for col in (*heads, "trained"):
+    for col in (*heads, "trained", "angle", "trained"):
         classes.add_column(col)
     for c in m.classes or []:
         classes.add_row(
@@ -402,6 +422,8 @@ def render(m: Measurement) -> Group:
             _f(c["trained_norm_w"]),
             _f(c["predicted_norm_h"]),
             _f(c["trained_norm_h"]),
+            _f(c["predicted_angle"], 3),
+            _f(c["trained_angle"], 3),
         )
     parts += [layers, classes]
     pred, got = m.collapsed or ([], [])
