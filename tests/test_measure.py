@@ -73,6 +73,43 @@ def test_at_the_claimed_minimiser_the_fit_recovers_lambda_h(problem: Problem, da
     assert abs(fit.balance - lam) <= 1e-8 * lam
 
 
+@given(problems(loss=None, bias="none", max_classes=4, max_depth=3, max_samples=5), st.data())
+def test_the_fit_is_the_least_squares_lambda_h(problem: Problem, data) -> None:  # noqa: ANN001
+    """At any point the fitted lambda_H minimises the relative residual of the stationarity in H
+    (on the class means, in the range of P^T): moving it either way does not lower the residual,
+    and lambda = 0 leaves a residual of 1, so the fitted one is at most 1."""
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    point = Params(
+        tuple(rng.normal(size=s) for s in problem.layer_shapes),
+        rng.normal(size=(problem.widths[0], problem.N)),
+    )
+    fit = effective_lambda_h(Objective(problem, np), point)
+    assume(np.isfinite(fit.value))
+    assert 0 <= fit.residual <= 1 + 1e-12
+
+    def residual(lam: float) -> float:
+        """The same residual, written out independently, at `lam`."""
+        obj = Objective(problem, np)
+        _, grad = obj.loss_and_grad(point)
+        y, counts = obj.Y, np.asarray(problem.counts, dtype=float)
+        hbar, abar = point.H @ y.T / counts, grad.H @ y.T / counts
+        prod = point.Ws[-1]
+        for w in reversed(point.Ws[:-1]):
+            prod = prod @ w
+        projector = np.linalg.pinv(prod) @ prod  # onto the range of P^T
+        weights = np.sqrt(counts)[None, :]
+        return float(
+            np.linalg.norm((abar + lam * projector @ hbar) * weights)
+            / np.linalg.norm(abar * weights)
+        )
+
+    assert abs(residual(fit.value) - fit.residual) <= 1e-8
+    step = 1e-3 * (abs(fit.value) + 1e-12)
+    assert residual(fit.value + step) >= fit.residual - 1e-12
+    assert residual(fit.value - step) >= fit.residual - 1e-12
+
+
 @pytest.fixture(scope="module")
 def gap_head(tmp_path_factory: pytest.TempPathFactory) -> tuple[Problem, Path]:
     # counts 60,30,10,10 at depth 2: the classes of 10 collapse at these lambdas
