@@ -187,7 +187,8 @@ class Claim:
     def stated_hypotheses(self) -> list[str]:
         """The claim's hypotheses in words, as `hypotheses` states them: collected from
         variants of the default instance that change one thing each (the loss, the bias, the
-        balance of the counts, the widths, the depth), so that they cannot drift from the code."""
+        balance of the counts, the number of classes, the activation, the widths, the depth), so
+        that they cannot drift from the code."""
         d = self.default_problem()
         variants = [replace(d, loss=loss) for loss in ("mse", "ce")]
         variants += [
@@ -195,6 +196,8 @@ class Claim:
             for b in ("none", "free", "regularised")
         ]
         variants.append(replace(d, counts=tuple(d.counts[0] * (k + 1) for k in range(d.K))))
+        variants += [replace(d, counts=(d.counts[0],) * k) for k in (2, 3)]
+        variants.append(replace(d, activation="relu" if d.activation == "linear" else "linear"))
         variants.append(replace(d, widths=(1,) * d.depth))
         for depth in (1, 2, 5):
             variants.append(

@@ -201,10 +201,10 @@ def _verify(
         point, e1_ok = _e1(ctx, report, predicted)
     optimise = settings.optimise and _runs_affordable(objective, report)
     if optimise:
-        with _timed(timing, "optimise"):  # E2
-            report.runs = _e2(ctx, report)
         with _timed(timing, "search"):  # the claim's own structured candidates
             report.search_candidates = _search(ctx, report)
+        with _timed(timing, "optimise"):  # E2
+            report.runs = _e2(ctx, report, _beaten_by_search(ctx, report))
     report.start_scales = run_scales(settings.scales, len(report.runs) or len(settings.scales))
     if settings.certificate:
         with _timed(timing, "certificate"):  # E3
@@ -267,9 +267,10 @@ def _runs_affordable(objective: Objective, report: Report) -> bool:
     return True
 
 
-def _e2(ctx: _Context, report: Report) -> list[Run]:
+def _e2(ctx: _Context, report: Report, beaten: bool = False) -> list[Run]:
     """E2: seeded random-start runs, each classified; doubled (`escalate` times at most) while
-    none reaches the prediction or beats it."""
+    none reaches the prediction or beats it, unless a structured candidate of the claim's search
+    already beats it (`beaten`): more runs would add nothing to that counterexample."""
     settings, restarts = ctx.settings, ctx.settings.restarts
 
     def on_run(i: int, run: Run) -> None:
@@ -293,6 +294,12 @@ def _e2(ctx: _Context, report: Report) -> list[Run]:
         outcomes = {run.outcome for run in runs}
         if "at-prediction" in outcomes or "better" in outcomes or attempt == settings.escalate:
             break
+        if beaten:
+            report.notes.append(
+                f"none of {restarts} random-start runs reached the prediction or beat it; not "
+                "escalated, since a candidate of the claim's own search beats it"
+            )
+            break
         # no run reached the prediction and none beat it: gather more evidence before saying
         # inconclusive (twice the runs, over the same range of start scales)
         report.notes.append(
@@ -312,6 +319,16 @@ def _search(ctx: _Context, report: Report) -> list:
         return []
     report.notes += [str(c.info["summary"]) for c in candidates if c.info.get("summary")]
     return candidates
+
+
+def _beaten_by_search(ctx: _Context, report: Report) -> bool:
+    """Does a structured candidate beat the claimed optimum beyond its float error bound?"""
+    claimed = float(ctx.claimed)
+    for cand in report.search_candidates:
+        p = ctx.reduced(cand.point)
+        if ctx.objective.value(p) < claimed - ctx.objective.error_bound(p):
+            return True
+    return False
 
 
 def _e3(ctx: _Context, report: Report) -> Certificate | None:

@@ -10,6 +10,7 @@ defined, and these tests make no claim about one.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from test_objective import derivative, flatten, random_vector, tiny_problems, unflatten
@@ -141,7 +142,11 @@ def test_the_linear_claims_do_not_apply_and_say_why() -> None:
     import theorems
 
     relu = Problem.build(counts="3,3", depth=2, width=3, activation="relu")
-    for claim in theorems.registry().values():
+    linear_claims = [
+        c for c in theorems.registry().values() if c.default_problem().activation == "linear"
+    ]
+    assert len(linear_claims) >= 6  # the claims about linear heads, every one of them
+    for claim in linear_claims:
         assert "the layers must be linear (no activation between them)" in claim.hypotheses(relu)
     # at depth 1 there is no layer to put an activation between: nothing changes
     one = Problem.build(counts="3,3", depth=1, width=3, activation="relu")
@@ -236,3 +241,46 @@ def test_at_a_kink_the_one_sided_derivative_is_the_forward_difference(seed: int,
     # a kink, not a smooth point: the two one-sided slopes do not cancel (their sum's sign says
     # whether the kink bends up or down along v)
     assert abs(obj.one_sided_derivative(p, v) + obj.one_sided_derivative(p, minus)) > 1e-8
+
+
+# ---- what the class-mean problem still gives with a ReLU (docs/theory/dnc.md#model) ----------------
+@given(relu_problems(), seeds)
+def test_given_the_weights_each_class_is_best_served_by_its_best_column(
+    problem: Problem, seed: int
+) -> None:
+    """Given the weights, `F` is a sum of one term per feature column (the ReLU acts column by
+    column) plus the weights' decay.  So putting every sample of a class at the class's best
+    column never raises `F`: the class-mean problem has the global value of the full one, and a
+    search over class means loses nothing (its minimisers lift)."""
+    rng = np.random.default_rng(seed)
+    p = unflatten(problem, random_vector(problem, rng, 1.0))
+    labels = np.asarray(problem.labels())
+
+    def column_terms(h: np.ndarray) -> np.ndarray:
+        z = h
+        for w in p.Ws[:-1]:
+            z = np.maximum(w @ z, 0.0)
+        z = p.Ws[-1] @ z + (0.0 if p.b is None else p.b[:, None])
+        y = np.eye(problem.K)[:, labels]
+        if problem.loss == "mse":
+            loss = np.sum((z - y) ** 2, axis=0) / (2 * problem.N)
+        else:
+            top = z.max(axis=0)
+            lse = np.log(np.exp(z - top).sum(axis=0)) + top
+            loss = (lse - np.sum(z * y, axis=0)) / problem.N
+        return loss + float(problem.lambda_h) / 2 * np.sum(h * h, axis=0)
+
+    terms = column_terms(p.H)
+    collapsed = p.H.copy()
+    for k in range(problem.K):
+        members = np.flatnonzero(labels == k)
+        collapsed[:, members] = p.H[:, [members[np.argmin(terms[members])]]]
+    q = Params(p.Ws, collapsed, p.b)
+    assert reference_value(problem, q) <= reference_value(problem, p) + 1e-12
+    rest = reference_value(problem, p) - float(np.sum(terms))  # the weights' decay alone
+    weights = sum(
+        float(lam) / 2 * float(np.sum(w * w)) for lam, w in zip(problem.lambda_w, p.Ws, strict=True)
+    )
+    if p.b is not None and problem.lambda_b is not None:
+        weights += float(problem.lambda_b) / 2 * float(np.sum(p.b * p.b))
+    assert rest == pytest.approx(weights, rel=1e-9, abs=1e-12)

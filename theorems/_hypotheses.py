@@ -14,6 +14,7 @@ BIAS = {
 }
 BALANCED = "the classes must be balanced (all n_k equal)"
 LINEAR = "the layers must be linear (no activation between them)"
+RELU = "there must be a ReLU between the layers (--activation relu)"
 
 
 def model_hypotheses(
@@ -31,7 +32,7 @@ def model_hypotheses(
     between the layers is `activation` (linear by default; moot at depth 1)."""
     unmet = []
     if problem.activation != activation and problem.depth > 1:  # one layer has no activation
-        unmet.append(LINEAR if activation == "linear" else f"the activation must be {activation}")
+        unmet.append(LINEAR if activation == "linear" else RELU)
     if problem.loss != loss:
         unmet.append(LOSS[loss])
     if bias is not None and problem.bias != bias:

@@ -173,8 +173,9 @@ def _ends(x: Any) -> tuple[mpmath.mpf, mpmath.mpf]:
 
 
 def point_structure(problem: Problem, point: Params) -> dict[str, Any]:
-    """Rank and singular values of the class-level logits `W_M ... W_1 Hbar`, the class-mean
-    Gram matrix `Hbar^T Hbar` (layer 1) and the classifier Gram `W W^T` (floats)."""
+    """Rank and singular values of the class-level logits `W_M ... W_1 Hbar` (through the ReLUs
+    of a ReLU head), the class-mean Gram matrix `Hbar^T Hbar` (layer 1) and the classifier Gram
+    `W W^T` (`W = W_M ... W_1`; `W_M` alone for a ReLU head) (floats)."""
     h = np.asarray(point.H, dtype=np.float64)
     hbar = np.stack(
         [
@@ -183,10 +184,17 @@ def point_structure(problem: Problem, point: Params) -> dict[str, Any]:
         ],
         axis=1,
     )
-    w = np.asarray(point.Ws[-1], dtype=np.float64)
-    for wm in reversed(point.Ws[:-1]):
-        w = w @ np.asarray(wm, dtype=np.float64)
-    logits = w @ hbar
+    ws = [np.asarray(wm, dtype=np.float64) for wm in point.Ws]
+    if problem.activation == "relu":  # the network's own logits; the classifier is W_M's rows
+        z = hbar
+        for wm in ws[:-1]:
+            z = np.maximum(wm @ z, 0.0)
+        w, logits = ws[-1], ws[-1] @ z
+    else:
+        w = ws[-1]
+        for wm in reversed(ws[:-1]):
+            w = w @ wm
+        logits = w @ hbar
     sv = np.linalg.svd(logits, compute_uv=False)
     top = float(sv[0]) if sv.size else 0.0
     rank = int(np.sum(sv > 1e-9 * top)) if top > 0 else 0
