@@ -165,7 +165,7 @@ def test_plots_are_png_images_that_the_pages_show(site: Path) -> None:
             if any(math.isfinite(b.critical) for b in phase.on(axis))
         ]
         if type(claim).search is not Claim.search:
-            expected.append(f"{claim_id}-etf.png")
+            expected.append(f"{claim_id}-search.png")
         assert len(expected) >= 2, claim_id  # every registered claim draws its phase
         for name in expected:
             assert any(src.endswith(name) for src in images), f"{claim_id}: {name} not shown"

@@ -70,7 +70,8 @@ def ascii_boxes(text: str) -> str:
 # ---- claims -----------------------------------------------------------------------------------
 def example_problem(claim):  # noqa: ANN001, ANN201
     """A tiny instance of the claim's default: the same class proportions with at most
-    `MAX_COUNT` samples per class, the same depth, lambdas, loss and bias, widths <= `MAX_WIDTH`."""
+    `MAX_COUNT` samples per class, the same depth, lambdas, loss, bias and activation, widths <=
+    `MAX_WIDTH`."""
     from ncverify import Problem
 
     d = claim.default_problem()
@@ -85,6 +86,7 @@ def example_problem(claim):  # noqa: ANN001, ANN201
         lambda_b=d.lambda_b,
         loss=d.loss,
         bias=d.bias,
+        activation=d.activation,
     )
 
 
@@ -112,6 +114,8 @@ def command(claim, p) -> str:  # noqa: ANN001
         f"--lambda-h {_decimal(p.lambda_h)}",
         f"--loss {p.loss}",
     ]
+    if p.activation != "linear":
+        parts.append(f"--activation {p.activation}")
     if p.lambda_b is not None:
         parts.append(f"--lambda-b {_decimal(p.lambda_b)}")
     else:
@@ -426,7 +430,7 @@ def _phase_section(claim, assets, info) -> str:  # noqa: ANN001
     if base.phase.quantities:
         parts.append(_quantities_section(base.phase))
     if type(claim).search is not Claim.search:
-        parts.append(_ce_section(claim, assets, d))
+        parts.append(_search_section(claim, assets, d))
     return "\n".join(parts)
 
 
@@ -458,6 +462,7 @@ def _tied(d, lam: str):  # noqa: ANN001, ANN202
         lambda_b=d.lambda_b,
         loss=d.loss,
         bias=d.bias,
+        activation=d.activation,
     )
 
 
@@ -626,7 +631,8 @@ def _etf_and_best(claim, p, be, settings, own_search: bool) -> tuple:  # noqa: A
     return float(p.lambda_h), etf, best
 
 
-def _ce_section(claim, assets, d) -> str:  # noqa: ANN001
+def _search_section(claim, assets, d) -> str:  # noqa: ANN001
+    """The claimed optimum against the best candidate of the claim's own search, over lambda."""
     from ncverify import Backend, Claim
 
     be = Backend.create()
@@ -640,7 +646,7 @@ def _ce_section(claim, assets, d) -> str:  # noqa: ANN001
     elapsed = time.perf_counter() - t0
     lams = [r[0] for r in rows]
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(7.5, 6), dpi=110, sharex=True)
-    ax.semilogx(lams, [r[1] for r in rows], "o-", ms=3, label="ETF optimum (closed form)")
+    ax.semilogx(lams, [r[1] for r in rows], "o-", ms=3, label="claimed optimum (closed form)")
     found = [(r[0], r[2][0]) for r in rows if r[2] is not None]
     if found:
         ax.semilogx(*zip(*found, strict=True), "s--", ms=3, label="best candidate of the search")
@@ -652,22 +658,25 @@ def _ce_section(claim, assets, d) -> str:  # noqa: ANN001
     ax2.axhline(0, color="grey", lw=1)
     ax.axvline(lam0, color="grey", ls=":", lw=1, label=f"default λ = {lam0:g}")
     ax.set_ylabel("objective F")
-    ax2.set_ylabel("(candidate − ETF) / |ETF|")
+    ax2.set_ylabel("(candidate − claimed) / |claimed|")
     ax2.set_xlabel("λ (every λ_W and λ_H tied to it)")
     ax.set_title(f"{claim.id}: counts {list(d.counts)}, M = {d.depth}", fontsize=10)
     ax.legend(fontsize=8)
     for a in (ax, ax2):
         a.grid(True, which="both", alpha=0.3)
-    assets[f"{claim.id}-etf.png"] = _png(fig)
+    assets[f"{claim.id}-search.png"] = _png(fig)
     note = _search_note(rows, own_search, bool(found))
+    geometry = claim.closed_form(d).geometry
     return "\n".join(
         [
-            "## ETF optimum against the best counterexample",
+            "## The claimed optimum against the claim's own search",
             "",
-            f"![ETF optimum of {claim.id} against the best structured candidate]({claim.id}-etf.png)",
+            f"![The claimed optimum of {claim.id} against the best structured candidate]"
+            f"({claim.id}-search.png)",
             "",
             f"At {len(rows)} tied lambdas on the default instance (counts {list(d.counts)}, depth "
-            f"{d.depth}): the claimed ETF optimum (`closed_form`) and the lowest objective among "
+            f"{d.depth}): the claimed optimum (`closed_form`, the {geometry}) and the lowest "
+            "objective among "
             f"the structured candidates of the claim's own `search` ({CE_SEARCH_STARTS} random "
             f"starts, seed {SEED}; each candidate evaluated on the full objective; {elapsed:.1f} s). "
             f"{note}",
@@ -681,17 +690,18 @@ def _search_note(rows: list, own_search: bool, found: bool) -> str:
     fails = [r for r in rows if r[2] is not None and r[2][0] < r[1] - r[2][1]]
     if not own_search:
         return (
-            "This claim has no `search` of its own yet, so only the ETF optimum is drawn; the "
+            "This claim has no `search` of its own yet, so only the claimed optimum is drawn; the "
             "verifier's random-start runs are its only search for counterexamples."
         )
     if not found:
         return "The claim's `search` proposed no candidate at these lambdas."
     if fails:
         return (
-            f"The ETF is beaten (by more than the candidate's evaluation-error bound; shaded) at "
+            f"The claimed optimum is beaten (by more than the candidate's evaluation-error bound; "
+            f"shaded) at "
             f"λ = {', '.join(f'{r[0]:.3g}' for r in fails)}: there the claim fails."
         )
-    return "No candidate beat the ETF optimum at these lambdas."
+    return "No candidate beat the claimed optimum at these lambdas."
 
 
 def claims_index() -> str:
