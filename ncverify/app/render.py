@@ -214,7 +214,7 @@ def report(r: Report) -> Group:
         ),
     ]
     if r.geometry_evidence is not None:
-        parts.append(Text(f"geometry: {GEOMETRY_WORDS[r.geometry_evidence]}"))
+        parts.append(Text(f"geometry: {geometry_words(r)}"))
     if r.hypotheses:
         parts.append(Text("unmet hypotheses: " + "; ".join(r.hypotheses), style="cyan"))
     if r.prediction is not None:
@@ -252,8 +252,22 @@ GEOMETRY_WORDS = {
     "the minimiser set and the predicted point attains the proven optimum",
     GeometryEvidence.ATTAINED: "the optimal value is proven and the predicted point attains it; "
     "that it is the only minimiser is not established",
-    GeometryEvidence.NOT_UNIQUE: "the claim says the minimiser is not unique; the value is proven",
+    GeometryEvidence.NOT_UNIQUE: "the claim says the minimiser is not unique",
 }
+
+
+def geometry_words(r: Report) -> str:
+    """`GEOMETRY_WORDS`, and for a claim of a non-unique minimiser what its value rests on: a
+    proof where certified, else a run that reached it."""
+    words = GEOMETRY_WORDS[r.geometry_evidence]
+    if r.geometry_evidence == GeometryEvidence.NOT_UNIQUE:
+        proven = r.verdict == Verdict.CERTIFIED
+        words += (
+            "; the value is proven"
+            if proven
+            else "; a run reached the value, which no certificate proves"
+        )
+    return words
 
 
 def _prediction(pred: Prediction) -> list[Any]:
