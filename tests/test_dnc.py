@@ -1,0 +1,313 @@
+"""Deep neural collapse with a ReLU head (docs/theory/dnc.md): the witness's algebra, its scalar
+problem and where it wins, that no DNC configuration beats the DNC value, that layer 1 is not
+unique, and the two claims' verdicts through the CLI, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from fractions import Fraction
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import minimize_scalar
+
+import theorems
+from ncverify.backend import Backend
+from ncverify.model.objective import Params
+from ncverify.model.problem import Problem
+from tests.test_activation import pre_activations, reference_value
+from theorems import _dnc
+
+NCVERIFY = str(Path(sys.executable).with_name("ncverify"))
+
+
+def relu_problem(k: int, depth: int, n: int, lam: str, width: int | None = None) -> Problem:
+    return Problem.build(
+        classes=k,
+        samples=n,
+        depth=depth,
+        width=width or k,
+        lambda_w=lam,
+        lambda_h=lam,
+        activation="relu",
+    )
+
+
+def psi_min(problem: Problem, c: float) -> float:
+    """`min_{gamma >= 0} (gamma - 1)^2 / 2 + ((L+1)/2) (n P C)^{1/(L+1)} gamma^q`, by a bounded
+    scalar minimisation (independent of the threshold rule), compared with the zero solution."""
+    m1 = problem.depth + 1
+    coef = m1 / 2 * (problem.counts[0] * float(problem.lambda_product) * c) ** (1 / m1)
+
+    def psi(g: float) -> float:
+        return (g - 1) ** 2 / 2 + coef * g ** (2 / m1)
+
+    best = minimize_scalar(psi, bounds=(1e-12, 1.0), method="bounded", options={"xatol": 1e-14})
+    return min(float(best.fun), psi(0.0))
+
+
+# ---- the witness's algebra ------------------------------------------------------------------------
+@pytest.mark.parametrize("r", [3, 4, 5, 6, 7])
+def test_the_last_relu_of_the_witness_is_the_identity(r: int) -> None:
+    """`B^T (I - J/4) B` is 1 on the diagonal, 0 for edges sharing a vertex, -1 for disjoint
+    edges (written out from the edge list), its ReLU is `I_K`, and `B` has rank `r`."""
+    edges = list(combinations(range(r), 2))
+    expected = np.array(
+        [[1 if e == f else 0 if set(e) & set(f) else -1 for f in edges] for e in edges]
+    )
+    a = _dnc.last_preactivation(r)
+    assert np.array_equal(a, expected)
+    assert np.array_equal(np.maximum(a, 0), np.eye(len(edges), dtype=np.int64))
+    assert np.linalg.matrix_rank(_dnc.incidence(r)) == r
+    assert np.linalg.matrix_rank(a) <= r
+
+
+@pytest.mark.parametrize("r", [3, 4, 5, 8])
+def test_the_witness_constants_are_the_norms_of_its_unit_shapes(r: int) -> None:
+    """`C_w` is the product of the squared norms of the unit factors (per sample for `H_1`),
+    in exact rational arithmetic: `||B||^2 = 2K`, `||I_r||^2 = r`,
+    `||B^T (I - J/4)||^2 = K r / 4`, `||I_K||^2 = K`."""
+    b = [[Fraction(int(x)) for x in row] for row in _dnc.incidence(r)]
+    k = len(b[0])
+    proj = [[Fraction(int(i == j)) - Fraction(1, 4) for j in range(r)] for i in range(r)]
+    w_last = [[sum(b[v][e] * proj[v][u] for v in range(r)) for u in range(r)] for e in range(k)]
+    sq = {
+        "H": sum(x * x for row in b for x in row),
+        "W_{L-1}": sum(x * x for row in w_last for x in row),
+    }
+    assert sq["H"] == 2 * k and sq["W_{L-1}"] == Fraction(k * r, 4)
+    for depth in range(2, 7):
+        product = sq["H"] * Fraction(r) ** (depth - 2) * sq["W_{L-1}"] * k
+        assert product == _dnc.c_witness(r, depth)
+        ratio = Fraction(2) ** (depth - 3) * r / Fraction(r - 1) ** (depth - 2)
+        assert _dnc.c_witness(r, depth) / _dnc.c_dnc(k, depth) == ratio
+
+
+@given(
+    r=st.sampled_from([3, 4, 5]),
+    depth=st.integers(2, 5),
+    n=st.integers(1, 3),
+    lam=st.sampled_from(["1e-4", "1e-3", "4e-3", "1e-2"]),
+)
+@settings(max_examples=25, deadline=None)
+def test_the_witness_reaches_its_scalar_problem(r: int, depth: int, n: int, lam: str) -> None:
+    """At the witness point the network's value (written out layer by layer) is the minimum of
+    the scalar problem with `C_w = K^3 r^{L-1} / 2`, every factor carries the same share of the
+    regulariser, and the last ReLU outputs a multiple of `I_K`."""
+    k = r * (r - 1) // 2
+    problem = relu_problem(k, depth, n, lam)
+    point = _dnc.witness_point(problem, r)
+    value = reference_value(problem, point)
+    assert value == pytest.approx(psi_min(problem, k**3 * r ** (depth - 1) / 2), rel=1e-9)
+    shares = [float(problem.lambda_h) * float(np.sum(point.H**2))]
+    shares += [
+        float(lam_w) * float(np.sum(w**2))
+        for lam_w, w in zip(problem.lambda_w, point.Ws, strict=True)
+    ]
+    assert max(shares) == pytest.approx(min(shares), rel=1e-9, abs=1e-300)
+    out = np.maximum(pre_activations(point)[-1], 0.0)[:, :: problem.counts[0]]
+    scale = out[0, 0]
+    assert np.allclose(out[:k], scale * np.eye(k), atol=1e-12 * max(scale, 1.0))
+
+
+def test_where_the_witness_wins() -> None:
+    """`C_w < C_DNC` exactly for `L >= 4` and `r >= 4`, and at such instances the witness's value
+    lies below the DNC value (the claims' closed form), elsewhere not."""
+    for r in range(3, 13):
+        for depth in range(2, 9):
+            assert _dnc.witness_wins(r, depth) == (depth >= 4 and r >= 4), (r, depth)
+    claim = theorems.get("dnc-multiclass")
+    for r, depth in [(4, 4), (5, 4), (4, 5), (4, 3), (5, 3), (3, 5), (4, 2)]:
+        problem = relu_problem(r * (r - 1) // 2, depth, 2, "4e-3")
+        witness = reference_value(problem, _dnc.witness_point(problem, r))
+        dnc = float(claim.closed_form(problem).objective)
+        assert (witness < dnc) == _dnc.witness_wins(r, depth), (r, depth, witness, dnc)
+
+
+def test_the_dnc_enclosure_contains_the_scalar_minimum() -> None:
+    """The claims' rigorous enclosure of the DNC value contains both the bounded scalar
+    minimisation here and the claim's high-precision value (computed by the threshold rule)."""
+    for k, depth, lam in [(2, 2, "1e-3"), (6, 4, "4e-3"), (10, 5, "1e-4"), (3, 3, "1e-2")]:
+        problem = relu_problem(k, depth, 2, lam)
+        claim = theorems.get("dnc-binary" if k == 2 else "dnc-multiclass")
+        pred = claim.closed_form(problem)
+        lo, hi = pred.objective_enclosure
+        assert lo <= pred.objective <= hi and hi - lo < 1e-30
+        reference = psi_min(problem, k ** (depth + 1))
+        assert float(lo) - 1e-13 <= reference <= float(hi) + 1e-13
+
+
+# ---- DNC configurations -----------------------------------------------------------------------------
+@given(
+    k=st.integers(2, 5),
+    depth=st.integers(2, 4),
+    seed=st.integers(0, 2**31 - 1),
+    lam=st.sampled_from(["1e-3", "4e-3", "2e-2"]),
+)
+@settings(max_examples=40, deadline=None)
+def test_clipped_pre_activations_never_beat_the_dnc_value(
+    k: int, depth: int, seed: int, lam: str
+) -> None:
+    """A DNC configuration: every layer's post-ReLU class means `c_l I_K`, pre-activations
+    `c_l I + N_l` with `N_l` non-positive off the diagonal (clipped by the ReLU), weights that
+    reach them from the previous layer, and free `H_1` (a rotated frame).  Its value is never
+    below the DNC value of the claim's closed form."""
+    rng = np.random.default_rng(seed)
+    problem = relu_problem(k, depth, 2, lam)
+    c = rng.uniform(0.2, 3.0, size=depth + 1)  # c[0]: H_1's frame scale; c[l]: layer l+1's
+    q, _ = np.linalg.qr(rng.standard_normal((k, k)))
+    hbar = c[0] * q
+    ws, prev = [], hbar
+    for layer in range(depth - 1):
+        clip = -rng.uniform(0, 1, size=(k, k)) * (rng.uniform(size=(k, k)) < 0.5)
+        np.fill_diagonal(clip, 0.0)
+        pre = c[layer + 1] * (np.eye(k) + clip)
+        ws.append(pre @ np.linalg.inv(prev))
+        prev = np.maximum(pre, 0.0)
+    ws.append(c[depth] * np.linalg.inv(prev))  # logits c_L I_K
+    point = Params(tuple(ws), hbar[:, problem.labels()], None)
+    dnc = float(
+        theorems.get("dnc-multiclass" if k > 2 else "dnc-binary").closed_form(problem).objective
+    )
+    assert reference_value(problem, point) >= dnc * (1 - 1e-12)
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_layer_one_is_not_unique(k: int) -> None:
+    """With free `H_1`, replacing the DNC point's first layer by the balanced factors of the PSD
+    pre-activation `c K/(K-1) (I - J/K)` (diagonal `c`, off-diagonal `-c/(K-1)`, ReLU `c I`)
+    keeps the value, while `Hbar_1` drops to rank `K - 1`: an ETF, not an orthogonal frame."""
+    claim = theorems.get("dnc-binary" if k == 2 else "dnc-multiclass")
+    problem = relu_problem(k, 3, 2, "4e-3")
+    dnc = claim.minimiser(problem, Backend.create())
+    w1, h = np.asarray(dnc.Ws[0]), np.asarray(dnc.H)
+    sw, sh = w1[0, 0], h[0, 0]
+    x = sw * sh * k / (k - 1) * (np.eye(k) - np.ones((k, k)) / k)
+    evals, u = np.linalg.eigh(x)
+    root = u * np.sqrt(np.clip(evals, 0.0, None))
+    new_w1 = np.zeros_like(w1)
+    new_w1[:k, :k] = np.sqrt(sw / sh) * root
+    hbar = np.zeros((h.shape[0], k))
+    hbar[:k, :] = np.sqrt(sh / sw) * root.T
+    other = Params((new_w1, *dnc.Ws[1:]), hbar[:, problem.labels()], None)
+    assert reference_value(problem, other) == pytest.approx(
+        float(claim.closed_form(problem).objective), rel=1e-12
+    )
+    assert np.linalg.matrix_rank(hbar, tol=1e-9) == k - 1
+
+
+# ---- the claims, as a user checks them ------------------------------------------------------------
+def check(*args: str, cwd: Path | None = None) -> tuple[int, dict]:
+    proc = subprocess.run(
+        [NCVERIFY, "check", *args, "--quiet", "--json", "-"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=cwd,
+    )
+    assert proc.stdout, proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("depth", [2, 3, 4, 5])
+def test_two_classes_no_run_beats_dnc(depth: int) -> None:
+    """K = 2, several lambdas, 16 random starts: no run ends below the DNC value by more than
+    its error bound, and no counterexample is reported."""
+    for lam in ("1e-3", "2e-2"):
+        code, report = check(
+            "dnc-binary", "--classes", "2", "--samples", "2", "--depth", str(depth),
+            "--width", "4", "--lambda-w", lam, "--lambda-h", lam, "--restarts", "16",
+            "--activation", "relu",
+        )  # fmt: skip
+        runs = report["numerical"]["runs"]
+        claimed = report["prediction"]["objective"]
+        assert len(runs) >= 16
+        assert all(r["objective"] >= claimed - r["error_bound"] for r in runs), (depth, lam)
+        assert report["counterexample"] is None and code == 0
+
+
+@pytest.mark.parametrize("k", [6, 10])
+def test_the_witness_refutes_dnc_at_four_layers_and_recheck_agrees(k: int, tmp_path: Path) -> None:
+    code, report = check(
+        "dnc-multiclass", "--classes", str(k), "--samples", "1", "--depth", "4",
+        "--width", str(k), "--lambda-w", "4e-3", "--lambda-h", "4e-3", "--activation", "relu",
+        "--restarts", "2", "--escalate", "0", "--save-counterexample", str(tmp_path),
+    )  # fmt: skip
+    cx = report["counterexample"]
+    assert code == 1 and cx is not None
+    assert cx["origin"].startswith("triangular-graph witness")
+    cert = cx["certificate"]
+    assert cert["certified"] and cert["exact"] and cert["claimed_rigorous"]
+    assert cert["objective_enclosure"][1] < cert["claimed_enclosure"][0]
+    saved = sorted(tmp_path.glob("*.npz"))
+    assert len(saved) == 1
+    proc = subprocess.run(
+        [NCVERIFY, "recheck", str(saved[0])], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 1 and "REFUTED" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_the_map_page_is_regenerated_by_its_command(tmp_path: Path) -> None:
+    """The command of docs/theory/dnc-map.md, verbatim, on a smaller grid (later options win),
+    written outside docs/: the exact witness cell says so, and the page shows its command."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "theory" / "dnc-map.md").read_text()
+    (block,) = re.findall(r"```bash\n(.*?)```", page, flags=re.S)
+    argv = shlex.split(block.strip())
+    assert argv[:2] == ["python", "examples/dnc_phase_map.py"]
+    root = Path(__file__).resolve().parents[1]
+    small = ["--classes", "2,6", "--depths", "3,4", "--restarts", "1", "--out", str(tmp_path)]
+    run = subprocess.run(
+        [sys.executable, str(root / argv[1]), *argv[2:], *small],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    text = (tmp_path / "dnc-map.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert "witness" in rows["6"].split("|")[3] and "witness" not in rows["6"].split("|")[2]
+    assert "witness" not in rows["2"]
+    assert "--classes 2,6 --depths 3,4 --restarts 1" in text
+    assert (tmp_path / "dnc-map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_without_a_certificate_the_report_never_says_the_value_is_proven() -> None:
+    """A ReLU head has no certificate: whatever the runs found, the report of the two-class claim
+    on its default instance must not claim a proven value."""
+    proc = subprocess.run(
+        [NCVERIFY, "check", "dnc-binary", "--quiet"], capture_output=True, text=True, timeout=300
+    )
+    flat = " ".join(proc.stdout.split())
+    assert proc.returncode in (0, 1, 3), proc.stderr
+    assert "proven" not in flat
+    code, report = check("dnc-binary")
+    assert report["certificate"] is None and report["verdict"] != "certified"
+
+
+def test_four_classes_at_four_layers_are_refuted_by_search_and_recheck_agrees(
+    tmp_path: Path,
+) -> None:
+    """No exact family covers K = 4 (not a triangular number): on the map's instance a
+    random-start run ends below DNC, its point is evaluated exactly (n = 1: every class's
+    features are trivially class-constant) and `recheck` confirms it in a fresh process."""
+    code, report = check(
+        "dnc-multiclass", "--classes", "4", "--samples", "1", "--depth", "4", "--width", "8",
+        "--lambda-w", "4e-3", "--lambda-h", "4e-3", "--activation", "relu",
+        "--restarts", "8", "--escalate", "0", "--save-counterexample", str(tmp_path),
+    )  # fmt: skip
+    cx = report["counterexample"]
+    assert code == 1 and cx is not None and cx["origin"].startswith("random-start run")
+    assert cx["certificate"]["certified"] and cx["certificate"]["exact"]
+    (saved,) = tmp_path.glob("*.npz")
+    proc = subprocess.run([NCVERIFY, "recheck", str(saved)], capture_output=True, text=True)
+    assert proc.returncode == 1 and "REFUTED" in proc.stdout, proc.stdout + proc.stderr

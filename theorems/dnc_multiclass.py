@@ -1,0 +1,43 @@
+r"""Any number of classes, MSE, a ReLU deep head: deep neural collapse is globally optimal.
+With $K \ge 3$ balanced classes of $n$ samples, free features $H_1$, $L \ge 2$ layers with a ReLU
+between consecutive layers ($H_{l+1} = \mathrm{relu}(W_l H_l)$, logits $W_L H_L$), no bias, the
+MSE loss and weight decay on every factor, the optimal value is that of *deep neural collapse*
+(every class collapsed to its mean, the class means an orthogonal frame at every layer):
+$F^* = \min_{\gamma \ge 0} \tfrac12 (\gamma - 1)^2 + \tfrac{L+1}{2} (n P K^{L+1})^{1/(L+1)} \gamma^q$,
+with $P$ the product of all $L + 1$ weight decays, $q = 2/(L+1)$ and the class gain $\gamma$
+given by the threshold rule of the linear deep model with $M = L$ layers.
+
+This is the statement that the two-class theorem invites and that Súkeník, Lampert and Mondelli
+(2024) argue against: beyond two classes and two layers, low-rank solutions beat DNC.  The
+claim's search tries the triangular-graph witness (classes = edges of the complete graph on $r$
+vertices, $K = r(r-1)/2$), which beats DNC wherever DNC is not zero iff $L \ge 4$ and $r \ge 4$,
+by an exact comparison of integers; elsewhere only the random-start runs can refute it, and a
+check that finds nothing better says so and no more.
+
+Source: Súkeník, Lampert, Mondelli, "Neural Collapse versus Low-rank Bias: Is Deep Neural
+Collapse Really Optimal?", NeurIPS 2024, arXiv 2405.14468 (its strongly-regular-graph
+construction; the triangular graph is the line graph of the complete graph); the witness's
+constants and where it wins, derived and tested here: docs/theory/dnc.md.
+"""
+
+from __future__ import annotations
+
+from ncverify.model.problem import Problem
+from theorems._dnc import SUKENIK_2024, DeepNeuralCollapse
+
+
+class DNCMulticlass(DeepNeuralCollapse):
+    id = "dnc-multiclass"
+    title = "Three or more classes, ReLU deep head: deep neural collapse is optimal"
+    source = f"{SUKENIK_2024}: the statement it argues against"
+    status = "believed false for L >= 4 (low-rank witnesses)"
+    default_classes = 6
+
+    def hypotheses(self, problem: Problem) -> list[str]:
+        unmet = self.dnc_hypotheses(problem)
+        if problem.K < 3:
+            unmet.append("there must be at least three classes (K >= 3; see dnc-binary)")
+        return unmet
+
+
+claim = DNCMulticlass()
