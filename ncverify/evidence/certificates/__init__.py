@@ -7,6 +7,9 @@
   (`verified.py`).
 
 Claims list the kinds they support in `certificates`; the pipeline calls `CERTIFIERS[kind]`.
+
+`max_margin.py` proves a lower bound on the one-layer max-margin problem (a constrained problem,
+not an instance of `Problem`): it is not a registered kind until a problem kind uses it.
 """
 
 from __future__ import annotations

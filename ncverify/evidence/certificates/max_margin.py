@@ -1,0 +1,156 @@
+r"""The one-layer max-margin problem: the value of the simplex-encoded labels, and a rigorous
+lower bound on the optimum by weak duality (docs/theory/ce.md#max-margin-one-layer).
+
+With collapsed features and one layer, the max-margin problem over the $K \times K$ class-mean
+logits $Z$ (column $k$ holds the logits of class $k$) is the convex program
+
+$$\min_Z \lVert Z D \rVert_* \quad\text{s.t.}\quad z_{kk} - z_{jk} \ge 1 \;\; (j \ne k),
+\qquad D = \operatorname{diag}(\sqrt{n_k}).$$
+
+**Weak duality.**  With multipliers $\mu_{jk} \ge 0$ ($\mu_{kk} = 0$) the margins enter the
+Lagrangian as $\langle A(\mu), Z\rangle$, where $A(\mu) = \operatorname{diag}(\mathbf 1^T \mu) -
+\mu$ (column $k$: $\sum_j \mu_{jk}$ on the diagonal, $-\mu_{jk}$ in row $j$).  The infimum over
+$Z$ of $\lVert ZD\rVert_* - \langle A(\mu), Z\rangle + \sum \mu$ is $\sum\mu$ when
+$\lVert A(\mu) D^{-1}\rVert_{op} \le 1$ and $-\infty$ otherwise, so for every $\mu \ge 0$ and
+$t \ge \lVert A(\mu) D^{-1}\rVert_{op}$
+
+$$\textstyle\sum_{jk} \mu_{jk} / t \;\le\; \min_Z \lVert Z D\rVert_*.$$
+
+The bound is *rigorous* when $\mu$ and $t$ are rational and $t^2 D^2 - A^T A$ is positive
+semidefinite (it is congruent to $t^2 I - D^{-1} A^T A D^{-1}$ and $D^2 = \operatorname{diag}(n)$
+is an integer matrix).  That is checked exactly: the characteristic polynomial of a symmetric
+matrix has only real roots, and for such a polynomial Descartes' rule of signs counts the
+positive roots exactly, so the signs of its coefficients show whether a root is negative.  A
+solver (cvxpy) only *finds* $\mu$; the bound rests on the exact check alone.
+
+**The simplex-encoded labels** $Z = P = I - J/K$ are feasible with every margin 1.  Their value
+is $\sum_i \sqrt{\lambda_i}$ over the non-zero eigenvalues of $P \operatorname{diag}(n) P$ (the
+Gram matrix of $PD$, rational), enclosed by isolating the roots of its characteristic polynomial
+in rational intervals.
+
+>>> lo, hi = sel_value((4, 4, 4))
+>>> float(lo) <= 2 * 2.0 <= float(hi)  # balanced: (K - 1) sqrt(n)
+True
+>>> bound = dual_bound((4, 4, 4))
+>>> 4.0 - 1e-6 < float(bound.value) <= 4.0 + 1e-12
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from ncverify.model.intervals import interval_precision
+
+#: Denominators of the rational multipliers (the bound loses at most about their inverse).
+MU_DENOMINATOR = 10**9
+
+
+def _matrix(rows: list[list[Fraction]]) -> sp.Matrix:
+    return sp.Matrix([[sp.Rational(x.numerator, x.denominator) for x in row] for row in rows])
+
+
+def negative_eigenvalues(m: sp.Matrix) -> int:
+    """How many eigenvalues of the symmetric rational matrix `m` are negative (exact): the sign
+    changes of the coefficients of `p(-x)`, `p` its characteristic polynomial (Descartes' rule,
+    exact for real-rooted polynomials)."""
+    x = sp.Symbol("x")
+    coeffs = [c for c in sp.Poly(m.charpoly(x).as_expr().subs(x, -x), x).all_coeffs() if c != 0]
+    return sum(1 for a, b in zip(coeffs, coeffs[1:], strict=False) if (a > 0) != (b > 0))
+
+
+def sel_gram(counts: tuple[int, ...]) -> sp.Matrix:
+    """`P diag(n) P` with `P = I - J/K`: the Gram matrix of the rows of `P D`."""
+    k = len(counts)
+    p = sp.eye(k) - sp.ones(k, k) / k
+    return p * sp.diag(*counts) * p
+
+
+def sel_value(counts: tuple[int, ...], bits: int = 200) -> tuple[mpmath.mpf, mpmath.mpf]:
+    """A rigorous enclosure of `||(I - J/K) D||_*`: the square roots of the isolated non-zero
+    eigenvalues of `P diag(n) P`, summed with multiplicity in outward-rounded intervals."""
+    x = sp.Symbol("x")
+    poly = sp.Poly(sel_gram(tuple(counts)).charpoly(x).as_expr(), x)
+    eps = sp.Rational(1, 2**bits)
+    with interval_precision(bits + 20) as iv:
+        total = iv.mpf(0)
+        for (a, b), mult in poly.intervals(eps=eps):
+            if a == b == 0:
+                continue  # the eigenvalue 0 (the all-ones direction) contributes nothing
+            lo, hi = iv.mpf(int(a.p)) / int(a.q), iv.mpf(int(b.p)) / int(b.q)
+            total += mult * iv.sqrt(iv.mpf([max(lo.a, 0), hi.b]))
+        return mpmath.mpf(total.a), mpmath.mpf(total.b)
+
+
+def a_of(mu: list[list[Fraction]]) -> list[list[Fraction]]:
+    """`A(mu) = diag(1^T mu) - mu`: `<A(mu), Z> = sum_jk mu_jk (z_kk - z_jk)`."""
+    k = len(mu)
+    out = [[-mu[j][c] for c in range(k)] for j in range(k)]
+    for c in range(k):
+        out[c][c] = sum((mu[j][c] for j in range(k) if j != c), Fraction(0))
+    return out
+
+
+@dataclass(frozen=True)
+class DualBound:
+    """A rigorous lower bound `value = sum(mu) / t` on the one-layer max-margin optimum."""
+
+    value: Fraction
+    mu: tuple[tuple[Fraction, ...], ...]
+    t: Fraction
+
+    def holds(self, counts: tuple[int, ...]) -> bool:
+        """Re-check the bound exactly: `mu >= 0`, zero diagonal, `t^2 diag(n) - A^T A` PSD."""
+        mu = [list(r) for r in self.mu]
+        if any(x < 0 for r in mu for x in r) or any(mu[i][i] for i in range(len(mu))):
+            return False
+        a = _matrix(a_of(mu))
+        t = sp.Rational(self.t.numerator, self.t.denominator)
+        return negative_eigenvalues(t**2 * sp.diag(*counts) - a.T * a) == 0
+
+
+def _solve_dual(counts: tuple[int, ...]) -> np.ndarray:
+    """`max sum(mu)` s.t. `mu >= 0`, `diag(mu) = 0`, `||A(mu) D^{-1}||_op <= 1` (cvxpy)."""
+    import cvxpy as cp
+
+    k = len(counts)
+    mu = cp.Variable((k, k), nonneg=True)
+    a = cp.diag(cp.sum(mu, axis=0)) - mu
+    d_inv = np.diag(1 / np.sqrt(np.asarray(counts, dtype=float)))
+    problem = cp.Problem(cp.Maximize(cp.sum(mu)), [cp.diag(mu) == 0, cp.sigma_max(a @ d_inv) <= 1])
+    for solver in ("CLARABEL", "SCS"):
+        try:
+            problem.solve(solver=solver)
+        except cp.error.SolverError:
+            continue
+        if mu.value is not None:
+            return np.clip(np.asarray(mu.value), 0.0, None)
+    raise RuntimeError("no conic solver could solve the max-margin dual")
+
+
+def dual_bound(counts: tuple[int, ...]) -> DualBound:
+    """The weak-duality lower bound, rigorous: the solver's multipliers rounded to rationals and
+    `t` raised until the exact PSD check passes."""
+    counts = tuple(int(c) for c in counts)
+    k = len(counts)
+    approx = _solve_dual(counts)
+    mu = [
+        [Fraction(0) if i == j else Fraction(float(approx[i, j])).limit_denominator(MU_DENOMINATOR)
+         for j in range(k)]
+        for i in range(k)
+    ]  # fmt: skip
+    a = np.array([[float(x) for x in row] for row in a_of(mu)])
+    op = float(np.linalg.norm(a / np.sqrt(np.asarray(counts, dtype=float))[None, :], 2))
+    t = Fraction(op * (1 + 1e-12)).limit_denominator(10**15)
+    total = sum((x for r in mu for x in r), Fraction(0))
+    for _ in range(40):
+        bound = DualBound(total / t, tuple(map(tuple, mu)), t)
+        if bound.holds(counts):
+            return bound
+        t *= Fraction(1) + Fraction(1, 10**9)
+    raise RuntimeError("the rounded multipliers did not pass the exact check")
