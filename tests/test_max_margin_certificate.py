@@ -1,7 +1,8 @@
-"""The one-layer max-margin certificate (ncverify/evidence/certificates/max_margin.py): the exact
-eigenvalue count, the enclosure of the simplex-encoded labels' value, weak duality on random
-multipliers against random feasible logits, and the bound meeting an independent primal solve
-on the class counts of the max-margin issue."""
+"""The max-margin problem's engine parts: the one-layer certificate
+(ncverify/evidence/certificates/max_margin.py: the exact eigenvalue count, the enclosure of the
+simplex-encoded labels' value, weak duality on random multipliers against random feasible
+logits, the bound meeting an independent primal solve), the claim-agnostic runs
+(evidence/margin_search.py) and the KKT check (evidence/margin_kkt.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ from ncverify.evidence.certificates.max_margin import (
     negative_eigenvalues,
     sel_value,
 )
+from ncverify.evidence.margin_kkt import kkt
+from ncverify.evidence.margin_search import multistart
+from ncverify.model.max_margin import min_margin, schatten
+from theorems._max_margin import orthoplex
 
 #: The counts on which the one-layer value is to be certified.
 COUNTS = [(10, 10, 10, 10), (50, 10, 10, 10), (100, 100, 1, 1), (300, 100, 20, 5), (9, 1, 1, 1, 1)]
@@ -29,11 +34,6 @@ counts_st = st.lists(st.integers(1, 60), min_size=2, max_size=6).map(tuple)
 
 def nuclear(z: np.ndarray, counts: tuple[int, ...]) -> float:
     return float(np.linalg.norm(z @ np.diag(np.sqrt(counts)), "nuc"))
-
-
-def min_margin(z: np.ndarray) -> float:
-    k = z.shape[0]
-    return min(z[c, c] - z[j, c] for c in range(k) for j in range(k) if j != c)
 
 
 @given(st.integers(2, 6), st.integers(0, 2**31 - 1))
@@ -119,3 +119,61 @@ def test_a_bound_with_a_negative_multiplier_does_not_hold() -> None:
     assert not broken.holds((3, 2, 1))
     smaller_t = type(bound)(bound.value, bound.mu, bound.t / 2)
     assert not smaller_t.holds((3, 2, 1))
+
+
+# ---- the claim-agnostic runs and the KKT check (margin_search.py, margin_kkt.py) ------------------
+def sel(k: int) -> np.ndarray:
+    return np.eye(k) - np.ones((k, k)) / k
+
+
+@pytest.mark.parametrize("counts", COUNTS, ids=lambda c: ",".join(map(str, c)))
+def test_one_layer_runs_never_go_below_the_rigorous_bound(counts: tuple[int, ...]) -> None:
+    """Weak duality ties the runs to the certificate: no run's exact value (at margin 1) lies
+    below the rigorous lower bound, and the best one reaches it (the problem is convex)."""
+    bound = float(dual_bound(counts).value)
+    runs = multistart(counts, depth=1, restarts=4, seed=0)
+    assert all(r.value >= bound * (1 - 1e-12) for r in runs)
+    assert all(min_margin(r.z) == pytest.approx(1.0) for r in runs)
+    assert min(r.value for r in runs) == pytest.approx(bound, rel=1e-6)
+
+
+@pytest.mark.parametrize(("k", "depth"), [(6, 2), (4, 3)])
+def test_at_depth_the_runs_find_a_code_below_the_labels(k: int, depth: int) -> None:
+    """Where the orthoplex code beats the simplex-encoded labels (an integer comparison in
+    theorems/_max_margin.py), the claim-agnostic runs find a point below the labels, as good as
+    the code; the code's value is written out here from its singular values."""
+    counts = (10,) * k
+    q = 2 / (depth + 1)
+    code = orthoplex(k) @ orthoplex(k).T
+    code_value = float(np.sum(np.linalg.svd(code * np.sqrt(10), compute_uv=False)[: k // 2] ** q))
+    labels = (k - 1) * 10 ** (q / 2)
+    assert code_value < labels
+    best = min(multistart(counts, depth, restarts=12, seed=0), key=lambda r: r.value)
+    assert min_margin(best.z) == pytest.approx(1.0)
+    assert schatten(best.z, counts, q) == pytest.approx(best.value)
+    # the runs end a smoothing width away from the code (tiny singular values that the exact
+    # value still counts): below the labels, and at the code's value to 1e-4
+    assert best.value < labels and best.value <= code_value * (1 + 1e-4)
+
+
+@pytest.mark.parametrize("counts", [*COUNTS, (7, 7, 7, 7, 7, 7)], ids=str)
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_the_labels_are_a_kkt_point(counts: tuple[int, ...], depth: int) -> None:
+    result = kkt(sel(len(counts)), counts, depth)
+    assert result.residual < 1e-10
+    assert (result.multipliers >= 0).all() and result.active == len(counts) * (len(counts) - 1)
+    if depth == 1:  # the nuclear norm's subgradient bound on the null-space block
+        assert result.leftover_norm <= 1 + 1e-9
+
+
+@given(st.integers(3, 6), st.integers(1, 3), st.integers(0, 2**31 - 1))
+@settings(max_examples=20, deadline=None)
+def test_a_random_feasible_point_is_not_a_kkt_point(k: int, depth: int, seed: int) -> None:
+    """Random full-rank logits at margin 1 have a few active margins only, too few to balance the
+    gradient: the residual is far from zero.  (A residual that is always small would pass any
+    point.)"""
+    rng = np.random.default_rng(seed)
+    z = np.eye(k) + 0.5 * rng.standard_normal((k, k))
+    if min_margin(z) <= 0:
+        z = z + (1 - min_margin(z)) * np.eye(k)
+    assert kkt(z, (5,) * k, depth).residual > 1e-3
