@@ -215,8 +215,15 @@ class DeepNeuralCollapse(Claim):
     certificates: tuple[str, ...] = ()
     geometry_name = "deep neural collapse (an orthogonal frame at every layer)"
 
-    def dnc_hypotheses(self, problem: Problem) -> list[str]:
+    #: the numbers of classes the claim is about, `(least, most)` (`most` None: no bound)
+    classes: tuple[int, int | None] = (2, None)
+    classes_rule = ""  # the hypothesis on K in words
+
+    def hypotheses(self, problem: Problem) -> list[str]:
         unmet = model_hypotheses(problem, loss="mse", bias="none", balanced=True, activation="relu")
+        least, most = self.classes
+        if problem.K < least or (most is not None and problem.K > most):
+            unmet.append(self.classes_rule)
         if problem.depth < 2:
             unmet.append(DEPTH)
         return unmet + widths_hypothesis(problem)

@@ -25,7 +25,6 @@ better: docs/theory/dnc.md.
 
 from __future__ import annotations
 
-from ncverify.model.problem import Problem
 from theorems._dnc import SUKENIK_2023, DeepNeuralCollapse
 
 
@@ -35,12 +34,8 @@ class DNCBinary(DeepNeuralCollapse):
     source = f"{SUKENIK_2023}: the main theorem (K = 2)"
     status = "proven for K = 2"
     default_classes = 2
-
-    def hypotheses(self, problem: Problem) -> list[str]:
-        unmet = self.dnc_hypotheses(problem)
-        if problem.K != 2:
-            unmet.append("there must be exactly two classes (K = 2; see dnc-multiclass)")
-        return unmet
+    classes = (2, 2)
+    classes_rule = "there must be exactly two classes (K = 2; see dnc-multiclass)"
 
 
 claim = DNCBinary()

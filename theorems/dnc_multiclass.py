@@ -22,7 +22,6 @@ constants and where it wins, derived and tested here: docs/theory/dnc.md.
 
 from __future__ import annotations
 
-from ncverify.model.problem import Problem
 from theorems._dnc import SUKENIK_2024, DeepNeuralCollapse
 
 
@@ -32,12 +31,8 @@ class DNCMulticlass(DeepNeuralCollapse):
     source = f"{SUKENIK_2024}: the statement it argues against"
     status = "believed false for L >= 4 (low-rank witnesses)"
     default_classes = 6
-
-    def hypotheses(self, problem: Problem) -> list[str]:
-        unmet = self.dnc_hypotheses(problem)
-        if problem.K < 3:
-            unmet.append("there must be at least three classes (K >= 3; see dnc-binary)")
-        return unmet
+    classes = (3, None)
+    classes_rule = "there must be at least three classes (K >= 3; see dnc-binary)"
 
 
 claim = DNCMulticlass()
