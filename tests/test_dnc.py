@@ -222,7 +222,7 @@ def check(*args: str, cwd: Path | None = None) -> tuple[int, dict]:
 def test_two_classes_no_run_beats_dnc(depth: int) -> None:
     """K = 2, several lambdas, 16 random starts: no run ends below the DNC value by more than
     its error bound, and no counterexample is reported."""
-    for lam in ("1e-3", "2e-2"):
+    for lam in ("1e-3", "4e-3", "2e-2"):
         code, report = check(
             "dnc-binary", "--classes", "2", "--samples", "2", "--depth", str(depth),
             "--width", "4", "--lambda-w", lam, "--lambda-h", lam, "--restarts", "16",
