@@ -17,14 +17,17 @@ from hypothesis import strategies as st
 
 from ncverify.evidence.certificates.max_margin import (
     a_of,
+    at_margin_one,
     dual_bound,
+    labels,
     negative_eigenvalues,
+    schatten_enclosure,
     sel_value,
 )
 from ncverify.evidence.margin_kkt import kkt
 from ncverify.evidence.margin_search import multistart
-from ncverify.model.max_margin import min_margin, schatten
-from theorems._max_margin import orthoplex
+from ncverify.model.max_margin import min_margin, scale_free, schatten
+from theorems._max_margin import orthoplex, witness
 
 #: The counts on which the one-layer value is to be certified.
 COUNTS = [(10, 10, 10, 10), (50, 10, 10, 10), (100, 100, 1, 1), (300, 100, 20, 5), (9, 1, 1, 1, 1)]
@@ -177,3 +180,40 @@ def test_a_random_feasible_point_is_not_a_kkt_point(k: int, depth: int, seed: in
     if min_margin(z) <= 0:
         z = z + (1 - min_margin(z)) * np.eye(k)
     assert kkt(z, (5,) * k, depth).residual > 1e-3
+
+
+# ---- exact values of any rational point ------------------------------------------------------------
+@pytest.mark.parametrize(("k", "depth"), [(6, 2), (7, 2), (4, 3), (5, 3), (8, 4)])
+def test_the_witness_codes_evaluate_exactly_to_their_closed_forms(k: int, depth: int) -> None:
+    """The orthoplex codes' enclosures contain their closed-form values `r 2^q n^{q/2}` and
+    `((r-1) 2^q + 1) n^{q/2}` (singular values 2 and 1, from `U^T U = 2 I`), and the ETF's
+    contains `(K - 1) n^{q/2}`: the integer comparisons of theorems/_max_margin.py, evaluated."""
+    n, q = 9, Fraction(2, depth + 1)
+    code = [[Fraction(int(x)) for x in row] for row in orthoplex(k) @ orthoplex(k).T]
+    r = (k + 1) // 2
+    closed = (r * 2 ** float(q) if k % 2 == 0 else (r - 1) * 2 ** float(q) + 1) * n ** (q / 2)
+    lo, hi = schatten_enclosure(code, (n,) * k, q)
+    assert float(lo) <= closed * (1 + 1e-14) and closed * (1 - 1e-14) <= float(hi)
+    etf_lo, etf_hi = schatten_enclosure(labels(k), (n,) * k, q)
+    assert float(etf_lo) <= (k - 1) * n ** (q / 2) * (1 + 1e-14) <= float(etf_hi) * (1 + 2e-14)
+    assert (hi < etf_lo) == (witness(k, depth) is not None)  # the enclosures decide alike
+
+
+@given(counts_st, st.integers(1, 3), st.integers(0, 2**31 - 1))
+@settings(max_examples=25, deadline=None)
+def test_a_float_point_becomes_an_exactly_feasible_point_with_an_enclosed_value(
+    counts: tuple[int, ...], depth: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    k = len(counts)
+    z = np.eye(k) + 0.4 * rng.standard_normal((k, k))
+    if min_margin(z) <= 0:
+        with pytest.raises(ValueError):
+            at_margin_one(z)
+        return
+    exact = at_margin_one(z)
+    assert min(exact[c][c] - exact[j][c] for c in range(k) for j in range(k) if j != c) == 1
+    lo, hi = schatten_enclosure(exact, counts, Fraction(2, depth + 1))
+    value = scale_free(z, counts, 2 / (depth + 1))
+    assert float(lo) <= value * (1 + 1e-12) and value * (1 - 1e-12) <= float(hi)
+    assert hi - lo < 1e-40

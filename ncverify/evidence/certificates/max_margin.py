@@ -23,10 +23,12 @@ matrix has only real roots, and for such a polynomial Descartes' rule of signs c
 positive roots exactly, so the signs of its coefficients show whether a root is negative.  A
 solver (cvxpy) only *finds* $\mu$; the bound rests on the exact check alone.
 
-**The simplex-encoded labels** $Z = P = I - J/K$ are feasible with every margin 1.  Their value
-is $\sum_i \sqrt{\lambda_i}$ over the non-zero eigenvalues of $P \operatorname{diag}(n) P$ (the
-Gram matrix of $PD$, rational), enclosed by isolating the roots of its characteristic polynomial
-in rational intervals.
+**Exact values.**  For rational $Z$, $S_q(ZD) = \sum_i \lambda_i^{q/2}$ over the non-zero
+eigenvalues of $Z \operatorname{diag}(n) Z^T$ (rational), enclosed by isolating the roots of its
+characteristic polynomial in rational intervals.  The simplex-encoded labels $Z = I - J/K$ are
+feasible with every margin 1; a float point (an optimiser's end point) is read as the exact
+rationals its floats are and divided by its exact smallest margin, which makes a new,
+exactly feasible point whose value is enclosed the same way.
 
 >>> lo, hi = sel_value((4, 4, 4))
 >>> float(lo) <= 2 * 2.0 <= float(hi)  # balanced: (K - 1) sqrt(n)
@@ -64,27 +66,52 @@ def negative_eigenvalues(m: sp.Matrix) -> int:
     return sum(1 for a, b in zip(coeffs, coeffs[1:], strict=False) if (a > 0) != (b > 0))
 
 
-def sel_gram(counts: tuple[int, ...]) -> sp.Matrix:
-    """`P diag(n) P` with `P = I - J/K`: the Gram matrix of the rows of `P D`."""
-    k = len(counts)
-    p = sp.eye(k) - sp.ones(k, k) / k
-    return p * sp.diag(*counts) * p
+def gram(z: list[list[Fraction]], counts: tuple[int, ...]) -> sp.Matrix:
+    """`Z diag(n) Z^T`: the Gram matrix of the rows of `Z D` (rational), whose eigenvalues are
+    the squared singular values of `Z D`."""
+    m = _matrix(z)
+    return m * sp.diag(*counts) * m.T
+
+
+def schatten_enclosure(
+    z: list[list[Fraction]], counts: tuple[int, ...], q: Fraction, bits: int = 200
+) -> tuple[mpmath.mpf, mpmath.mpf]:
+    """A rigorous enclosure of `S_q(Z D) = sum_i sigma_i(Z D)^q` for rational `Z`: the
+    non-zero eigenvalues of `Z diag(n) Z^T` isolated in rational intervals (with multiplicity),
+    raised to `q/2` in outward-rounded interval arithmetic."""
+    x = sp.Symbol("x")
+    poly = sp.Poly(gram(z, tuple(counts)).charpoly(x).as_expr(), x)
+    with interval_precision(bits + 20) as iv:
+        total = iv.mpf(0)
+        half_q = iv.mpf(q.numerator) / (2 * q.denominator)
+        for (a, b), mult in poly.intervals(eps=sp.Rational(1, 2**bits)):
+            if a == b == 0:
+                continue  # a zero singular value contributes nothing
+            lo, hi = iv.mpf(int(a.p)) / int(a.q), iv.mpf(int(b.p)) / int(b.q)
+            total += mult * iv.exp(half_q * iv.log(iv.mpf([max(lo.a, 0), hi.b])))
+        return mpmath.mpf(total.a), mpmath.mpf(total.b)
+
+
+def labels(k: int) -> list[list[Fraction]]:
+    """The simplex-encoded labels `I - J/K` (exact)."""
+    return [[Fraction(int(i == j)) - Fraction(1, k) for j in range(k)] for i in range(k)]
 
 
 def sel_value(counts: tuple[int, ...], bits: int = 200) -> tuple[mpmath.mpf, mpmath.mpf]:
-    """A rigorous enclosure of `||(I - J/K) D||_*`: the square roots of the isolated non-zero
-    eigenvalues of `P diag(n) P`, summed with multiplicity in outward-rounded intervals."""
-    x = sp.Symbol("x")
-    poly = sp.Poly(sel_gram(tuple(counts)).charpoly(x).as_expr(), x)
-    eps = sp.Rational(1, 2**bits)
-    with interval_precision(bits + 20) as iv:
-        total = iv.mpf(0)
-        for (a, b), mult in poly.intervals(eps=eps):
-            if a == b == 0:
-                continue  # the eigenvalue 0 (the all-ones direction) contributes nothing
-            lo, hi = iv.mpf(int(a.p)) / int(a.q), iv.mpf(int(b.p)) / int(b.q)
-            total += mult * iv.sqrt(iv.mpf([max(lo.a, 0), hi.b]))
-        return mpmath.mpf(total.a), mpmath.mpf(total.b)
+    """A rigorous enclosure of `||(I - J/K) D||_*`, the labels' one-layer value."""
+    return schatten_enclosure(labels(len(counts)), counts, Fraction(1), bits)
+
+
+def at_margin_one(z: np.ndarray) -> list[list[Fraction]]:
+    """The float logits `Z` as the exact rationals they are, divided by their smallest margin
+    (exact): a new point, feasible with margin exactly 1.  (`ValueError` if no margin is
+    positive.)"""
+    q = [[Fraction(float(x)) for x in row] for row in np.asarray(z, dtype=np.float64)]
+    k = len(q)
+    m = min(q[c][c] - q[j][c] for c in range(k) for j in range(k) if j != c)
+    if m <= 0:
+        raise ValueError("the logits have a non-positive margin")
+    return [[x / m for x in row] for row in q]
 
 
 def a_of(mu: list[list[Fraction]]) -> list[list[Fraction]]:
