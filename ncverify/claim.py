@@ -18,7 +18,7 @@ import sympy as sp
 
 from ncverify.backend import Backend
 from ncverify.model.objective import Params
-from ncverify.model.problem import Problem
+from ncverify.model.problem import Problem, ProblemError
 from ncverify.model.scalar import Regime
 
 
@@ -190,23 +190,29 @@ class Claim:
         balance of the counts, the number of classes, the activation, the widths, the depth), so
         that they cannot drift from the code."""
         d = self.default_problem()
-        variants = [replace(d, loss=loss) for loss in ("mse", "ce")]
-        variants += [
-            replace(d, bias=b, lambda_b=Fraction(1, 2000) if b == "regularised" else None)
+        changes: list[dict[str, Any]] = [{"loss": loss} for loss in ("mse", "ce")]
+        changes += [
+            {"bias": b, "lambda_b": Fraction(1, 2000) if b == "regularised" else None}
             for b in ("none", "free", "regularised")
         ]
-        variants.append(replace(d, counts=tuple(d.counts[0] * (k + 1) for k in range(d.K))))
-        variants += [replace(d, counts=(d.counts[0],) * k) for k in (2, 3)]
-        variants.append(replace(d, activation="relu" if d.activation == "linear" else "linear"))
-        variants.append(replace(d, widths=(1,) * d.depth))
+        changes.append({"counts": tuple(d.counts[0] * (k + 1) for k in range(d.K))})
+        changes += [{"counts": (d.counts[0],) * k} for k in (2, 3)]
+        changes.append({"activation": "relu" if d.activation == "linear" else "linear"})
+        changes.append({"widths": (1,) * d.depth})
         for depth in (1, 2, 5):
-            variants.append(
-                replace(
-                    d, depth=depth, widths=(d.widths[0],) * depth, lambda_w=(d.lambda_w[0],) * depth
-                )
+            changes.append(
+                {
+                    "depth": depth,
+                    "widths": (d.widths[0],) * depth,
+                    "lambda_w": (d.lambda_w[0],) * depth,
+                }
             )
         found: list[str] = []
-        for problem in variants:
+        for change in changes:
+            try:
+                problem = replace(d, **change)
+            except ProblemError:  # not an instance at all (e.g. a max-margin problem with a bias)
+                continue
             found += [h for h in self.hypotheses(problem) if h not in found]
         return found
 

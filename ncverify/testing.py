@@ -42,7 +42,7 @@ from hypothesis.errors import InvalidArgument
 from ncverify.backend import Backend
 from ncverify.claim import Claim
 from ncverify.model.objective import Objective, Params, norm
-from ncverify.model.problem import BIAS_MODES, LOSSES, Problem
+from ncverify.model.problem import BIAS_MODES, PENALISED_LOSSES, Problem
 from ncverify.report import Report
 from ncverify.verify import Settings, verify
 
@@ -113,7 +113,7 @@ def _problem(
     allow_bottleneck: bool,
     tied_lambdas: bool,
 ) -> Problem:
-    loss_v = draw(st.sampled_from(LOSSES)) if loss is None else loss
+    loss_v = draw(st.sampled_from(PENALISED_LOSSES)) if loss is None else loss
     bias_v = draw(st.sampled_from(BIAS_MODES)) if bias is None else bias
     # without a bottleneck every width is at least K, so K cannot exceed max_width
     k_max = max_classes if allow_bottleneck else min(max_classes, max_width)
@@ -183,8 +183,8 @@ def problems(
             if True widths go down to 1 and `R < K` happens.
         tied_lambdas: one lambda for every layer and for `H` (the paper's setting).
     """
-    if loss is not None and loss not in LOSSES:
-        raise InvalidArgument(f"loss must be one of {LOSSES} or None, not {loss!r}.")
+    if loss is not None and loss not in PENALISED_LOSSES:
+        raise InvalidArgument(f"loss must be one of {PENALISED_LOSSES} or None, not {loss!r}.")
     if bias is not None and bias not in BIAS_MODES:
         raise InvalidArgument(f"bias must be one of {BIAS_MODES} or None, not {bias!r}.")
     if not 2 <= min_classes <= max_classes:
@@ -287,6 +287,8 @@ def assert_predicted_point_is_stationary(
     noise relative to their sizes (`1e-9`).  Returns the point (on `backend`, default numpy).
     """
     backend = backend or Backend.create()
+    if problem.loss == "max-margin":
+        return _assert_margin_point_is_kkt(claim, problem, backend)
     objective = Objective(problem, backend.xp, dtype=backend.dtype, device=backend.device)
     claimed = float(claim.closed_form(problem).objective)
     point = claim.minimiser(problem, backend)
@@ -304,4 +306,28 @@ def assert_predicted_point_is_stationary(
             f"the predicted point is not stationary: ||grad F|| = {total:.3e}, while the loss "
             f"and regulariser gradients have norms summing to {scale:.3e}"
         )
+    return point
+
+
+def _assert_margin_point_is_kkt(claim: Claim, problem: Problem, backend: Backend) -> Params:
+    """The max-margin analogue: the predicted point at margin 1 has the claimed value (exact
+    enclosures overlap) and its logits are a KKT point (`ncverify.evidence.margin_kkt`)."""
+    from ncverify.evidence.margin_kkt import kkt
+    from ncverify.model.exact import enclose_objective
+    from ncverify.model.max_margin import class_logits
+
+    pred = claim.closed_form(problem)
+    point = claim.minimiser(problem, backend)
+    host = point.map(backend.to_numpy)
+    box = enclose_objective(problem, host)
+    lo, hi = pred.objective_enclosure if pred.objective_enclosure else (pred.objective,) * 2
+    tol = 1e-12 * abs(float(pred.objective))
+    if not (float(box.a) <= float(hi) + tol and float(lo) - tol <= float(box.b)):
+        raise AssertionError(
+            f"the predicted point at margin 1 has the value [{box.a}, {box.b}], but the claimed "
+            f"optimum is [{lo}, {hi}]"
+        )
+    residual = kkt(class_logits(host, problem.counts), problem.counts, problem.depth).residual
+    if not residual <= 1e-9:
+        raise AssertionError(f"the predicted logits are not a KKT point: residual {residual:.3e}")
     return point

@@ -182,8 +182,22 @@ def _verify(
         report.verdict = Verdict.NOT_APPLICABLE
         report.timing = {"total": time.perf_counter() - t_start}
         return report
+    if (problem.loss == "max-margin") != (claim.loss == "max-margin"):
+        # a penalised loss and the constrained limit have different optima: nothing to compare
+        report.verdict = Verdict.NOT_APPLICABLE
+        report.notes.append(
+            "the max-margin problem and a penalised loss have different optima: a claim about "
+            "one cannot be probed on the other"
+        )
+        report.timing = {"total": time.perf_counter() - t_start}
+        return report
     with _timed(timing, "closed_form"):
         report.prediction = claim.closed_form(problem)
+    if problem.loss == "max-margin":  # constrained: its own evidence (no objective F)
+        from ncverify.verify_margin import verify_margin
+
+        verify_margin(report, settings, progress, timing)
+        return _finish(report, settings, timing, t_start)
     with _timed(timing, "predicted_point"):  # E1
         _stage(progress, "predicted point (E1)", 0)
         predicted = _predicted_point(report, claim, problem, backend)
@@ -211,10 +225,15 @@ def _verify(
             report.certificate = _e3(ctx, report)
     _e4(ctx, report, point)
     _conclude(ctx, report, point, e1_ok)
+    return _finish(report, settings, timing, t_start)
+
+
+def _finish(report: Report, settings: Settings, timing: dict[str, float], t_start: float) -> Report:
+    """The total time, and the counterexample saved where asked."""
     timing["total"] = time.perf_counter() - t_start
     report.timing = timing
     if report.counterexample is not None and settings.save_dir:
-        save_counterexample(settings.save_dir, report, backend)
+        save_counterexample(settings.save_dir, report, report.backend)
     return report
 
 
@@ -631,6 +650,13 @@ def _evaluate_certificate(
         cert.primal = objective.value(cert.point)
         cert.primal_error = objective.error_bound(cert.point)
         cert.gap = abs(cert.primal - cert.bound) / max(abs(cert.bound), 1e-300)
+    compare_certificate(report, cert, claimed, tol)
+
+
+def compare_certificate(
+    report: Report, cert: Certificate, claimed: mpmath.mpf, tol: Tolerances
+) -> None:
+    """The E3 check: the claimed optimum against the certificate's (exact) bound."""
     exact = cert.bound_exact if cert.bound_exact is not None else mpmath.mpf(cert.bound)
     diff = float(claimed - exact)
     report.claimed_minus_bound = diff

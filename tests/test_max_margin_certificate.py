@@ -15,18 +15,18 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ncverify.evidence.certificates.max_margin import (
-    a_of,
+from ncverify.evidence.certificates.max_margin import a_of, dual_bound, negative_eigenvalues
+from ncverify.evidence.margin_kkt import kkt
+from ncverify.evidence.margin_search import multistart
+from ncverify.model.max_margin import (
     at_margin_one,
-    dual_bound,
     labels,
-    negative_eigenvalues,
+    min_margin,
+    scale_free,
+    schatten,
     schatten_enclosure,
     sel_value,
 )
-from ncverify.evidence.margin_kkt import kkt
-from ncverify.evidence.margin_search import multistart
-from ncverify.model.max_margin import min_margin, scale_free, schatten
 from theorems._max_margin import orthoplex, witness
 
 #: The counts on which the one-layer value is to be certified.

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from ncverify.model.problem import Problem
 
-LOSS = {"mse": "the loss must be MSE", "ce": "the loss must be cross-entropy"}
+LOSS = {
+    "mse": "the loss must be MSE",
+    "ce": "the loss must be cross-entropy",
+    "max-margin": "the problem must be the max-margin one (--loss max-margin)",
+}
 BIAS = {
     "none": "the model must have no bias",
     "free": "the last layer must have an unregularised bias",

@@ -530,6 +530,10 @@ def measure(
     from ncverify.app import measure as ms
 
     claim = get_claim(claim_id)
+    if claim.loss == "max-margin" or (loss is not None and loss.value == "max-margin"):
+        fail(
+            "a trained network is fitted with a penalised loss; the max-margin claim is its limit."
+        )
     check_outputs(json_out=json_out, plot_file=plot_file)
     layers = None if layer_keys is None else tuple(k.strip() for k in layer_keys.split(","))
     names = ms.TensorNames(features_key, labels_key, layers, bias_key)
@@ -644,6 +648,11 @@ def sweep(  # noqa: PLR0913
     from ncverify.app import sweep as sw
 
     claim = get_claim(claim_id)
+    if claim.loss == "max-margin" or (loss is not None and str(loss) == "max-margin"):
+        fail(
+            "the max-margin problem has no phase over lambda (the lambdas only scale its value); "
+            "check instances with ncverify check."
+        )
     settings = run_settings(
         restarts,
         seed,

@@ -372,6 +372,12 @@ def _verdict_sentence(report) -> str:  # noqa: ANN001
 def _trace_section(claim, assets, info) -> str:  # noqa: ANN001
     from ncverify.app.trace import nc_trace
 
+    if claim.loss == "max-margin":
+        return (
+            "## NC metrics over the optimiser's iterations\n\n"
+            "The max-margin problem is constrained: its runs move the class-mean logits under the "
+            "margin constraints, not the layers, so there are no per-layer NC metrics to trace.\n"
+        )
     p = info.get("problem") or example_problem(claim)
     t0 = time.perf_counter()
     tr = nc_trace(claim, p, seed=SEED, index=0, restarts=RESTARTS, every=TRACE_EVERY)
@@ -421,6 +427,13 @@ def _phase_section(claim, assets, info) -> str:  # noqa: ANN001
     from ncverify import Claim
 
     d = claim.default_problem()
+    if claim.loss == "max-margin":
+        return (
+            "## The closed form against λ\n\n"
+            "The max-margin problem has no phase over λ: the weights of its regulariser only "
+            "scale its value by $\\tfrac{M+1}{2}P^{1/(M+1)}$. Its search (the orthoplex codes) "
+            "is exact where it applies; see the statement and the example above.\n"
+        )
     base = claim.closed_form(d)
     parts = [
         _gains_section(claim, assets, d, axis, base)

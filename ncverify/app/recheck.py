@@ -13,6 +13,7 @@ from typing import Any
 from ncverify.backend import Backend
 from ncverify.io import CounterexampleFileError, load_counterexample
 from ncverify.model.exact import certify_point
+from ncverify.model.max_margin import value_at_margin_one
 from ncverify.model.objective import Objective, Params
 from ncverify.model.problem import Problem, ProblemError
 from ncverify.report import Verdict
@@ -61,10 +62,11 @@ def recheck_file(path: str) -> dict[str, Any]:
         raise RecheckError("the saved arrays do not match the saved problem's shapes.")
     prediction = claim.closed_form(problem)
     claimed = prediction.objective
-    backend = Backend.create("numpy")
-    objective = Objective(problem, backend.xp)
-    value = objective.value(point)
-    bound = objective.error_bound(point)
+    if problem.loss == "max-margin":  # constrained: the value at margin 1, enclosed exactly below
+        value, bound = value_at_margin_one(problem, point), 0.0
+    else:
+        objective = Objective(problem, Backend.create("numpy").xp)
+        value, bound = objective.value(point), objective.error_bound(point)
     cert = certify_point(problem, prediction, point, value, bound)
     beats = cert["certified"]
     verdict = Verdict.REFUTED if beats else Verdict.INCONCLUSIVE

@@ -371,10 +371,16 @@ _PARAMETERISATIONS = {
 
 def _runs(r: Report) -> list[Text]:
     counts = r.outcome_counts()
+    if r.problem.loss == "max-margin":  # SLSQP on the K x K logits, from two kinds of start
+        how = "SLSQP on the class-mean logits under the margin constraints"
+    else:
+        how = (
+            f"{_PARAMETERISATIONS[r.parameterisation]}; "
+            f"scales {', '.join(_fmt(float(s), 3) for s in r.start_scales)}"
+        )
     parts = [
         Text(
-            f"optimiser: {len(r.runs)} random-start runs ({_PARAMETERISATIONS[r.parameterisation]}; "
-            f"scales {', '.join(_fmt(float(s), 3) for s in r.start_scales)}): "
+            f"optimiser: {len(r.runs)} random-start runs ({how}): "
             f"{counts['at-prediction']} at the prediction, {counts['worse']} in worse local minima "
             f"or saddles, {counts['better']} better, {counts['failed']} failed; best "
             f"{_fmt(r.best_objective, 15)}"

@@ -12,6 +12,7 @@ True
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,7 @@ class MarginRun:
     index: int
     z: np.ndarray
     value: float  # S_q(Z D) at margin 1
+    seconds: float  # wall-clock time of the run
     scale: float  # the noise scale of an even run's start, the rank of an odd run's
 
 
@@ -103,6 +105,8 @@ def multistart(
             s = float(rng.integers(1, max(k, 2)))
             u = rng.standard_normal((k, int(s)))
             start = u @ u.T + 0.1 * rng.standard_normal((k, k))
+        t0 = time.perf_counter()
         z = descend(counts, depth, start)
-        runs.append(MarginRun(i, z, scale_free(z, counts, q), s))
+        value, seconds = scale_free(z, counts, q), time.perf_counter() - t0
+        runs.append(MarginRun(i, z, value, seconds=seconds, scale=s))
     return runs

@@ -92,7 +92,9 @@ def enclose_objective(problem: Problem, point: Params) -> Any | None:
     """A rigorous interval (mpmath `iv`, `PREC` bits) containing `F(point)`, or None.
 
     None when the features are not class-constant or an entry is not finite.  `point` holds
-    host (numpy) arrays.
+    host (numpy) arrays.  For the max-margin problem `F` is the regulariser of the point with
+    its features divided by their exact smallest margin (a feasible point; `+inf` when no
+    margin is positive).
     """
     h = np.asarray(point.H, dtype=np.float64)
     if not class_constant(problem, h):
@@ -117,7 +119,19 @@ def enclose_objective(problem: Problem, point: Params) -> Any | None:
     counts = [Fraction(n) for n in problem.counts]
     scale = Fraction(2) ** ez
     with interval_precision(PREC) as iv:
-        if problem.loss == "mse":
+        # max-margin: no loss; the features are divided by the exact smallest margin, which
+        # makes a new point, feasible with margin exactly 1 (infeasible: no finite value)
+        shrink = Fraction(1)
+        if problem.loss == "max-margin":
+            k_ = problem.K
+            margin = min(
+                int(z[c, c]) - int(z[j, c]) for c in range(k_) for j in range(k_) if j != c
+            )
+            if margin <= 0:
+                return iv.mpf([mpmath.inf, mpmath.inf])
+            shrink = 1 / (margin * scale)
+            loss = iv.mpf(0)
+        elif problem.loss == "mse":
             total = Fraction(0)
             for k, n in enumerate(counts):
                 col = [Fraction(int(v)) * scale for v in z[:, k]]
@@ -145,6 +159,7 @@ def enclose_objective(problem: Problem, point: Params) -> Any | None:
             / 2
             * sum(n * _sumsq(hm[:, k]) for k, n in enumerate(counts))
             * Fraction(2) ** (2 * eh)
+            * shrink**2
         )
         if b is not None and problem.lambda_b is not None:
             reg += problem.lambda_b / 2 * _sumsq(b[0]) * Fraction(2) ** (2 * b[1])
@@ -230,6 +245,9 @@ def certify_point(
             f"exact rational arithmetic and {PREC}-bit interval arithmetic on the class-level "
             "terms (class-constant features verified)"
         )
+    elif problem.loss == "max-margin":  # no forward error bound for the margin: no value
+        v_lo = v_hi = mpmath.inf
+        method = "none: the features are not class-constant (no exact margin)"
     else:
         with mpmath.workprec(PREC):
             v_lo = mpmath.mpf(float_value) - mpmath.mpf(float_error)

@@ -119,6 +119,8 @@ class Objective:
     ) -> None:
         if parameterisation not in PARAMETERISATIONS:
             raise ValueError(f"unknown parameterisation {parameterisation!r}.")
+        if problem.loss == "max-margin":  # constrained: ncverify.model.max_margin has its value
+            raise ValueError("the max-margin problem is constrained and has no objective F.")
         self.problem = problem
         self.xp = xp
         self.dtype = dtype if dtype is not None else xp.float64

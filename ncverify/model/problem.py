@@ -26,10 +26,14 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Literal
 
-Loss = Literal["mse", "ce"]
+Loss = Literal["mse", "ce", "max-margin"]
 BiasMode = Literal["none", "free", "regularised"]
 
-LOSSES: tuple[str, ...] = ("mse", "ce")
+#: "max-margin" is the limit of "ce" as every lambda tends to zero: minimise the weighted norms
+#: subject to every margin `(w_{y_i} - w_j)^T h_i >= 1` (docs/theory/ce.md#max-margin)
+LOSSES: tuple[str, ...] = ("mse", "ce", "max-margin")
+#: the losses with an objective `F` (`ncverify.model.objective`): a data term plus weight decay
+PENALISED_LOSSES: tuple[str, ...] = ("mse", "ce")
 BIAS_MODES: tuple[str, ...] = ("none", "free", "regularised")
 #: what sits between two layers: nothing (the deep linear model) or a ReLU (the deep
 #: unconstrained-feature model with nonlinear layers); never after the last layer
@@ -117,7 +121,8 @@ class Problem:
         widths: `(d, d_1, ..., d_{M-1})`: feature dimension, then hidden widths.
         lambda_w: `(lambda_{W_1}, ..., lambda_{W_M})`, exact.
         lambda_h: `lambda_H`, exact.
-        loss: `"mse"` or `"ce"`.
+        loss: `"mse"`, `"ce"` or `"max-margin"` (the constrained limit of `"ce"`: minimise
+            the regulariser subject to every margin at least 1; the lambdas weight its norms).
         bias: `"none"`, `"free"` (unregularised) or `"regularised"` (with `lambda_b`).
         lambda_b: the bias weight decay when `bias == "regularised"`, else `None`.
         activation: `"linear"` (the default) or `"relu"` between consecutive layers:
@@ -166,6 +171,8 @@ class Problem:
             raise ProblemError(
                 f"activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}."
             )
+        if self.loss == "max-margin" and (self.bias != "none" or self.activation != "linear"):
+            raise ProblemError("the max-margin problem has no bias and linear layers.")
         if self.bias == "regularised":
             if self.lambda_b is None or self.lambda_b <= 0:
                 raise ProblemError("a regularised bias needs a positive lambda_b.")

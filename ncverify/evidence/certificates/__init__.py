@@ -8,8 +8,8 @@
 
 Claims list the kinds they support in `certificates`; the pipeline calls `CERTIFIERS[kind]`.
 
-`max_margin.py` proves a lower bound on the one-layer max-margin problem (a constrained problem,
-not an instance of `Problem`): it is not a registered kind until a problem kind uses it.
+- `max-margin-dual` (`max_margin.py`): a rigorous weak-duality lower bound for the one-layer
+  max-margin problem (`loss="max-margin"`), with rational multipliers checked exactly.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from ncverify.evidence.certificates.certificate import Certificate
 from ncverify.evidence.certificates.convex import convex_dual
+from ncverify.evidence.certificates.max_margin import max_margin_dual
 from ncverify.evidence.certificates.separable import rho, separable_applies, separable_reduction
 from ncverify.model.problem import Problem
 
@@ -25,6 +26,7 @@ __all__ = [
     "CERTIFIERS",
     "Certificate",
     "convex_dual",
+    "max_margin_dual",
     "rho",
     "separable_applies",
     "separable_reduction",
@@ -35,4 +37,5 @@ __all__ = [
 CERTIFIERS: dict[str, Callable[[Problem], Certificate | None]] = {
     "separable-reduction": separable_reduction,
     "convex-dual": convex_dual,
+    "max-margin-dual": max_margin_dual,
 }
