@@ -140,9 +140,9 @@ class MaxMarginSEL(Claim):
     def derivation(self) -> list[Step]:
         return [
             Step(
-                "With collapsed features the weighted norms of any factorisation of the logits "
-                "are at least ((M+1)/2) P^(1/(M+1)) S_q(Z D), with equality for balanced "
-                "factors.",
+                "The balanced factors of logits Z cost ((M+1)/2) P^(1/(M+1)) S_q(Z D), the least "
+                "of any factorisation with collapsed features (the factorisation lemma, "
+                "docs/theory/lemmas.md#lemma-factorisation); the test checks the balanced lift.",
                 r"\sum_m \tfrac{\lambda_{W_m}}{2}\lVert W_m\rVert_F^2 + \tfrac{\lambda_H}{2}"
                 r"\lVert H\rVert_F^2 \ge \tfrac{M+1}{2} P^{1/(M+1)} \sum_i \sigma_i(ZD)^q",
                 "test",
