@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import theorems
 from ncverify.model.exact import enclose_objective
 from ncverify.model.max_margin import class_logits, lift_logits, min_margin
+from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
 from theorems._max_margin import witness
 
@@ -74,7 +75,7 @@ def test_the_exact_value_rescales_to_margin_one() -> None:
     problem = CLAIM.default_problem()
     point = lift_logits(problem, np.eye(4) - 1 / 4)
     a = enclose_objective(problem, point)
-    doubled = enclose_objective(problem, point.map(lambda x: x).__class__(point.Ws, 2 * point.H))
+    doubled = enclose_objective(problem, Params(point.Ws, 2 * point.H))
     assert abs(float(a.a) - float(doubled.a)) < 1e-12 * float(a.a)
     value = float(CLAIM.closed_form(problem).objective)
     assert float(a.a) <= value * (1 + 1e-12) and value * (1 - 1e-12) <= float(a.b)

@@ -62,9 +62,8 @@ def kkt(z: np.ndarray, counts: tuple[int, ...], depth: int, rank_tol: float = RA
     r = int(np.sum(s > rank_tol * s[0]))
     ur, vr = u[:, :r], vt[:r].T
     target = q * ur @ np.diag(s[:r] ** (q - 1)) @ vr.T
-    active = [
-        (j, c) for c in range(k) for j in range(k) if j != c and margins(z)[j, c] <= 1 + ACTIVE_TOL
-    ]
+    gaps = margins(z)
+    active = [(j, c) for c in range(k) for j in range(k) if j != c and gaps[j, c] <= 1 + ACTIVE_TOL]
 
     def project(m: np.ndarray) -> np.ndarray:  # the part of m that Y cannot absorb
         return np.concatenate([(ur.T @ m).ravel(), (m @ vr).ravel()])
