@@ -36,8 +36,6 @@ class Cell:
     outcome: str  # "witness", "search" or "none better"
     dnc: float  # the DNC value
     best: float  # the best value found (witness or run)
-    runs: int
-    better_runs: int
 
 
 def check_cell(classes: int, depth: int, restarts: int) -> Cell:
@@ -58,7 +56,6 @@ def check_cell(classes: int, depth: int, restarts: int) -> Cell:
     )
     report = verify(claim, problem, settings=Settings(restarts=restarts, escalate=0))
     dnc = float(report.prediction.objective)
-    better = [r for r in report.runs if r.outcome == "better"]
     best = min([dnc, *(r.objective for r in report.runs)])
     cx = report.counterexample
     if cx is not None:
@@ -70,7 +67,7 @@ def check_cell(classes: int, depth: int, restarts: int) -> Cell:
         outcome = "search"
     else:
         outcome = "none better"
-    return Cell(classes, depth, outcome, dnc, best, len(report.runs), len(better))
+    return Cell(classes, depth, outcome, dnc, best)
 
 
 def table(cells: list[Cell], restarts: int) -> str:
