@@ -1,6 +1,6 @@
 """Reports: the evidence of one verification, as a readable rich report and as stable JSON.
 
-JSON schema `ncverify.report/2` (documented in docs/json.md).  Numbers are JSON numbers, never
+JSON schema `ncverify.report/3` (documented in docs/json.md).  Numbers are JSON numbers, never
 NaN or infinity (those become `null`); apart from `timing`, the same command gives
 the same report.
 """
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+import mpmath
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -22,9 +23,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from ncverify.model.objective import Params
     from ncverify.model.problem import Problem
 
-SCHEMA = "ncverify.report/2"
+SCHEMA = "ncverify.report/3"
 COUNTEREXAMPLE_SCHEMA = "ncverify.counterexample/1"
-PREDICTION_SCHEMA = "ncverify.prediction/1"
+PREDICTION_SCHEMA = "ncverify.prediction/2"
+#: Significant digits of the exact values that reports print and write (`objective_digits`): the
+#: closed forms compute them to 160 bits or more (48 digits), so every digit shown is correct.
+DIGITS = 30
 
 
 def version() -> str:
@@ -160,7 +164,9 @@ def prediction_json(pred: Prediction, grams: dict[str, Any] | None = None) -> di
     return clean(
         {
             "objective": pred.objective_float,
-            "objective_digits": str(pred.objective) if pred.objective is not None else None,
+            "objective_digits": (
+                mpmath.nstr(pred.objective, DIGITS) if pred.objective is not None else None
+            ),
             "objective_form": pred.objective_form,
             "geometry": pred.geometry,
             "unique": pred.unique,

@@ -33,13 +33,27 @@ from ncverify.evidence.optimize import (
     DEFAULT_CONTINUATION,
     DEFAULT_SCALES,
     Run,
+    default_jobs,
     descend,
     multistart,
     run_scales,
     single_threaded_blas,
 )
 from ncverify.io import save_counterexample
-from ncverify.limits import MAX_CLASSES_FOR_GRAMS, StepSkipped, check_runs_size, forcing
+from ncverify.limits import (
+    FLOAT_BYTES,
+    HOW_TO_FORCE,
+    MAX_CLASSES_FOR_GRAMS,
+    MAX_RUNS,
+    WORKING_COPIES,
+    StepSkipped,
+    check_memory,
+    check_runs_size,
+    descent_iterations,
+    fits_in_memory,
+    forcing,
+    skip_unless_fits,
+)
 from ncverify.model.flatten import Flattener
 from ncverify.model.objective import Objective, Params, norm
 from ncverify.model.problem import Problem
@@ -124,8 +138,20 @@ def verify(
             f"{sorted(CERTIFIERS)}."
         )
     settings = settings or Settings()
+    affordable(problem, settings)
     with forcing(settings.force):
         return _verify(claim, problem, backend or Backend.create(), settings, progress)
+
+
+def affordable(problem: Problem, settings: Settings) -> None:
+    """Raise `ncverify.limits.InputTooLarge` (bad input) when no check of `problem` could hold
+    its arrays: one point of the smallest parameterisation (the weights and the class means), or
+    with `parameterisation="full"` one point and the targets of every sample.  Steps that need
+    more than the first skip themselves with a note (`skip_unless_fits`)."""
+    check_memory(FLOAT_BYTES * problem.point_entries(problem.K), "one point of this instance")
+    if settings.parameterisation == "full":
+        full = problem.point_entries() + problem.K * problem.N  # the point and the one-hot Y
+        check_memory(FLOAT_BYTES * full, "the full parameterisation (every sample's features)")
 
 
 @dataclass(frozen=True)
@@ -213,7 +239,7 @@ def _verify(
             claim, problem, backend, settings, objective, report.prediction.objective, tol, progress
         )
         point, e1_ok = _e1(ctx, report, predicted)
-    optimise = settings.optimise and _runs_affordable(objective, report)
+    optimise = settings.optimise and _runs_affordable(ctx, report)
     if optimise:
         with _timed(timing, "search"):  # the claim's own structured candidates
             report.search_candidates = _search(ctx, report)
@@ -277,13 +303,42 @@ def _e1(ctx: _Context, report: Report, predicted: Params | None) -> tuple[Params
     return point, ok
 
 
-def _runs_affordable(objective: Objective, report: Report) -> bool:
+def _runs_bytes(objective: Objective, backend: Backend, restarts: int) -> int:
+    """Memory of `restarts` runs: the working copies of the runs in flight, and every end point
+    (each run's is kept for classification and E4)."""
+    point = FLOAT_BYTES * objective.problem.point_entries(objective.columns)
+    return point * (WORKING_COPIES * default_jobs(backend, restarts) + restarts)
+
+
+def _runs_affordable(ctx: _Context, report: Report) -> bool:
     try:
-        check_runs_size(objective.evaluation_cost)
+        check_runs_size(ctx.objective.evaluation_cost)
+        runs = _runs_bytes(ctx.objective, ctx.backend, ctx.settings.restarts)
+        skip_unless_fits(runs, "the random-start runs (E2)")
+        _max_iter(ctx, ctx.settings.restarts)
     except StepSkipped as exc:
         report.notes.append(str(exc))
         return False
     return True
+
+
+def _affordable_runs(ctx: _Context, restarts: int) -> bool:
+    """Could `restarts` runs be held in memory and run within the cost limit?"""
+    if not fits_in_memory(_runs_bytes(ctx.objective, ctx.backend, restarts)):
+        return False
+    try:
+        _max_iter(ctx, restarts)
+    except StepSkipped:
+        return False
+    return True
+
+
+def _max_iter(ctx: _Context, restarts: int) -> int:
+    """Iterations a descent of `restarts` runs may take (`ncverify.limits.descent_iterations`)."""
+    settings = ctx.settings
+    descents = DEFAULT_CONTINUATION.most_descents if settings.continuation else 1
+    cost = ctx.objective.evaluation_cost
+    return descent_iterations(restarts, descents, cost, settings.max_iter)
 
 
 def _e2(ctx: _Context, report: Report, beaten: bool = False) -> list[Run]:
@@ -297,13 +352,20 @@ def _e2(ctx: _Context, report: Report, beaten: bool = False) -> list[Run]:
             ctx.progress("optimiser runs", i + 1, restarts)
 
     for attempt in range(settings.escalate + 1):
+        max_iter = _max_iter(ctx, restarts)
+        if max_iter < settings.max_iter:
+            report.notes.append(
+                f"each descent of the {restarts} random-start runs is capped at {max_iter} "
+                f"iterations (not {settings.max_iter}) so that their worst case stays within the "
+                f"cost limit of the search; {HOW_TO_FORCE}"
+            )
         runs = multistart(
             ctx.problem,
             ctx.backend,
             restarts=restarts,
             seed=settings.seed,
             scales=settings.scales,
-            max_iter=settings.max_iter,
+            max_iter=max_iter,
             progress=on_run,
             continuation=DEFAULT_CONTINUATION if settings.continuation else None,
             parameterisation=ctx.objective.parameterisation,
@@ -317,6 +379,14 @@ def _e2(ctx: _Context, report: Report, beaten: bool = False) -> list[Run]:
             report.notes.append(
                 f"none of {restarts} random-start runs reached the prediction or beat it; not "
                 "escalated, since a candidate of the claim's own search beats it"
+            )
+            break
+        if 2 * restarts > MAX_RUNS or not _affordable_runs(ctx, 2 * restarts):
+            report.notes.append(
+                f"none of {restarts} random-start runs reached the prediction or beat it; not "
+                f"escalated to {2 * restarts} runs, above what one check may hold "
+                f"({MAX_RUNS} runs, their points within the memory budget and their work "
+                "within the cost limit of the search)"
             )
             break
         # no run reached the prediction and none beat it: gather more evidence before saying
@@ -451,8 +521,17 @@ def _predicted_point(
 
     A `ValueError` from `minimiser` means the claim predicts a point that does not exist on this
     instance (e.g. more classes alive than the bottleneck allows): the claim is wrong here,
-    which refutes it, not the verifier.
+    which refutes it, not the verifier.  A point too large for memory (every sample's features)
+    is not built: E1 is skipped, said in a check that neither passes nor fails.
     """
+    try:
+        full = FLOAT_BYTES * problem.point_entries()
+        skip_unless_fits(WORKING_COPIES * full, "E1 (the claim's predicted point)")
+    except StepSkipped as exc:  # said once, in the check (not also as a note)
+        report.checks.append(
+            Check(Evidence.PREDICTED_POINT, "E1 objective", None, None, None, f"skipped: {exc}")
+        )
+        return None
     try:
         return claim.minimiser(problem, backend)
     except ValueError as exc:
@@ -866,6 +945,8 @@ def _verdict(
     if at and not proven:  # runs reach the claimed value; neither geometry nor value is proven
         return Verdict.CONSISTENT, None
     if runs and (not proven or any(r.outcome == "failed" for r in runs)):
+        return Verdict.INCONCLUSIVE, None
+    if not proven and not e1_ok:  # E1 skipped (too large), no runs: no evidence either way
         return Verdict.INCONCLUSIVE, None
     if not proven:  # no runs and no proven value: E1 alone, nothing contradicts the claim
         return Verdict.CONSISTENT, None

@@ -1,8 +1,8 @@
 """Run malformed `ncverify` invocations as a user would and check how each one fails.
 
 Each must end with its documented exit code (2: bad input) and exactly one sentence on stderr,
-no traceback, and — what a test may not check, so this script does — within 10 seconds, that is
-before any long computation.  The list is also imported by `tests/test_malformed.py`, which
+no traceback, and — what a test may not check, so this script does — within 10 seconds and
+under 1 GB resident, that is before any long computation or large allocation.  The list is also imported by `tests/test_malformed.py`, which
 checks everything but the time.
 
     python scripts/malformed_invocations.py          # prints a table; exit 1 if any fails
@@ -15,11 +15,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 LIMIT_S = 10.0
+LIMIT_MB = 1024.0  # peak resident memory of the ncverify process
 BAD_INPUT = 2
 CLAIM = "mse-balanced-biasfree"
 SMALL = ["--counts", "5,5,5", "--depth", "2", "--width", "4", "--restarts", "2"]
@@ -107,7 +110,8 @@ INVOCATIONS: tuple[Invocation, ...] = (
     Invocation("unknown activation", _check("--activation", "tanh"), "activation"),
     Invocation("measure: a missing file", _measure("{tmp}/missing.npz"), "no such file"),
     Invocation("measure: an empty file", _measure("{tmp}/empty.npz"), "not a NumPy"),
-    Invocation("measure: a text file as PyTorch", _measure("{tmp}/file.pt"), "not a PyTorch"),
+    # "not a PyTorch file" with torch installed, "needs torch" without: bad input either way
+    Invocation("measure: a text file as PyTorch", _measure("{tmp}/file.pt"), "torch"),
     Invocation("measure: no --claim", ("measure", "{tmp}/head.npz", "--lambda-w", "1e-2"), "claim"),
     Invocation("measure: no --lambda-w", ("measure", "{tmp}/head.npz", "--claim", CLAIM), "lambda"),
     Invocation("measure: a bad lambda", _measure("{tmp}/head.npz", "--lambda-h", "-1"), "lambda"),
@@ -119,6 +123,46 @@ INVOCATIONS: tuple[Invocation, ...] = (
     Invocation(
         "measure: --lambda-b without a bias", _measure("{tmp}/head.npz", "--lambda-b", "1"), "bias"
     ),
+    # hostile sizes and numbers: refused before any allocation (issue 27)
+    Invocation("a billion restarts", _check("--restarts", "1000000000"), "restarts"),
+    Invocation(
+        "a billion classes of a billion",
+        ("check", CLAIM, "--classes", "1000000000", "--samples", "1000000000"),
+        "classes",
+    ),
+    Invocation(
+        "depth a million", ("check", CLAIM, "--counts", "5,5", "--depth", "1000000"), "depth"
+    ),
+    Invocation(
+        "a billion-digit lambda",
+        ("check", CLAIM, "--counts", "5,5", "--lambda-h", "1e999999999"),
+        "lambda_H",
+    ),
+    Invocation(
+        "lambda 1e400", ("check", CLAIM, "--counts", "5,5", "--lambda-h", "1e400"), "lambda_H"
+    ),
+    Invocation(
+        "lambda 1e-400", ("check", CLAIM, "--counts", "5,5", "--lambda-h", "1e-400"), "lambda_H"
+    ),
+    Invocation("a negative seed", _check("--seed", "-1"), "seed"),
+    Invocation(
+        "width 10^12", ("check", CLAIM, "--counts", "5,5", "--width", "1000000000000"), "memory"
+    ),
+    Invocation(
+        "10^30 classes", ("check", CLAIM, "--classes", "1" + "0" * 30, "--samples", "2"), "classes"
+    ),
+    Invocation(
+        "sweep: a billion grid points",
+        _sweep("--lambda-w", "1e-3:2e-2:1000000000:log"),
+        "lambda-w",
+    ),
+    Invocation(
+        "predict: a million classes",
+        ("predict", CLAIM, "--classes", "1000000", "--samples", "1"),
+        "classes",
+    ),
+    Invocation("measure: a pickle in an .npz", _measure("{tmp}/pickle.npz"), "pickle"),
+    Invocation("measure: plot format", _measure("{tmp}/head.npz", "--plot", "{tmp}/g.xyz"), "plot"),
     Invocation(
         "sweep: unreachable scheduler",
         _sweep("--scheduler", "tcp://127.0.0.1:9", "--out", "{tmp}/points.jsonl"),
@@ -134,6 +178,7 @@ class Outcome:
     stderr: str
     stdout: str
     seconds: float
+    peak_mb: float = 0.0
 
     def problems(self, with_time: bool = True) -> list[str]:
         inv = self.invocation
@@ -149,6 +194,8 @@ class Outcome:
             found.append(f"the message does not mention {inv.word!r}")
         if with_time and self.seconds > LIMIT_S:
             found.append(f"took {self.seconds:.1f} s, more than {LIMIT_S:.0f} s")
+        if with_time and self.peak_mb > LIMIT_MB:
+            found.append(f"peaked at {self.peak_mb:.0f} MB resident, more than {LIMIT_MB:.0f} MB")
         return found
 
 
@@ -161,6 +208,7 @@ def scratch_folder() -> Path:
     (tmp / "empty.npz").write_bytes(b"")
     (tmp / "file.txt").write_text("not a counterexample\n")
     (tmp / "file.pt").write_text("not a tensor file\n")
+    np.savez(tmp / "pickle.npz", features=np.array([{"a": 1}], dtype=object))
     rng = np.random.default_rng(0)
     np.savez(
         tmp / "head.npz",
@@ -176,22 +224,37 @@ def run(inv: Invocation, tmp: Path, script: str | None = None) -> Outcome:
     script = script or shutil.which("ncverify") or str(Path(sys.executable).with_name("ncverify"))
     args = [a.replace("{tmp}", str(tmp)) for a in inv.args]
     t0 = time.perf_counter()
-    proc = subprocess.run([script, *args], capture_output=True, text=True, timeout=120, check=False)
-    return Outcome(inv, proc.returncode, proc.stderr, proc.stdout, time.perf_counter() - t0)
+    proc = subprocess.Popen(
+        [script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    guard = threading.Timer(120, proc.kill)  # a hang guard, not a speed check
+    guard.start()
+    with ThreadPoolExecutor(2) as pool:  # drain both pipes while the process runs
+        out, err = pool.submit(proc.stdout.read), pool.submit(proc.stderr.read)
+        # wait4 gives this one child's resource use (its peak resident set, in kB on Linux)
+        _, status, usage = os.wait4(proc.pid, 0)
+        stdout, stderr = out.result(), err.result()
+    guard.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - t0
+    return Outcome(inv, proc.returncode, stderr, stdout, seconds, usage.ru_maxrss / 1024)
 
 
 def main() -> int:
     tmp = scratch_folder()
     failures = 0
     try:
-        print(f"{'invocation':<36} {'exit':>4} {'s':>5}  message")
+        print(f"{'invocation':<36} {'exit':>4} {'s':>5} {'MB':>5}  message")
         for inv in INVOCATIONS:
             outcome = run(inv, tmp)
             problems = outcome.problems()
             failures += bool(problems)
             first = (outcome.stderr.strip().splitlines() or [""])[0]
             mark = "FAIL " + "; ".join(problems) if problems else first
-            print(f"{inv.name:<36} {outcome.code:>4} {outcome.seconds:>5.1f}  {mark}")
+            print(
+                f"{inv.name:<36} {outcome.code:>4} {outcome.seconds:>5.1f} "
+                f"{outcome.peak_mb:>5.0f}  {mark}"
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{len(INVOCATIONS) - failures} of {len(INVOCATIONS)} fail as documented.")

@@ -392,7 +392,7 @@ def test_predict_gives_the_closed_form_without_optimising() -> None:
     r = script("predict", "mse-imbalanced-biasfree", *args, "--json", "-")
     assert r.code == 0, r.err
     data = json.loads(r.out)
-    assert data["schema"] == "ncverify.prediction/1" and data["hypotheses"] == []
+    assert data["schema"] == "ncverify.prediction/2" and data["hypotheses"] == []
     pred = data["prediction"]
     assert [k for k, a in enumerate(pred["alive"]) if not a] == [2, 3]  # the 20 and the 5
     problem = Problem.build(
@@ -414,6 +414,8 @@ def test_predict_gives_the_closed_form_without_optimising() -> None:
     with mpmath.workdps(40):
         exact = separable_reduction(problem).bound_exact
         assert abs(mpmath.mpf(digits) - exact) < mpmath.mpf(10) ** -25
+        # the JSON carries the digits the text shows (30 significant), not a float's 15
+        assert abs(mpmath.mpf(pred["objective_digits"]) - exact) < mpmath.mpf(10) ** -25
 
 
 def test_predict_outside_the_hypotheses_is_not_applicable() -> None:

@@ -64,9 +64,12 @@ def test_the_sel_enclosure_contains_the_nuclear_norm(counts: tuple[int, ...]) ->
 @pytest.mark.parametrize("k", [2, 3, 5, 8])
 @pytest.mark.parametrize("n", [1, 7])
 def test_balanced_sel_value_is_k_minus_one_root_n(k: int, n: int) -> None:
+    """The singular values of `(I - J/K) sqrt(n)` are `sqrt(n)`, K - 1 times, and 0: the
+    enclosure contains `(K - 1) sqrt(n)` exactly, even where it is narrower than a double's ulp
+    (compared as rationals: its ends were once rounded to the nearest doubles)."""
     lo, hi = sel_value((n,) * k)
-    exact = (k - 1) * np.sqrt(n)
-    assert float(lo) <= exact * (1 + 1e-15) and exact * (1 - 1e-15) <= float(hi)
+    exact = (k - 1) * sp.sqrt(n)
+    assert _rational(lo) <= exact <= _rational(hi)
 
 
 @given(counts_st, st.integers(0, 2**31 - 1))
@@ -217,3 +220,8 @@ def test_a_float_point_becomes_an_exactly_feasible_point_with_an_enclosed_value(
     value = scale_free(z, counts, 2 / (depth + 1))
     assert float(lo) <= value * (1 + 1e-12) and value * (1 - 1e-12) <= float(hi)
     assert hi - lo < 1e-40
+
+
+def _rational(x: mpmath.mpf) -> sp.Rational:
+    """An mpf exactly, as `man * 2**exp`."""
+    return sp.Integer(int(x.man)) * sp.Integer(2) ** int(x.exp)

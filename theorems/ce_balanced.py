@@ -57,7 +57,7 @@ from ncverify.claim import (
     to_backend,
 )
 from ncverify.model.factorisations import balanced_layers, simplex_directions
-from ncverify.model.intervals import interval_precision
+from ncverify.model.intervals import ends, interval_precision
 from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
 from theorems import _balanced as bal
@@ -98,11 +98,6 @@ class MarginMinimum:
     def alpha_mid(self) -> mpmath.mpf:
         with mpmath.workprec(PREC):
             return (self.alpha[0] + self.alpha[1]) / 2
-
-
-def _ends(x: Any) -> tuple[mpmath.mpf, mpmath.mpf]:
-    with mpmath.workprec(PREC):
-        return mpmath.mpf(x.a), mpmath.mpf(x.b)
 
 
 class _Scalar:
@@ -184,7 +179,7 @@ def _margin_minimum(sc: _Scalar, k: int, depth: int, n_p: Fraction) -> MarginMin
     iv = mpmath.iv
     f0 = iv.log(iv.mpf(k))
     zero = (mpmath.mpf(0), mpmath.mpf(0))
-    collapsed = MarginMinimum(_ends(f0), zero, Regime.COLLAPSED, None, 0)
+    collapsed = MarginMinimum(ends(f0), zero, Regime.COLLAPSED, None, 0)
     if depth == 1:
         # g = 1 - c(e^alpha + K - 1) is strictly decreasing from g(0) = 1 - cK: a positive root
         # exists iff cK < 1, i.e. iff K^2 n P < 1 (decided exactly, in rationals)
@@ -218,12 +213,12 @@ def _margin_minimum(sc: _Scalar, k: int, depth: int, n_p: Fraction) -> MarginMin
     fr = sc.f_iv(alpha)
     stationary = 1 if depth == 1 else 2
     if fr.b < f0.a:
-        return MarginMinimum(_ends(fr), _ends(alpha), Regime.ALIVE, _ends(fr), stationary)
+        return MarginMinimum(ends(fr), ends(alpha), Regime.ALIVE, ends(fr), stationary)
     if fr.a > f0.b:
-        return MarginMinimum(_ends(f0), zero, Regime.COLLAPSED, _ends(fr), stationary)
-    lo_v = min(_ends(fr)[0], _ends(f0)[0])
-    hi_v = min(_ends(fr)[1], _ends(f0)[1])
-    return MarginMinimum((lo_v, hi_v), _ends(alpha), Regime.TIE, _ends(fr), stationary)
+        return MarginMinimum(ends(f0), zero, Regime.COLLAPSED, ends(fr), stationary)
+    lo_v = min(ends(fr)[0], ends(f0)[0])
+    hi_v = min(ends(fr)[1], ends(f0)[1])
+    return MarginMinimum((lo_v, hi_v), ends(alpha), Regime.TIE, ends(fr), stationary)
 
 
 def _at_the_peak(sc: _Scalar, peak: mpmath.mpf, f0: Any, collapsed: MarginMinimum) -> MarginMinimum:
@@ -247,8 +242,8 @@ def _at_the_peak(sc: _Scalar, peak: mpmath.mpf, f0: Any, collapsed: MarginMinimu
         width *= 2**10
     hull = iv.mpf([peak - width, peak + width])
     fh = sc.f_iv(hull)
-    lo_v = min(_ends(fh)[0], _ends(f0)[0])
-    return MarginMinimum((lo_v, _ends(f0)[1]), _ends(hull), Regime.TIE, _ends(fh), 2)
+    lo_v = min(ends(fh)[0], ends(f0)[0])
+    return MarginMinimum((lo_v, ends(f0)[1]), ends(hull), Regime.TIE, ends(fh), 2)
 
 
 @lru_cache(maxsize=256)

@@ -9,9 +9,12 @@ computation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import signal
 import sys
+import threading
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,6 +28,9 @@ from ncverify.model.reduction import PARAMETERISATIONS
 from ncverify.report import Verdict
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterator
+    from types import FrameType
+
     from ncverify.verify import Settings
 
 app = typer.Typer(
@@ -362,7 +368,7 @@ def check(  # noqa: PLR0913
         problem = build_problem(claim, activation, **dict(zip(PROBLEM_OPTIONS, given, strict=True)))
     except ProblemError as exc:
         fail(str(exc))
-    _check_parameterisation([problem], settings)
+    _check_runnable([problem], settings)
     with render.progress(err, enabled=not quiet and err.is_terminal) as bar:
         report = verify(claim, problem, be, settings, bar)
     if json_out == "-":
@@ -376,23 +382,30 @@ def check(  # noqa: PLR0913
     raise typer.Exit(report.verdict.exit_code)
 
 
-def _check_parameterisation(problems: list[Problem], settings: Settings) -> None:
-    """A `--parameterisation` that an instance cannot use: one sentence, exit 2, before any run."""
+def _check_runnable(problems: list[Problem], settings: Settings) -> None:
+    """A `--parameterisation` that an instance cannot use, or an instance whose arrays no check
+    could hold (`ncverify.verify.affordable`): one sentence, exit 2, before any run."""
+    from ncverify.limits import InputTooLarge
     from ncverify.model.reduction import unavailable
+    from ncverify.verify import affordable
 
-    if settings.parameterisation is None:
-        return
     for problem in problems:
-        why = unavailable(problem, settings.parameterisation)
+        why = None
+        if settings.parameterisation is not None:
+            why = unavailable(problem, settings.parameterisation)
         if why is not None:
             fail(f"{why} ({problem.summary()}).")
+        try:
+            affordable(problem, settings)
+        except InputTooLarge as exc:
+            fail(str(exc))
 
 
 def _check_all(be: Backend, settings: Settings, json_out: str | None, quiet: bool) -> None:
     """`check --all`: every claim on its default instance, a summary table, exit 0/3/70."""
     from ncverify.verify import verify
 
-    _check_parameterisation([c.default_problem() for c in claims().values()], settings)
+    _check_runnable([c.default_problem() for c in claims().values()], settings)
     reports = []
     for claim in claims().values():
         with render.progress(err, enabled=not quiet and err.is_terminal) as bar:
@@ -412,8 +425,10 @@ def check_outputs(
     out_file: str | None = None,
     plot_file: str | None = None,
 ) -> None:
-    """Every output path is writable, before any computation (else one sentence, exit 2)."""
-    from ncverify.paths import OutputError, check_file, check_folder
+    """Every output path is writable, before any computation (else one sentence, exit 2): a
+    folder, socket or block device is refused here, not after minutes of work (the rule of
+    what each kind of path gets is `ncverify.paths.check_file`'s)."""
+    from ncverify.paths import OutputError, check_file, check_folder, check_plot_file
 
     try:
         if json_out is not None and json_out != "-":
@@ -421,7 +436,7 @@ def check_outputs(
         if out_file is not None:
             check_file(out_file, "results file")
         if plot_file is not None:
-            check_file(plot_file, "plot file")
+            check_plot_file(plot_file)
         if save_counterexample is not None:
             check_folder(save_counterexample, "counterexample folder")
     except OutputError as exc:
@@ -553,7 +568,14 @@ def measure(
     if json_out != "-":
         out.print(ms.render(result))
     if plot_file is not None and result.classes is not None:
-        ms.plot(result, plot_file)
+        from ncverify.paths import OutputError
+
+        try:
+            ms.plot(result, plot_file)
+        except OutputError as exc:  # checked before the run: only a change since then
+            fail(str(exc))
+        except OSError as exc:
+            fail(f"cannot write the plot {plot_file!r}: {exc.strerror or exc}.")
     if result.unmet:
         raise typer.Exit(Verdict.NOT_APPLICABLE.exit_code)
     raise typer.Exit(3 if result.prediction is None else 0)
@@ -685,7 +707,7 @@ def sweep(  # noqa: PLR0913
         results = sw.ResultsFile(out_file, resume)
     except (sw.SweepError, ProblemError) as exc:
         fail(str(exc))
-    _check_parameterisation([t.problem for t in tasks], settings)
+    _check_runnable([t.problem for t in tasks], settings)
     if results.dropped:
         err.print(
             f"note: dropped {results.dropped} incomplete or repeated line(s) of {out_file}.",
@@ -697,10 +719,14 @@ def sweep(  # noqa: PLR0913
     title = sw.title(claim.id, tasks[0].problem, axes, tied)
     _print_sweep(tasks, records, outcome, axes, title, out_file)
     if plot_file is not None and records:
+        from ncverify.paths import OutputError
+
         try:
             sw.plot(records, axes, plot_file, title)
+        except OutputError as exc:  # checked before the run: only a change since then
+            fail(str(exc))
         except OSError as exc:
-            fail(f"cannot write the plot {plot_file!r}: {exc.strerror}.")
+            fail(f"cannot write the plot {plot_file!r}: {exc.strerror or exc}.")
         out.print(f"phase diagram in {plot_file}", highlight=False, markup=False)
     inconclusive = outcome.failures or any(r["verdict"] == Verdict.INCONCLUSIVE for r in records)
     raise typer.Exit(3 if inconclusive else 0)
@@ -817,12 +843,17 @@ def run_settings(  # noqa: PLR0913
     parameterisation: str = "auto",
 ) -> Settings:
     """The verification settings from the run options of `check` (and `sweep`)."""
+    from ncverify.limits import MAX_RUNS, MAX_SEED
     from ncverify.verify import Settings
 
     if n_escalate < 0:
         fail(f"escalate must be a non-negative integer, not {n_escalate}.")
     if n_restarts < 0:
         fail(f"restarts must be a non-negative integer, not {n_restarts}.")
+    if n_restarts > MAX_RUNS:  # every run keeps its end point and its row of the report
+        fail(f"restarts must be at most {MAX_RUNS} (runs of one check), not {_count(n_restarts)}.")
+    if not 0 <= n_seed <= MAX_SEED:
+        fail(f"seed must be an integer from 0 to {MAX_SEED}, not {_count(n_seed)}.")
     extra = {} if scales is None else {"scales": start_scales(scales)}
     return Settings(
         restarts=max(n_restarts, 1),
@@ -837,6 +868,11 @@ def run_settings(  # noqa: PLR0913
         parameterisation=None if parameterisation == "auto" else parameterisation,  # type: ignore[arg-type]
         **extra,
     )
+
+
+def _count(value: int) -> str:
+    """An integer as a sentence shows it: a user's 10^30 as `1e+30`, not thirty-one digits."""
+    return f"{value:.3g}" if abs(value) > 10**15 else str(value)
 
 
 def start_scales(text: str) -> tuple[float, ...]:
@@ -871,13 +907,19 @@ def _write_json(path: str | None, payload: object) -> None:
     if path == "-":
         print(text)
         return
-    from ncverify.paths import write_text
+    from ncverify.paths import OutputError, write_text
 
+    # checked before the run (check_outputs), so only a change since then fails here
     try:
-        write_text(path, text + "\n")
-    except OSError as exc:  # checked before the run, so only a change since then gets here
+        write_text(path, text + "\n", what="JSON report")
+    except (OSError, OutputError) as exc:
+        message = (
+            str(exc)
+            if isinstance(exc, OutputError)
+            else f"cannot write the JSON report to {path!r}: {exc.strerror or exc}."
+        )
         err.print(
-            f"error: cannot write the JSON report to {path!r}: {exc.strerror}.",
+            f"error: {message}",
             highlight=False,
             markup=False,
             soft_wrap=True,
@@ -904,8 +946,44 @@ def recheck(
     raise typer.Exit(Verdict(result["verdict"]).exit_code)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt (`main` exits 143).
+
+    Why: the default action of SIGTERM ends the process on the spot, where it stands: no
+    `finally` block runs, so a temporary output file stays behind and the optimiser's pool is
+    not stopped.  As a KeyboardInterrupt it unwinds through the same handlers as Ctrl-C, which
+    already clean up (atomic writers, `ncverify.evidence.workers.pool`, a sweep's cluster).
+    """
+
+    received = False  # a SIGTERM came: the exit code of an interrupt is 143, not 130
+
+    @classmethod
+    @contextlib.contextmanager
+    def raised(cls) -> Iterator[None]:
+        """Inside the block, SIGTERM raises `_Terminated` (once: more while it unwinds would cut
+        the cleanup short); the previous handler after it (`main` also runs in-process, in tests).
+        Signal handlers can be set in the main thread only: elsewhere nothing changes."""
+
+        def handler(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
+            if not cls.received:
+                cls.received = True
+                raise cls
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        cls.received = False
+        previous = signal.signal(signal.SIGTERM, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def main() -> None:
-    """Console-script entry point: usage errors also become one sentence and exit code 2."""
+    """Console-script entry point: usage errors also become one sentence and exit code 2; an
+    interrupt exits 130 (Ctrl-C), or 143 (SIGTERM, see `_Terminated`), with nothing half-written.
+    """
     try:  # typer >= 0.20 vendors click; older versions use click itself
         from typer._click.exceptions import ClickException
     except ImportError:  # pragma: no cover
@@ -913,28 +991,32 @@ def main() -> None:
 
     if len(sys.argv) <= 1:  # bare `ncverify`: the help, not a usage error
         sys.argv.append("--help")
-    try:
-        rc = app(standalone_mode=False)
-    except ClickException as exc:
-        err.print(f"error: {exc.format_message()}", highlight=False, markup=False, soft_wrap=True)
-        sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(130)
-    except KeyboardInterrupt:
-        err.print("interrupted.", highlight=False, markup=False)
-        sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - a traceback is never the interface
-        err.print(
-            f"error: internal error ({type(exc).__name__}: {exc}); this is a bug in "
-            "ncverify, please report it with the command line.",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
-        )
-        sys.exit(INTERNAL_ERROR)
-    sys.exit(rc if isinstance(rc, int) else 0)
+    with _Terminated.raised():
+        try:
+            rc = app(standalone_mode=False)
+        except ClickException as exc:
+            err.print(
+                f"error: {exc.format_message()}", highlight=False, markup=False, soft_wrap=True
+            )
+            rc = 2
+        except typer.Exit as exc:  # typer turns KeyboardInterrupt (`_Terminated` too) into 130
+            rc = exc.exit_code
+        except typer.Abort:
+            rc = 130
+        except KeyboardInterrupt:
+            err.print("interrupted.", highlight=False, markup=False)
+            rc = 130
+        except Exception as exc:  # noqa: BLE001 - a traceback is never the interface
+            err.print(
+                f"error: internal error ({type(exc).__name__}: {exc}); this is a bug in "
+                "ncverify, please report it with the command line.",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+            rc = INTERNAL_ERROR
+    code = rc if isinstance(rc, int) else 0
+    sys.exit(143 if code == 130 and _Terminated.received else code)
 
 
 if __name__ == "__main__":  # pragma: no cover

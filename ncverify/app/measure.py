@@ -111,7 +111,14 @@ def _read(path: str) -> dict[str, Any]:
         raise MeasureError(f"{path} is not a NumPy .npz file: {type(exc).__name__}.") from None
     if not hasattr(data, "files"):
         raise MeasureError(f"{path} is a single array, not an .npz archive of named arrays.")
-    return {name: data[name] for name in data.files}
+    try:
+        return {name: data[name] for name in data.files}
+    except ValueError:  # numpy refuses a pickled (object) array without allow_pickle
+        raise MeasureError(
+            f"{path} holds a pickled object array, which ncverify never loads (only numbers)."
+        ) from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise MeasureError(f"{path} is not a NumPy .npz file: {type(exc).__name__}.") from None
 
 
 def _array(
@@ -465,7 +472,11 @@ def plot(m: Measurement, path: str) -> None:
     ax.set_title(f"{m.claim.id}: gains at lambda_H = {lam:.3g} ({m.lambda_h_source})")
     ax.legend(loc="upper right", ncol=2)
     fig.tight_layout()
+    from ncverify.paths import open_for_write
+
+    fmt = Path(path).suffix.lower().lstrip(".") or None  # None: matplotlib's default (png)
     try:
-        fig.savefig(path, dpi=110)
+        with open_for_write(path, binary=True, what="plot file") as fh:
+            fig.savefig(fh, dpi=110, format=fmt)
     finally:
         plt.close(fig)

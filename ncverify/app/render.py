@@ -15,7 +15,7 @@ from rich.text import Text
 
 from ncverify.claim import Boundary, Claim, Prediction
 from ncverify.model.problem import Problem
-from ncverify.report import GeometryEvidence, Report, Verdict
+from ncverify.report import DIGITS, GeometryEvidence, Report, Verdict
 
 VERDICT_STYLE = {
     Verdict.CERTIFIED: "bold green",
@@ -318,7 +318,7 @@ def prediction_page(
         return Group(*parts)
     parts.append(
         Text(
-            f"optimum F* = {mpmath.nstr(pred.objective, 30)}"
+            f"optimum F* = {mpmath.nstr(pred.objective, DIGITS)}"
             + (
                 f"  (rigorous enclosure [{mpmath.nstr(pred.objective_enclosure[0], 20)}, "
                 f"{mpmath.nstr(pred.objective_enclosure[1], 20)}])"
@@ -341,7 +341,7 @@ def prediction_page(
             t.add_column(col)
         for b in pred.phase.boundaries:
             axis = "lambda (all tied)" if b.axis == "lambda" else b.axis
-            t.add_row(axis, _fmt(b.critical, 6), ", ".join(map(str, b.classes)), b.change)
+            t.add_row(axis, _fmt(b.critical, 6), class_list(b.classes), b.change)
         parts.append(t)
     return Group(*parts)
 
@@ -414,7 +414,15 @@ def _counterexample(r: Report) -> list[Any]:
 
 
 def _classes(b: Boundary) -> str:
-    return f"class(es) {', '.join(map(str, b.classes))}: {b.change}"
+    return f"class(es) {class_list(b.classes)}: {b.change}"
+
+
+def class_list(classes: Sequence[int]) -> str:
+    """Class indices for a reader: all of them up to `MAX_CLASS_ROWS`, else the first ones and
+    how many more (the JSON has every one)."""
+    shown = ", ".join(map(str, classes[:MAX_CLASS_ROWS]))
+    rest = len(classes) - MAX_CLASS_ROWS
+    return shown if rest <= 0 else f"{shown}, ... ({rest} more)"
 
 
 def summary_table(reports: list[Report]) -> Table:

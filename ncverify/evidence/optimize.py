@@ -36,7 +36,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
@@ -44,7 +43,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ncverify.backend import Backend
-from ncverify.evidence import lbfgs
+from ncverify.evidence import lbfgs, workers
 from ncverify.model.elimination import optimal_features
 from ncverify.model.flatten import Flattener
 from ncverify.model.objective import Objective, Params, norm
@@ -356,6 +355,12 @@ class Continuation:
             raise ValueError("continuation factors: down in (0, 1), up above 1.")
         if not self.tolerance >= 0:
             raise ValueError("continuation tolerance must be non-negative.")
+
+    @property
+    def most_descents(self) -> int:
+        """Descents of one run at most: each `down` factor, the true problem, and for each rung
+        of `up` one descent there and one back on the true problem."""
+        return len(self.down) + 1 + 2 * len(self.up)
 
 
 DEFAULT_CONTINUATION = Continuation()
@@ -676,7 +681,9 @@ def multistart(
                 progress(i, run)
         return runs
     spec = (backend.name, backend.device_name, backend.dtype_name)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=_pool_context()) as pool:
+    # the pool's workers end with this process and leave Ctrl-C to it; an interrupt (or any
+    # exception) here kills them at once rather than waiting for their runs (`workers.pool`)
+    with workers.pool(jobs, _pool_context()) as pool:
         # Largest scales first: they take the most iterations, and starting the longest jobs
         # first keeps the workers busy to the end (results do not depend on the order).
         order = sorted(range(restarts), key=lambda i: -per_run[i])

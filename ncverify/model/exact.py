@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import mpmath
 import numpy as np
 
-from ncverify.model.intervals import interval_precision
+from ncverify.model.intervals import ends, interval_precision
 from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
 
@@ -182,11 +182,6 @@ def claimed_enclosure(prediction: Prediction) -> tuple[Any, bool]:
             return iv.mpf([obj - pad, obj + pad]), False
 
 
-def _ends(x: Any) -> tuple[mpmath.mpf, mpmath.mpf]:
-    with mpmath.workprec(PREC):
-        return mpmath.mpf(x.a), mpmath.mpf(x.b)
-
-
 def point_structure(problem: Problem, point: Params) -> dict[str, Any]:
     """Rank and singular values of the class-level logits `W_M ... W_1 Hbar` (through the ReLUs
     of a ReLU head), the class-mean Gram matrix `Hbar^T Hbar` (layer 1) and the classifier Gram
@@ -237,10 +232,10 @@ def certify_point(
     point's `structure`.  `certified` is `gap > bound`.
     """
     claimed, claimed_rigorous = claimed_enclosure(prediction)
-    c_lo, c_hi = _ends(claimed)
+    c_lo, c_hi = ends(claimed)
     value = enclose_objective(problem, point)
     if value is not None:
-        v_lo, v_hi = _ends(value)
+        v_lo, v_hi = ends(value)
         method = (
             f"exact rational arithmetic and {PREC}-bit interval arithmetic on the class-level "
             "terms (class-constant features verified)"

@@ -27,6 +27,15 @@ def interval_precision(bits: int) -> Iterator[Any]:
         iv.prec = saved
 
 
+def ends(x: Any) -> tuple[mpmath.mpf, mpmath.mpf]:
+    """The two ends of an `mpmath.iv` interval as mpf numbers, exactly (from their raw mantissa
+    and exponent): `mpmath.mpf(x.a)` at the working precision of `mpmath.mp` (53 bits unless
+    set) rounds each end to the nearest double, and an enclosure narrower than an ulp would
+    collapse onto a float that need not lie inside it."""
+    lo, hi = x._mpi_
+    return mpmath.mp.make_mpf(lo), mpmath.mp.make_mpf(hi)
+
+
 def round_down(x: mpmath.mpf) -> float:
     """The largest float not above `x`: a lower bound stays a lower bound as a float."""
     f = float(x)

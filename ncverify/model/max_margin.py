@@ -26,7 +26,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from ncverify.model.intervals import interval_precision
+from ncverify.model.intervals import ends, interval_precision
 from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
 
@@ -103,7 +103,7 @@ def schatten_enclosure(
                 continue  # a zero singular value contributes nothing
             lo, hi = iv.mpf(int(a.p)) / int(a.q), iv.mpf(int(b.p)) / int(b.q)
             total += mult * iv.exp(half_q * iv.log(iv.mpf([max(lo.a, 0), hi.b])))
-        return mpmath.mpf(total.a), mpmath.mpf(total.b)
+        return ends(total)
 
 
 def labels(k: int) -> list[list[Fraction]]:
@@ -134,7 +134,7 @@ def factor_constant(problem: Problem) -> tuple[mpmath.mpf, mpmath.mpf]:
     m1, p = problem.depth + 1, problem.lambda_product
     with interval_precision(220) as iv:
         c = iv.mpf(m1) / 2 * iv.exp(iv.log(iv.mpf(p.numerator) / iv.mpf(p.denominator)) / m1)
-        return mpmath.mpf(c.a), mpmath.mpf(c.b)
+        return ends(c)
 
 
 def class_logits(point: Params, counts: tuple[int, ...]) -> np.ndarray:

@@ -23,8 +23,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Literal
+
+from ncverify.limits import (
+    FLOAT_BYTES,
+    LAMBDA_RANGE,
+    MAX_CLASSES,
+    MAX_COUNT,
+    MAX_DEPTH,
+    PRODUCT_RANGE,
+    REPRESENTABLE_LAMBDA,
+    REPRESENTABLE_PRODUCT,
+    skip_unless_fits,
+)
 
 Loss = Literal["mse", "ce", "max-margin"]
 BiasMode = Literal["none", "free", "regularised"]
@@ -48,7 +61,8 @@ def exact(value: object, name: str) -> Fraction:
     """Parse a positive finite number exactly: `"5e-4"` becomes `Fraction(1, 2000)`.
 
     Floats are read through their shortest decimal representation, so `5e-4` (float) is also
-    `1/2000`.
+    `1/2000`.  Text is read as a `Decimal` first, whose exponent is checked before any exact
+    rational is formed: `Fraction("1e999999999")` would build a billion-digit integer.
     """
     if isinstance(value, Fraction):
         result = value
@@ -61,16 +75,46 @@ def exact(value: object, name: str) -> Fraction:
             raise ProblemError(f"{name} must be a positive finite number, not {value!r}.")
         result = Fraction(repr(value))
     elif isinstance(value, str):
-        text = value.strip()
-        try:
-            result = Fraction(text)
-        except (ValueError, ZeroDivisionError):
-            raise ProblemError(f"{name} must be a positive finite number, not {value!r}.") from None
+        result = _parse_exact(value.strip(), name)
     else:
         raise ProblemError(f"{name} must be a positive finite number, not {value!r}.")
     if result <= 0:
         raise ProblemError(f"{name} must be a positive finite number, not {value!s}.")
     return result
+
+
+#: Longest text of one number: more digits than any float64 computation could use.
+MAX_NUMBER_TEXT = 400
+
+
+def _parse_exact(text: str, name: str) -> Fraction:
+    """A decimal (`5e-4`) or a rational (`1/2000`, as the reports write them), exactly; a
+    magnitude far outside float64 is refused before the rational is formed."""
+    bad = ProblemError(f"{name} must be a positive finite number, not {text!r}.")
+    if len(text) > MAX_NUMBER_TEXT:
+        raise ProblemError(f"{name} has more than {MAX_NUMBER_TEXT} characters.")
+    if "/" in text:
+        num, _, den = text.partition("/")
+        try:
+            result = Fraction(int(num), int(den))
+        except (ValueError, ZeroDivisionError):
+            raise bad from None
+        return result
+    try:
+        dec = Decimal(text)
+    except InvalidOperation:
+        raise bad from None
+    if not dec.is_finite() or dec <= 0:
+        raise bad
+    if not -FLOAT_DECADES <= dec.adjusted() <= FLOAT_DECADES:
+        raise ProblemError(
+            f"{name} = {text} is outside what float64 can represent (about 1e-308 to 1e308)."
+        )
+    return Fraction(dec)
+
+
+#: Decimal exponents beyond which a number is not a float64 (its normal range is 1e-308..1e308).
+FLOAT_DECADES = 308
 
 
 def _int_list(value: object, name: str) -> tuple[int, ...]:
@@ -111,6 +155,39 @@ def _fraction_list(value: object, name: str) -> tuple[Fraction, ...]:
     return tuple(exact(p, name) for p in parts)
 
 
+def _at_most(value: int, limit: int, what: str) -> None:
+    if value > limit:
+        shown = f"{value:.3g}" if value > 10**15 else str(value)
+        raise ProblemError(f"{what} must be at most {limit}, not {shown}.")
+
+
+def _in_float_range(value: Fraction, bounds: tuple[float, float], what: str) -> None:
+    """Every numerical step computes in float64: a lambda (or the product of them that the closed
+    forms take roots of) far from 1 overflows or vanishes there (`ncverify.limits.LAMBDA_RANGE`)."""
+    low, high = bounds
+    if not Fraction(low) <= value <= Fraction(high):
+        raise ProblemError(
+            f"{what} must lie between {low:.0e} and {high:.0e} (float64 must represent it and "
+            f"its products), not about 1e{_decade(value)}."
+        )
+
+
+def _input_ranges(lw: tuple[Fraction, ...], lh: Fraction, lb: Fraction | None) -> None:
+    """The lambdas a user may give (`ncverify.limits.LAMBDA_RANGE`, `PRODUCT_RANGE`): narrower
+    than what a `Problem` may hold, so that the problems the runs derive from it stay valid."""
+    named = [(lam, "lambda_W") for lam in lw] + [(lh, "lambda_H"), (lb, "lambda_b")]
+    for lam, name in named:
+        if lam is not None:
+            _in_float_range(lam, LAMBDA_RANGE, name)
+    product = lh * math.prod(lw, start=Fraction(1))
+    _in_float_range(product, PRODUCT_RANGE, "the product lambda_H prod lambda_W")
+
+
+def _decade(value: Fraction) -> int:
+    """The decimal exponent of a positive rational, even where its float would be 0 or inf."""
+    return math.floor(math.log10(value.numerator) - math.log10(value.denominator))
+
+
 @dataclass(frozen=True)
 class Problem:
     """One instance: validated on construction, immutable, hashable.
@@ -142,11 +219,14 @@ class Problem:
     def __post_init__(self) -> None:
         if len(self.counts) < 2:
             raise ProblemError(f"need at least K = 2 classes, got K = {len(self.counts)}.")
+        _at_most(len(self.counts), MAX_CLASSES, "the number of classes K")
         for n in self.counts:
             if n < 1:
                 raise ProblemError(f"every class count must be a positive integer, got {n}.")
+            _at_most(n, MAX_COUNT, "a class count")
         if self.depth < 1:
             raise ProblemError(f"depth must be a positive integer, got {self.depth}.")
+        _at_most(self.depth, MAX_DEPTH, "the depth")
         if len(self.widths) != self.depth:
             raise ProblemError(
                 f"depth {self.depth} needs {self.depth} widths (d, d_1, ..., d_{{M-1}}), "
@@ -163,6 +243,10 @@ class Problem:
         for lam in (*self.lambda_w, self.lambda_h):
             if not isinstance(lam, Fraction) or lam <= 0:
                 raise ProblemError(f"every lambda must be a positive finite number, got {lam}.")
+            _in_float_range(lam, REPRESENTABLE_LAMBDA, "every lambda")
+        _in_float_range(
+            self.lambda_product, REPRESENTABLE_PRODUCT, "the product lambda_H prod lambda_W"
+        )
         if self.loss not in LOSSES:
             raise ProblemError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}.")
         if self.bias not in BIAS_MODES:
@@ -176,6 +260,7 @@ class Problem:
         if self.bias == "regularised":
             if self.lambda_b is None or self.lambda_b <= 0:
                 raise ProblemError("a regularised bias needs a positive lambda_b.")
+            _in_float_range(self.lambda_b, REPRESENTABLE_LAMBDA, "lambda_b")
         elif self.lambda_b is not None:
             raise ProblemError("lambda_b is only meaningful with a regularised bias.")
 
@@ -212,6 +297,7 @@ class Problem:
                 raise ProblemError("classes and samples must each be a single integer.")
             if k[0] < 2:
                 raise ProblemError(f"need at least K = 2 classes, got K = {k[0]}.")
+            _at_most(k[0], MAX_CLASSES, "the number of classes K")  # before K copies are made
             counts_t = (n[0],) * k[0]
         else:
             counts_t = _int_list(counts, "counts")
@@ -221,6 +307,7 @@ class Problem:
         m = depth_t[0]
         if m < 1:
             raise ProblemError(f"depth must be a positive integer, got {m}.")
+        _at_most(m, MAX_DEPTH, "the depth")  # before M copies of the width are made
         if width is not None and widths is not None:
             raise ProblemError("give either width or widths, not both.")
         if widths is not None:
@@ -237,6 +324,7 @@ class Problem:
         lb = None if lambda_b is None else exact(lambda_b, "lambda_b")
         if bias is None:
             bias = "regularised" if lb is not None else "none"
+        _input_ranges(lw, lh, lb)
         return cls(
             counts=counts_t,
             depth=m,
@@ -303,11 +391,24 @@ class Problem:
 
     @property
     def n_parameters(self) -> int:
-        total = sum(a * b for a, b in self.layer_shapes) + self.widths[0] * self.N
+        return self.point_entries()
+
+    def point_entries(self, columns: int | None = None) -> int:
+        """Float entries of a point `(W_1, ..., W_M, H, b)` whose features have `columns`
+        columns: every sample's (`N`, the default), or `K` for the class means."""
+        cols = self.N if columns is None else columns
+        total = sum(a * b for a, b in self.layer_shapes) + self.widths[0] * cols
         return total + (self.K if self.bias != "none" else 0)
 
     def labels(self) -> list[int]:
-        """Class index of every sample, samples ordered class by class."""
+        """Class index of every sample, samples ordered class by class.
+
+        Every array with one column per sample is indexed by these, so this is where a step
+        that would build one too large for memory stops (`StepSkipped`, said in the report).
+        """
+        skip_unless_fits(
+            FLOAT_BYTES * self.point_entries(), f"every sample's features (N = {self.N})"
+        )
         return [k for k, n in enumerate(self.counts) for _ in range(n)]
 
     def describe(self) -> dict[str, object]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ncverify.paths import PLOT_FORMATS  # noqa: F401 - the formats of every ncverify plot
 from ncverify.report import Verdict
 
 SIGNIFICANT_DIGITS = 6
@@ -32,7 +33,6 @@ FLAGS = {  # option name -> the CLI flag, for messages and reproducing commands
 TASK_PREFIX = "ncverify-point"
 ALIVE_GAIN = 1e-4  # a class is alive in an optimiser run when (W Hbar)_kk exceeds this
 MAX_RESUBMIT = 3  # resubmissions of a point after the scheduler gave up on it (KilledWorker)
-PLOT_FORMATS = ("png", "svg", "pdf")
 VERDICT_COLOURS = {
     Verdict.CERTIFIED: "#2ca02c",
     Verdict.CONSISTENT: "#98df8a",

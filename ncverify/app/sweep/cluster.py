@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,7 @@ def dask_client(scheduler: str | None, workers: int | None) -> Iterator[Any]:
         # the cluster's own logs (a worker's heartbeat racing the shutdown, say) are not the
         # user's business: a point's failure reaches us through its future and is reported
         silence_logs=logging.CRITICAL,
+        preload=[__name__],  # each worker runs `dask_setup` below as it starts: quiet on Ctrl-C
     )
     client = Client(cluster, set_as_default=False)
     try:
@@ -62,6 +64,18 @@ def dask_client(scheduler: str | None, workers: int | None) -> Iterator[Any]:
         with _quiet("distributed"):
             client.close()
             cluster.close()
+
+
+def dask_setup(worker: Any) -> None:  # noqa: ARG001 - the signature of Dask's preload hook
+    """Ignore SIGINT in a worker process of the local cluster (Dask's preload hook, run in the
+    worker's main thread as it starts).
+
+    Why: Ctrl-C at a terminal sends SIGINT to the whole foreground process group, the local
+    workers included, and each of them printed a KeyboardInterrupt traceback (17 lines a worker)
+    under the sweep's own message.  The sweep's process answers Ctrl-C alone: it says what is
+    saved, and closing the cluster stops the workers.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextlib.contextmanager

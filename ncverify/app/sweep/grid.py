@@ -18,6 +18,7 @@ from ncverify.app.sweep._common import (
     SIGNIFICANT_DIGITS,
     SweepError,
 )
+from ncverify.limits import MAX_SWEEP_POINTS
 from ncverify.model.problem import ProblemError, exact
 
 
@@ -89,6 +90,10 @@ def parse_axis(name: str, text: str) -> Axis:
         ) from None
     if count < 1:
         raise SweepError(f"the count of the {flag} range must be at least 1, not {count}.")
+    if count > MAX_SWEEP_POINTS:  # before the grid is built: each point is a whole check
+        raise SweepError(
+            f"the count of the {flag} range must be at most {MAX_SWEEP_POINTS}, not {parts[2]}."
+        )
     try:
         start, stop = exact(parts[0], name), exact(parts[1], name)
     except ProblemError:
@@ -180,6 +185,12 @@ def expand(options: dict[str, str | None], tied: bool) -> tuple[list[Axis], list
     for name in ("counts", "widths"):
         if is_range(options.get(name)):
             raise SweepError(f"{FLAGS[name]} cannot be a range; give {name} as a list.")
+    size = math.prod(len(a.values) for a in axes)
+    if size > MAX_SWEEP_POINTS:
+        raise SweepError(
+            f"the grid has {size} points, more than the {MAX_SWEEP_POINTS} one sweep may run; "
+            "split it into several sweeps."
+        )
     points = []
     for index, combo in enumerate(itertools.product(*(a.values for a in axes))):
         coords = {a.name: c for a, c in zip(axes, combo, strict=True)}

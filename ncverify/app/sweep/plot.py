@@ -12,7 +12,6 @@ from typing import Any
 from ncverify.app.sweep._common import (
     ALIVE_GAIN,
     LAMBDA_OPTIONS,
-    PLOT_FORMATS,
     VERDICT_COLOURS,
     SweepError,
 )
@@ -33,13 +32,10 @@ def plot_axes(axes: Sequence[Axis]) -> list[Axis]:
 
 
 def check_plot_path(path: str) -> None:
-    ext = os.path.splitext(path)[1].lower().lstrip(".")
-    if ext not in PLOT_FORMATS:
-        raise SweepError(f"--plot must name a .png, .svg or .pdf file, not {path!r}.")
-    from ncverify.paths import OutputError, check_file
+    from ncverify.paths import OutputError, check_plot_file
 
     try:
-        check_file(path, "plot file")
+        check_plot_file(path)
     except OutputError as exc:
         raise SweepError(str(exc)) from None
 
@@ -77,15 +73,12 @@ def plot(records: Sequence[dict[str, Any]], axes: Sequence[Axis], path: str, tit
             _plot_1d(fig, records, shown[0], title)
         else:
             _plot_2d(fig, records, shown, title)
-        # the format from the target's extension; written beside it, then renamed over it
+        # the format from the target's extension; written whole (ncverify.paths decides how)
         fmt = os.path.splitext(path)[1].lower().lstrip(".")
-        tmp = f"{path}.tmp-{os.getpid()}"
-        try:
-            fig.savefig(tmp, dpi=130, format=fmt)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        from ncverify.paths import open_for_write
+
+        with open_for_write(path, binary=True, what="plot file") as fh:
+            fig.savefig(fh, dpi=130, format=fmt)
 
 
 def _label(name: str) -> str:

@@ -25,23 +25,23 @@ class ResultsFile:
             if resume:
                 raise SweepError("--resume needs --out FILE, the results file to continue.")
             return
-        if os.path.isdir(path):
-            raise SweepError(f"the results file {path!r} is a directory.")
-        if os.path.exists(path):
-            if not resume:
-                raise SweepError(
-                    f"the results file {path!r} exists; pass --resume to continue it "
-                    "or choose another file."
-                )
-            self._load(path)
         # checked, not created: a sweep that stops before its first point (an unreachable
-        # scheduler, an interrupt) leaves no empty file behind to block the rerun
+        # scheduler, an interrupt) leaves no empty file behind to block the rerun; a folder or
+        # a socket is refused, a symlink followed (ncverify.paths decides)
         from ncverify.paths import OutputError, check_file
 
         try:
             check_file(path, "results file")
         except OutputError as exc:
             raise SweepError(str(exc)) from None
+        # only a regular file holds earlier records: a FIFO or /dev/null has none to resume
+        if os.path.isfile(path):
+            if not resume:
+                raise SweepError(
+                    f"the results file {path!r} exists; pass --resume to continue it "
+                    "or choose another file."
+                )
+            self._load(path)
 
     def _load(self, path: str) -> None:
         try:
@@ -65,10 +65,9 @@ class ResultsFile:
             self.records[key] = record
             kept.append(line)
         if self.dropped or (lines and lines[-1] != ""):
-            tmp = f"{path}.tmp-{os.getpid()}"
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write("".join(line + "\n" for line in kept))
-            os.replace(tmp, path)
+            from ncverify.paths import write_text
+
+            write_text(path, "".join(line + "\n" for line in kept), what="results file")
 
     def __contains__(self, key: str) -> bool:
         return key in self.records
@@ -80,9 +79,8 @@ class ResultsFile:
             return False
         self.records[key] = record
         if self.path is not None:
+            from ncverify.paths import append_text
+
             line = json.dumps(record, allow_nan=False, separators=(",", ":"))
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            append_text(self.path, line + "\n", what="results file")
         return True

@@ -33,8 +33,10 @@ import numpy as np
 import sympy as sp
 
 from ncverify.evidence.certificates.certificate import Certificate
+from ncverify.limits import StepSkipped
 from ncverify.model.factorisations import balanced_layers, simplex_directions
 from ncverify.model.intervals import round_down
+from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
 from ncverify.model.scalar import ModeMinimum, collapse_threshold, minimise_mode
 
@@ -86,7 +88,7 @@ def separable_reduction(problem: Problem) -> Certificate | None:
     s = np.array([gains[i] * np.sqrt(mode_counts[i]) for i in alive])
     dirs = directions[:, alive]
     bias = np.full(problem.K, 1.0 / problem.K) if problem.bias == "free" else None
-    point = balanced_layers(problem, dirs, s, dirs, bias)
+    point, point_notes = _point_if_it_fits(problem, dirs, s, dirs, bias)
     notes = []
     if any(ties):
         notes.append("a mode sits exactly at its collapse threshold: the minimiser is not unique")
@@ -111,8 +113,23 @@ def separable_reduction(problem: Problem) -> Certificate | None:
         exact=True,
         unique=not notes,
         point=point,
-        notes=notes,
+        notes=notes + point_notes,
     )
+
+
+def _point_if_it_fits(
+    problem: Problem,
+    left: np.ndarray,
+    s: np.ndarray,
+    right: np.ndarray,
+    bias: np.ndarray | None,
+) -> tuple[Params | None, list[str]]:
+    """The certificate's minimiser, or None with a note where every sample's features would not
+    fit in memory: the bound needs no point, only the comparison of its primal value does."""
+    try:
+        return balanced_layers(problem, left, s, right, bias), []
+    except StepSkipped as exc:
+        return None, [f"its minimiser is not built: {exc}"]
 
 
 # ---- a free bias with any counts: the modes of the centred target ------------------------------
@@ -288,7 +305,7 @@ def _centred_reduction(problem: Problem) -> Certificate:
     alive = [i for i, b in enumerate(brackets) if b.gamma > 0]
     t = np.array([brackets[i].gamma * sv[i] for i in alive])
     bias = np.asarray(problem.counts, dtype=np.float64) / problem.N
-    point = balanced_layers(problem, u[:, alive], t, vt.T[:, alive], bias)
+    point, point_notes = _point_if_it_fits(problem, u[:, alive], t, vt.T[:, alive], bias)
     notes = []
     if any(b.tie for b in brackets):
         notes.append("a mode sits exactly at its collapse threshold: the minimiser is not unique")
@@ -316,5 +333,5 @@ def _centred_reduction(problem: Problem) -> Certificate:
         exact=True,
         unique=not notes,
         point=point,
-        notes=notes,
+        notes=notes + point_notes,
     )

@@ -1,0 +1,107 @@
+"""Worker pools whose processes never outlive their parent and never answer Ctrl-C themselves.
+
+Why: the optimiser's runs go to worker processes (`ncverify.evidence.optimize.multistart`), and
+`concurrent.futures.ProcessPoolExecutor` leaves them on their own in three ways.
+
+- The parent killed outright (SIGKILL, the OOM killer, `timeout`) tells them nothing: a worker
+  busy in a run computes it to the end, orphaned (two workers ran on for 35 minutes after
+  `timeout` killed a `check` with 5000 classes).  So each worker asks the kernel for SIGKILL
+  when its parent dies (Linux: `prctl(PR_SET_PDEATHSIG)`), and elsewhere a daemon thread polls
+  the parent's pid once a second and ends the worker when it changes.
+- The pool's exit waits for the runs in flight: Ctrl-C took 9 to 14 s to answer.  `pool` kills
+  the workers at once when its block is left by an exception (KeyboardInterrupt included).
+- Ctrl-C at a terminal sends SIGINT to the whole foreground process group: every worker would
+  print a KeyboardInterrupt traceback of its own.  The workers ignore SIGINT; the parent answers
+  it and stops them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing.context
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+POLL_SECONDS = 1.0  # how often the fallback watchdog looks at the parent pid
+
+
+@contextlib.contextmanager
+def pool(jobs: int, context: multiprocessing.context.BaseContext) -> Iterator[ProcessPoolExecutor]:
+    """A `ProcessPoolExecutor` of `jobs` workers set up by `initialise`.
+
+    Left normally, it shuts down as usual (waiting for the calls, which are all done by then);
+    left by an exception (KeyboardInterrupt, or the SIGTERM exception of the command line), it
+    cancels the pending calls and kills the workers without waiting for the runs in flight.
+    """
+    executor = ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=initialise, initargs=(os.getpid(),)
+    )
+    try:
+        yield executor
+    except BaseException:
+        stop(executor)
+        raise
+    executor.shutdown(wait=True)
+
+
+def stop(executor: ProcessPoolExecutor) -> None:
+    """Cancel the pending calls of `executor` and kill its worker processes now.
+
+    `ProcessPoolExecutor` has no public way to stop a call that is running: `shutdown` cancels
+    the pending ones and waits for the rest (as does the interpreter's exit, which joins the
+    pool's threads and processes).  Its private `_processes` (pid -> `Process`, CPython 3.8 to
+    3.14) is the only handle on the workers; where it is missing, the workers still end with
+    this process (`initialise`), only later.
+    """
+    processes = tuple((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError):  # already gone, or already closed
+            process.kill()
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError, AssertionError):
+            process.join(timeout=5)  # reap them: SIGKILL takes effect at once
+
+
+def initialise(parent: int) -> None:
+    """The pool's initializer, run first in each worker: leave SIGINT to the parent, take the
+    default action on SIGTERM (a forked worker inherits the command line's handler, which
+    would raise in it), and end when `parent` (the pid of the process that made the pool) does.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if not _kill_on_parent_death():
+        threading.Thread(target=_watch, args=(parent,), name="parent-watchdog", daemon=True).start()
+    # the parent may have died before the request above: then this process has already been
+    # handed to another parent, and no signal will come
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _kill_on_parent_death() -> bool:
+    """Ask the kernel for SIGKILL when the parent dies (Linux); False where that is not possible.
+
+    On Linux "the parent" is the thread that forked this process: `multistart` makes its pools
+    from the main thread only (`default_jobs`), which lives as long as the process.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # no C library to load, or no prctl in it
+        return False
+
+
+def _watch(parent: int) -> None:
+    """The portable fallback: end this process once its parent is no longer `parent`."""
+    while os.getppid() == parent:
+        time.sleep(POLL_SECONDS)
+    os._exit(1)
