@@ -219,6 +219,7 @@ def check(*args: str, cwd: Path | None = None) -> tuple[int, dict]:
     return proc.returncode, json.loads(proc.stdout)
 
 
+@pytest.mark.heavy  # 16 starts at each of three lambdas, 30 s in all
 @pytest.mark.parametrize("depth", [2, 3, 4, 5])
 def test_two_classes_no_run_beats_dnc(depth: int) -> None:
     """K = 2, several lambdas, 16 random starts: no run ends below the DNC value by more than

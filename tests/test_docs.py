@@ -34,6 +34,8 @@ from ncverify.app.cli import app  # noqa: E402
 from ncverify.claim import Claim  # noqa: E402
 from ncverify.report import Counterexample  # noqa: E402
 
+pytestmark = pytest.mark.heavy  # one strict build of the whole site (about a minute)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

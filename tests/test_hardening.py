@@ -58,6 +58,7 @@ def one_sentence(proc: subprocess.CompletedProcess[str], code: int, word: str) -
 
 
 # ---- 1 ------------------------------------------------------------------------------------------
+@pytest.mark.heavy  # every claim's default check (the README's main command runs it in CI too)
 def test_check_all_prints_its_table_and_writes_every_report(tmp_path: Path) -> None:
     target = tmp_path / "all.json"
     proc = ncverify("check", "--all", "--json", str(target))

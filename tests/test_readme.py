@@ -41,7 +41,11 @@ def test_the_readme_shows_commands() -> None:
     assert any(c.startswith(".venv/bin/ncverify check") for c in _commands())
 
 
-@pytest.mark.parametrize("command", _commands())
+@pytest.mark.parametrize(
+    "command",
+    # a sweep starts a Dask cluster and runs twenty checks: under the heavy marker
+    [pytest.param(c, marks=pytest.mark.heavy) if " sweep " in c else c for c in _commands()],
+)
 def test_readme_command(command: str, tmp_path: Path) -> None:
     argv = shlex.split(command)
     assert argv[0].startswith(".venv/bin/"), command

@@ -17,6 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 HAS_TORCH = importlib.util.find_spec("torch") is not None
+pytestmark = pytest.mark.heavy  # each trains a network (10 to 20 s)
 PAGE = (ROOT / "docs" / "measure.md").read_text(encoding="utf-8")
 
 
