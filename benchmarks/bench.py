@@ -538,8 +538,14 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("curvature at the predicted point (Lanczos)", ("ncverify/evidence/curvature.py",)),
     (
-        "metrics, run classification, report",
-        ("ncverify/evidence/metrics.py", "ncverify/verify.py", "ncverify/report.py"),
+        "metrics, run classification, pipeline, report",
+        (
+            "ncverify/evidence/metrics.py",
+            "ncverify/evidence/structure.py",
+            "ncverify/kinds/",
+            "ncverify/pipeline/",
+            "ncverify/report.py",
+        ),
     ),
     (
         "symbolic: closed form and certificate (sympy, mpmath)",

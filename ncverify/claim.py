@@ -2,11 +2,15 @@
 
 A claim module in `theorems/` exposes `claim`, an instance of a `Claim` subclass with
 `id`, `title`, `source`, `status`, and the four methods of docs/adding-a-claim.md: `hypotheses`,
-`closed_form`, `minimiser`, `derivation`.  The engine (`ncverify.verify`) does the rest.
+`closed_form`, `minimiser`, `derivation`.  The engine (`ncverify.verify`) does the rest.  A
+claim may also declare its `truth_region` (`TruthRegion`): the instances on which a theorem or
+an exact certificate establishes it, which `scripts/soak.py` draws from.
 """
 
 from __future__ import annotations
 
+import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -106,13 +110,14 @@ class ClassPrediction:
         return float(sp.N(self.gain, 30))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Prediction:
-    """The symbolic prediction of a claim for one instance."""
+    """The symbolic prediction of a claim for one instance: its value, and where the claim has
+    them, what it says of each class (none: a claim about the value and a geometry only)."""
 
     objective: mpmath.mpf  # the claimed optimal value, high precision
-    classes: tuple[ClassPrediction, ...]
-    bias: tuple[float, ...] | None
+    classes: tuple[ClassPrediction, ...] = ()
+    bias: tuple[float, ...] | None = None
     unique: bool  # is the geometry unique (up to orthogonal changes of hidden bases)?
     geometry: str  # in words: "orthogonal frame", "simplex ETF", "zero", ...
     zero: bool  # the predicted minimiser is the zero solution (W Hbar = 0): E4 checks that
@@ -129,6 +134,15 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class SearchBudget:
+    """What a claim's own counterexample search may do: its seed, and how many random starts
+    it may add to its structured candidates (0 where the random-start runs are off)."""
+
+    seed: int = 0
+    random_starts: int = 8
+
+
+@dataclass(frozen=True)
 class Candidate:
     """A structured point proposed by a claim's own counterexample search."""
 
@@ -137,7 +151,239 @@ class Candidate:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-class Claim:
+#: What can establish a claim on its truth region (`TruthRegion.basis`).
+BASES = ("proven", "certified", "none")
+
+#: Certificate kinds that determine the optimum itself wherever they apply (`Certificate.exact`):
+#: the separable reduction (MSE, no bias or a free one, any depth), the one-layer max-margin dual,
+#: and the one-layer convex dual when every width is at least `K` (below that its program drops
+#: the rank constraint and is only a relaxation).  A region with basis `"certified"` rests on one.
+EXACT_CERTIFICATES = ("separable-reduction", "convex-dual", "max-margin-dual")
+
+#: The certificate kinds above that exist at one layer only, and those that need `d >= K`.
+ONE_LAYER_CERTIFICATES = ("convex-dual", "max-margin-dual")
+WIDE_CERTIFICATES = ("convex-dual",)
+
+Range = tuple[int, int]
+LambdaRange = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class TruthRegion:
+    """The instances on which a claim is established true, as data rather than prose.
+
+    `basis` says what establishes it: `"proven"` (a published theorem, or a proof on a theory
+    page, named in `reference`), `"certified"` (no theorem: ncverify's own exact certificate
+    `certificate` decides every instance of the region), or `"none"` (nothing is established;
+    the region is empty and `reason` says why, see `TruthRegion.empty`).  The ranges describe a
+    box *inside* what the basis establishes, kept small so that one check of a drawn instance
+    takes seconds: `scripts/soak.py` draws instances from it, and a refutation inside a proven
+    region is a false refutation by definition.
+
+    Integer ranges are inclusive `(least, most)`.  `balanced`: every class has the same count
+    (else each count is drawn on its own, equal counts included).  `wide`: every width is at
+    least `K` (the bottleneck `R = K`), for theorems and certificates that need it.  Lambdas are
+    decimal strings read exactly (`"1e-4"` is 1/10000), drawn log-uniformly, one per layer for
+    `lambda_w`; `lambda_b` is the range of a regularised bias's weight decay.
+    """
+
+    basis: str
+    reference: str = ""
+    reason: str = ""
+    certificate: str | None = None
+    loss: str = "mse"
+    activation: str = "linear"
+    biases: tuple[str, ...] = ("none",)
+    classes: Range = (2, 6)
+    samples: Range = (1, 20)
+    balanced: bool = True
+    depth: Range = (1, 4)
+    widths: Range = (1, 8)
+    wide: bool = False
+    lambda_w: LambdaRange = ("1e-3", "0.5")
+    lambda_h: LambdaRange = ("1e-3", "0.5")
+    lambda_b: LambdaRange | None = None
+
+    def __post_init__(self) -> None:
+        wrong = self._inconsistencies()
+        if wrong:
+            raise ValueError(f"inconsistent truth region: {'; '.join(wrong)}.")
+
+    def _inconsistencies(self) -> list[str]:
+        """What makes the declaration itself wrong (checked on construction)."""
+        out: list[str] = []
+        if self.basis not in BASES:
+            out.append(f"basis must be one of {BASES}, not {self.basis!r}")
+        if self.basis == "none":
+            return out if self.reason else [*out, "an empty region needs a reason"]
+        if not self.reference:
+            out.append("a non-empty region needs a reference")
+        if self.basis == "certified":
+            out += _certificate_inconsistencies(self)
+        for name in ("classes", "samples", "depth", "widths"):
+            lo, hi = getattr(self, name)
+            if not 1 <= lo <= hi:
+                out.append(f"{name} must be a range 1 <= least <= most, not {(lo, hi)}")
+        for name, bounds in self._lambda_ranges():
+            lo, hi = (Fraction(x) for x in bounds)
+            if not 0 < lo <= hi:
+                out.append(f"{name} must be a range 0 < least <= most, not {bounds}")
+        if self.wide and self.widths[1] < self.classes[1]:
+            out.append("wide regions need widths up to the largest K")
+        if ("regularised" in self.biases) != (self.lambda_b is not None):
+            out.append("lambda_b is a range exactly when a regularised bias is allowed")
+        return out
+
+    def _lambda_ranges(self) -> list[tuple[str, LambdaRange]]:
+        ranges = [("lambda_w", self.lambda_w), ("lambda_h", self.lambda_h)]
+        return ranges + ([("lambda_b", self.lambda_b)] if self.lambda_b is not None else [])
+
+    @classmethod
+    def empty(cls, reason: str, reference: str = "") -> TruthRegion:
+        """A region with no instance: nothing establishes the claim anywhere (`reason`)."""
+        return cls(basis="none", reason=reason, reference=reference)
+
+    @property
+    def is_empty(self) -> bool:
+        return self.basis == "none"
+
+    # ---- membership -------------------------------------------------------------------------
+    def outside(self, problem: Problem) -> list[str]:
+        """Why `problem` is not in the region, in words; empty when it is."""
+        if self.is_empty:
+            return [f"the region is empty: {self.reason}"]
+        p, out = problem, []
+        out += _mismatch("loss", p.loss, (self.loss,))
+        out += _mismatch(
+            "activation", p.activation if p.depth > 1 else self.activation, (self.activation,)
+        )
+        out += _mismatch("bias", p.bias, self.biases)
+        out += _out_of("K", p.K, self.classes)
+        out += [x for n in sorted(set(p.counts)) for x in _out_of("a class count", n, self.samples)]
+        if self.balanced and not p.balanced:
+            out.append("the classes must be balanced")
+        out += _out_of("the depth", p.depth, self.depth)
+        out += [x for w in sorted(set(p.widths)) for x in _out_of("a width", w, self.widths)]
+        if self.wide and p.bottleneck < p.K:
+            out.append(f"every width must be at least K = {p.K}")
+        out += [x for lam in p.lambda_w for x in _lambda_out_of("lambda_W", lam, self.lambda_w)]
+        out += _lambda_out_of("lambda_H", p.lambda_h, self.lambda_h)
+        if p.lambda_b is not None and self.lambda_b is not None:
+            out += _lambda_out_of("lambda_b", p.lambda_b, self.lambda_b)
+        return out
+
+    def contains(self, problem: Problem) -> bool:
+        """Is `problem` an instance of the region?"""
+        return not self.outside(problem)
+
+    # ---- drawing ----------------------------------------------------------------------------
+    def draw(self, rng: np.random.Generator) -> Problem:
+        """A random instance of the region: every integer uniform in its range, every lambda
+        log-uniform (three significant digits, exact), the bias mode uniform among `biases`.
+
+        Raises `ValueError` for an empty region.
+        """
+        if self.is_empty:
+            raise ValueError(f"cannot draw from an empty truth region: {self.reason}")
+        k = _uniform(rng, self.classes)
+        depth = _uniform(rng, self.depth)
+        counts = (
+            (_uniform(rng, self.samples),) * k
+            if self.balanced
+            else tuple(_uniform(rng, self.samples) for _ in range(k))
+        )
+        least = max(self.widths[0], k) if self.wide else self.widths[0]
+        widths = tuple(_uniform(rng, (least, self.widths[1])) for _ in range(depth))
+        lambda_w = tuple(_log_uniform(rng, self.lambda_w) for _ in range(depth))
+        lambda_h = _log_uniform(rng, self.lambda_h)
+        bias = self.biases[int(rng.integers(len(self.biases)))]
+        lambda_b = (
+            _log_uniform(rng, self.lambda_b) if bias == "regularised" and self.lambda_b else None
+        )
+        return Problem(
+            counts=counts,
+            depth=depth,
+            widths=widths,
+            lambda_w=lambda_w,
+            lambda_h=lambda_h,
+            loss=self.loss,
+            bias=bias,
+            lambda_b=lambda_b,
+            activation=self.activation if depth > 1 else "linear",
+        )
+
+    # ---- description ------------------------------------------------------------------------
+    def summary(self) -> str:
+        """The ranges in one line of words (the region table of docs/reliability.md)."""
+        if self.is_empty:
+            return "empty"
+        counts = "balanced" if self.balanced else "any counts"
+        widths = f"{_span(self.widths)}, every width >= K" if self.wide else _span(self.widths)
+        parts = [
+            f"K {_span(self.classes)}",
+            f"n_k {_span(self.samples)} ({counts})",
+            f"M {_span(self.depth)}",
+            f"widths {widths}",
+            f"lambda_W {_span(self.lambda_w)}",
+            f"lambda_H {_span(self.lambda_h)}",
+            f"loss {self.loss}",
+            f"bias {'/'.join(self.biases)}",
+        ]
+        if self.lambda_b is not None:
+            parts.append(f"lambda_b {_span(self.lambda_b)}")
+        if self.activation != "linear":
+            parts.append(f"activation {self.activation}")
+        return ", ".join(parts)
+
+    def describe(self) -> dict[str, object]:
+        """Every field, as JSON."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def _certificate_inconsistencies(region: TruthRegion) -> list[str]:
+    """A certified region must rest on an exact certificate, within where that one is exact."""
+    kind = region.certificate
+    if kind not in EXACT_CERTIFICATES:
+        return [f"a certified region needs an exact certificate {EXACT_CERTIFICATES}, not {kind!r}"]
+    out = []
+    if kind in ONE_LAYER_CERTIFICATES and region.depth != (1, 1):
+        out.append(f"{kind} exists at one layer only: depth must be (1, 1)")
+    if kind in WIDE_CERTIFICATES and not region.wide:
+        out.append(f"{kind} is exact only where every width is at least K: set wide")
+    return out
+
+
+def _uniform(rng: np.random.Generator, bounds: Range) -> int:
+    return int(rng.integers(bounds[0], bounds[1] + 1))
+
+
+def _log_uniform(rng: np.random.Generator, bounds: LambdaRange) -> Fraction:
+    """Log-uniform in `[lo, hi]`, rounded to three significant digits (an exact decimal)."""
+    lo, hi = Fraction(bounds[0]), Fraction(bounds[1])
+    value = Fraction(f"{math.exp(rng.uniform(math.log(lo), math.log(hi))):.3g}")
+    return min(max(value, lo), hi)
+
+
+def _span(bounds: tuple[object, object]) -> str:
+    lo, hi = bounds
+    return str(lo) if lo == hi else f"{lo}..{hi}"
+
+
+def _mismatch(name: str, value: str, allowed: tuple[str, ...]) -> list[str]:
+    return [] if value in allowed else [f"the {name} must be {' or '.join(allowed)}, not {value}"]
+
+
+def _out_of(name: str, value: int, bounds: Range) -> list[str]:
+    lo, hi = bounds
+    return [] if lo <= value <= hi else [f"{name} must be in {lo}..{hi}, not {value}"]
+
+
+def _lambda_out_of(name: str, value: Fraction, bounds: LambdaRange) -> list[str]:
+    lo, hi = (Fraction(x) for x in bounds)
+    return [] if lo <= value <= hi else [f"{name} must be in {bounds[0]}..{bounds[1]}, not {value}"]
+
+
+class Claim(ABC):
     """Base class of a claim; subclasses fill in the mathematics."""
 
     id: str = ""
@@ -147,25 +393,34 @@ class Claim:
     loss: str = "mse"
     bias: str = "none"
     certificates: tuple[str, ...] = ()
+    #: where the claim is established true (a theorem or an exact certificate), as data;
+    #: empty unless the claim declares one (`scripts/soak.py` draws its instances from it)
+    truth_region: TruthRegion = TruthRegion.empty("the claim declares no truth region")
 
+    @abstractmethod
     def hypotheses(self, problem: Problem) -> list[str]:
         """Unmet hypotheses in plain words; empty when the claim applies to `problem`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def closed_form(self, problem: Problem) -> Prediction:
-        raise NotImplementedError
+        """The symbolic prediction for `problem`: the optimal value in high precision, per class
+        what the claim says, its geometry and phase."""
 
+    @abstractmethod
     def minimiser(self, problem: Problem, backend: Backend) -> Params:
-        raise NotImplementedError
+        """The predicted point `W_1..W_M, H (, b)` on `backend` (every sample's features)."""
 
+    @abstractmethod
     def derivation(self) -> list[Step]:
-        raise NotImplementedError
+        """The worked derivation, each step with how it is checked."""
 
-    def search(self, problem: Problem, backend: Backend, settings: Any) -> list[Candidate]:
+    def search(self, problem: Problem, backend: Backend, budget: SearchBudget) -> list[Candidate]:
         """Claim-specific counterexample candidates (structured points), none by default.
 
         Each candidate is a full point on `backend`; the engine evaluates it on the full
-        objective with its rounding-error bound, exactly like an optimiser run.
+        objective with its rounding-error bound, exactly like an optimiser run.  `budget` says
+        how many random starts the search may add (none where the runs are off); a search too
+        large for an instance raises `ncverify.limits.StepSkipped` with the reason.
         """
         return []
 

@@ -1,10 +1,12 @@
 """Files: the self-contained counterexample file that `ncverify recheck` re-evaluates.
 
 A counterexample file is a compressed `.npz`: the arrays `W1..WM`, `H` (and `b`) as float64, and a
-`meta` JSON string (schema `ncverify.counterexample/1`) with the claim id, the problem (lambdas as
-exact rationals), the objective, the claimed optimum, the gap and its proven error bound, and the
-high-precision certificate.  `load_counterexample` trusts none of it: it checks the format, the
-types and the sizes before reading any array, and `recheck` recomputes every number.
+`meta` JSON string (schema `ncverify.counterexample/2`) with the claim id and where the claim
+came from (`claim_origin`), the problem (lambdas as exact rationals), the objective, the claimed
+optimum, the gap and its proven error bound, and the high-precision certificate.
+`load_counterexample` trusts none of it: it checks the format, the types and the sizes before
+reading any array, and `recheck` recomputes every number.  Files of schema `/1`, from before the
+origin was recorded, are still read: their claim is a built-in one.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -27,6 +30,7 @@ from ncverify.report import COUNTEREXAMPLE_SCHEMA, clean, version
 
 if TYPE_CHECKING:  # pragma: no cover
     from ncverify.backend import Backend
+    from ncverify.claim import Claim
     from ncverify.report import Report
 
 
@@ -35,8 +39,9 @@ class CounterexampleFileError(ValueError):
 
 
 def save_counterexample(directory: str, report: Report, backend: Backend) -> str:
-    """Write the report's counterexample as a self-contained `.npz`; returns its path (also set
-    as `report.counterexample.path`).  The name is the claim id and a digest of the metadata."""
+    """Write the report's counterexample as a self-contained `.npz`; returns its path (the
+    report is a value: `ncverify.verify.verify` records the path in the copy it returns).  The
+    name is the claim id and a digest of the metadata."""
     ce = report.counterexample
     assert ce is not None and ce.point is not None
     os.makedirs(directory, exist_ok=True)
@@ -48,6 +53,7 @@ def save_counterexample(directory: str, report: Report, backend: Backend) -> str
         "schema": COUNTEREXAMPLE_SCHEMA,
         "ncverify": version(),
         "claim": report.claim.id,
+        "claim_origin": claim_origin(report.claim),
         "problem": report.problem.describe(),
         "objective": ce.objective,
         "claimed": ce.claimed,
@@ -63,8 +69,61 @@ def save_counterexample(directory: str, report: Report, backend: Backend) -> str
     # whole or not at all: an interrupted save leaves no truncated archive for `recheck` to trip on
     with open_for_write(path, binary=True, what="counterexample file") as fh:
         np.savez_compressed(fh, meta=np.array(json.dumps(clean(meta))), **arrays)
-    ce.path = path
     return path
+
+
+# ---- where a claim came from ---------------------------------------------------------------------
+#: The attribute in which `ncverify.app.claims` records, on a claim object it resolved, where the
+#: claim came from (`claim_origin` reads it).  A saved file records it so that `recheck` knows
+#: whether the claim is a built-in one, which it may look up by id, or code that it must not
+#: import on a file's say-so.
+ORIGIN_ATTRIBUTE = "ncverify_origin"
+
+
+def claim_origin(claim: Claim) -> dict[str, Any]:
+    """Where `claim` came from, as a counterexample file's `claim_origin` records it.
+
+    What `ncverify.app.claims` recorded when it resolved the claim; for a claim made in a
+    program (`verify(MyClaim(), ...)`), a built-in one's where its class is defined in
+    `theorems`, else the module of its class, with its file and the file's sha256.
+    """
+    recorded = getattr(claim, ORIGIN_ATTRIBUTE, None)
+    if isinstance(recorded, dict):
+        return dict(recorded)
+    module = type(claim).__module__
+    if module.partition(".")[0] == "theorems":
+        return builtin_origin(version())
+    namespace = vars(sys.modules[module]) if module in sys.modules else {}
+    attribute = next((name for name, value in namespace.items() if value is claim), None)
+    return module_origin(module, attribute)
+
+
+def builtin_origin(ncverify: str) -> dict[str, Any]:
+    """The origin of a built-in claim (whose registered id is the file's `claim`): the version
+    of ncverify that had it."""
+    return {"kind": "built-in", "ncverify": ncverify}
+
+
+def module_origin(module: str, attribute: str | None) -> dict[str, Any]:
+    """The origin of a claim taken from an importable module (`module:attribute`): the module's
+    file, where it has one, and the file's sha256, which `recheck --claim` compares."""
+    path = getattr(sys.modules.get(module), "__file__", None)
+    return {
+        "kind": "module",
+        "module": module,
+        "attribute": attribute,
+        "path": path,
+        "sha256": None if path is None else file_sha256(path),
+    }
+
+
+def file_sha256(path: str) -> str | None:
+    """The sha256 of a file's content in hex; None where it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.sha256(fh.read()).hexdigest()
+    except OSError:
+        return None
 
 
 # ---- reading: nothing in the file is trusted ---------------------------------------------------
@@ -111,6 +170,32 @@ def _or_none(test: Callable[[object], bool]) -> Callable[[object], bool]:
     return lambda x: x is None or test(x)
 
 
+def _is_sha256(x: object) -> bool:
+    return isinstance(x, str) and len(x) == 64 and all(c in "0123456789abcdef" for c in x)
+
+
+#: The fields of `meta["claim_origin"]` (`claim_origin`) by its `kind`: a built-in claim; a claim
+#: of an installed package (an entry point of the group `ncverify.claims`); a claim file; a claim
+#: in an importable module (`module:attribute`).
+ORIGIN_FIELDS: dict[str, dict[str, _Field]] = {
+    "built-in": {"ncverify": _Field(_is_str, "a string")},
+    "entry-point": {
+        "name": _Field(_is_str, "an entry point's name (a string)"),
+        "value": _Field(_is_str, "an entry point's value (a string)"),
+        "distribution": _Field(_or_none(_is_str), "a string or null"),
+        "version": _Field(_or_none(_is_str), "a string or null"),
+    },
+    "file": {
+        "path": _Field(_is_str, "a path (a string)"),
+        "sha256": _Field(_is_sha256, "a sha256 (64 lowercase hex digits)"),
+    },
+    "module": {
+        "module": _Field(_is_str, "a module's name (a string)"),
+        "attribute": _Field(_or_none(_is_str), "a string or null"),
+        "path": _Field(_or_none(_is_str), "a path (a string) or null"),
+        "sha256": _Field(_or_none(_is_sha256), "a sha256 (64 lowercase hex digits) or null"),
+    },
+}
 #: The fields of `meta` (`save_counterexample`), with their JSON types.
 META_FIELDS: dict[str, _Field] = {
     "claim": _Field(_is_str, "a claim id (a string)"),
@@ -122,7 +207,16 @@ META_FIELDS: dict[str, _Field] = {
     "ncverify": _Field(_is_str, "a string", required=False),
     "origin": _Field(_is_str, "a string", required=False),
     "certificate": _Field(_or_none(lambda x: isinstance(x, dict)), "an object or null", False),
+    # required in the current schema, absent from `/1` (`_parse_meta`)
+    "claim_origin": _Field(
+        lambda x: isinstance(x, dict) and x.get("kind") in ORIGIN_FIELDS,
+        f"an object whose kind is one of {', '.join(ORIGIN_FIELDS)}",
+        required=False,
+    ),
 }
+#: The schemas `load_counterexample` reads: the current one, and `/1`, from before a file recorded
+#: its claim's origin (its claim is a built-in one: only built-in claims could be checked then).
+READABLE_SCHEMAS = (COUNTEREXAMPLE_SCHEMA, "ncverify.counterexample/1")
 #: The fields of `meta["problem"]` (`Problem.describe`): the exact ones the problem is rebuilt
 #: from, then the derived ones, which `recheck` compares with the rebuilt problem's.
 PROBLEM_FIELDS: dict[str, _Field] = {
@@ -341,13 +435,40 @@ def _parse_meta(path: str, member: np.ndarray) -> dict[str, Any]:
         raise CounterexampleFileError(f"{path!r}: its meta is not valid JSON.") from None
     if not isinstance(meta, dict):
         raise CounterexampleFileError(f"{path!r}: its meta is not a JSON object.")
-    if meta.get("schema") != COUNTEREXAMPLE_SCHEMA:
+    if meta.get("schema") not in READABLE_SCHEMAS:
         raise CounterexampleFileError(
-            f"{path!r} has schema {_shown(meta.get('schema'))}, expected {COUNTEREXAMPLE_SCHEMA!r}."
+            f"{path!r} has schema {_shown(meta.get('schema'))}, expected {COUNTEREXAMPLE_SCHEMA!r} "
+            f"(or {READABLE_SCHEMAS[1]!r})."
         )
     _check_fields(path, meta, META_FIELDS, "")
     _check_fields(path, meta["problem"], PROBLEM_FIELDS, "problem.")
+    _check_origin(path, meta)
     return meta
+
+
+def _check_origin(path: str, meta: dict[str, Any]) -> None:
+    """`claim_origin`: required in the current schema, and then exactly the fields of its kind;
+    a `/1` file has none and is read as a built-in claim's, the only kind there was (`meta`
+    gains that origin).  Which claim it is stays the file's `claim` alone: `recheck` compares
+    the id of a claim named again with it, and imports nothing that the origin names."""
+    origin = meta.get("claim_origin")
+    if meta["schema"] != COUNTEREXAMPLE_SCHEMA:
+        if origin is not None:
+            raise CounterexampleFileError(
+                f"{path!r}: its meta field claim_origin is not part of schema {meta['schema']!r}."
+            )
+        meta["claim_origin"] = builtin_origin(meta.get("ncverify", "unknown"))
+        return
+    if origin is None:
+        raise CounterexampleFileError(f"{path!r}: its meta lacks the field claim_origin.")
+    fields = ORIGIN_FIELDS[origin["kind"]]
+    _check_fields(path, origin, fields, "claim_origin.")
+    extra = sorted(set(origin) - set(fields) - {"kind"})
+    if extra:
+        raise CounterexampleFileError(
+            f"{path!r}: its meta field claim_origin has a field {extra[0]!r} that an origin of "
+            f"kind {origin['kind']!r} does not have."
+        )
 
 
 def _check_fields(path: str, obj: dict[str, Any], fields: dict[str, _Field], prefix: str) -> None:

@@ -14,17 +14,38 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import mpmath
-import numpy as np
+
+from ncverify.evidence.results import Check, Evidence, Tolerances
+from ncverify.serial import clean
 
 if TYPE_CHECKING:  # pragma: no cover
     from ncverify.backend import Backend
     from ncverify.claim import Claim, Phase, Prediction
+    from ncverify.evidence.certificates import Certificate
     from ncverify.evidence.optimize import Run
+    from ncverify.evidence.structure import Structure
     from ncverify.model.objective import Params
     from ncverify.model.problem import Problem
 
+__all__ = [
+    "COUNTEREXAMPLE_SCHEMA",
+    "DIGITS",
+    "PREDICTION_SCHEMA",
+    "SCHEMA",
+    "Check",
+    "Counterexample",
+    "Evidence",
+    "GeometryEvidence",
+    "Report",
+    "Verdict",
+    "clean",
+    "phase_json",
+    "prediction_json",
+    "version",
+]
+
 SCHEMA = "ncverify.report/3"
-COUNTEREXAMPLE_SCHEMA = "ncverify.counterexample/1"
+COUNTEREXAMPLE_SCHEMA = "ncverify.counterexample/2"
 PREDICTION_SCHEMA = "ncverify.prediction/2"
 #: Significant digits of the exact values that reports print and write (`objective_digits`): the
 #: closed forms compute them to 160 bits or more (48 digits), so every digit shown is correct.
@@ -39,23 +60,6 @@ def version() -> str:
         return _v("ncverify")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
         return "0+unknown"
-
-
-def clean(x: Any) -> Any:
-    """JSON-safe copy: non-finite floats become None, numpy scalars become Python numbers."""
-    if isinstance(x, dict):
-        return {str(k): clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [clean(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return clean(x.tolist())
-    if isinstance(x, bool | np.bool_):
-        return bool(x)
-    if isinstance(x, int | np.integer):
-        return int(x)
-    if isinstance(x, float | np.floating):
-        return float(x) if math.isfinite(float(x)) else None
-    return x
 
 
 class Verdict(StrEnum):
@@ -98,46 +102,14 @@ class GeometryEvidence(StrEnum):
     NOT_UNIQUE = "not-unique"  # the claim itself says the minimiser is not unique
 
 
-class Evidence(StrEnum):
-    """The kind of evidence a check belongs to (docs/verdicts.md)."""
-
-    PREDICTED_POINT = "E1"
-    RUNS = "E2"
-    CERTIFICATE = "E3"
-    GEOMETRY = "E4"
-
-
-@dataclass
-class Check:
-    """One piece of evidence: `passed` is None when the check was skipped (detail says why)."""
-
-    evidence: Evidence
-    name: str
-    passed: bool | None
-    value: float | None
-    tolerance: float | None
-    detail: str
-
-    def to_json(self) -> dict[str, Any]:
-        return clean(
-            {
-                "name": self.name,
-                "passed": self.passed,
-                "value": self.value,
-                "tolerance": self.tolerance,
-                "detail": self.detail,
-            }
-        )
-
-
-@dataclass
+@dataclass(frozen=True)
 class Counterexample:
     objective: float
     claimed: float
     gap: float
     error_bound: float
     origin: str
-    structure: dict[str, Any]
+    structure: Structure
     point: Params | None = field(default=None, repr=False)
     path: str | None = None
     # the high-precision certificate (`ncverify.model.exact.certify_point`): gap, proven bound,
@@ -152,7 +124,7 @@ class Counterexample:
                 "gap": self.gap,
                 "error_bound": self.error_bound,
                 "origin": self.origin,
-                "structure": self.structure,
+                "structure": self.structure.to_json(),
                 "path": self.path,
                 "certificate": self.certificate,
             }
@@ -200,38 +172,39 @@ def phase_json(phase: Phase) -> dict[str, Any]:
     }
 
 
-@dataclass
+@dataclass(frozen=True)
 class Report:
+    """The evidence of one verification and its verdict, assembled once by the pipeline from
+    the frozen results of its steps (`ncverify.pipeline`)."""
+
     claim: Claim
     problem: Problem
     backend: Backend
     probe: bool
-    tolerances: Any
-    verdict: Verdict = Verdict.INCONCLUSIVE
-    hypotheses: list[str] = field(default_factory=list)
+    tolerances: Tolerances
+    verdict: Verdict
+    hypotheses: tuple[str, ...] = ()
     prediction: Prediction | None = None
-    predicted_point: Params | None = field(default=None, repr=False)
     # what the runs, E1 and E4 optimised and evaluated: "full" or "class-means"
     # (`ncverify.model.reduction`); the run points are in it, the counterexample is lifted
     parameterisation: str = "full"
-    # layer-1 Gram matrices of the predicted point (`WWt`, `HtH`, `WH`, host arrays), computed by
-    # the pipeline where K is small enough for the JSON (`ncverify.limits.MAX_CLASSES_FOR_GRAMS`)
-    prediction_grams: dict[str, Any] | None = field(default=None, repr=False)
-    checks: list[Check] = field(default_factory=list)
-    runs: list[Run] = field(default_factory=list)
-    start_scales: list[float] = field(default_factory=list)
-    certificate: Any = None
-    metrics: list[dict[str, Any]] | None = None
+    # layer-1 Gram matrices of the predicted point (`WWt`, `HtH`, `WH`, host arrays), computed
+    # where K is small enough for the JSON (`ncverify.limits.MAX_CLASSES_FOR_GRAMS`)
+    grams: dict[str, Any] | None = field(default=None, repr=False)
+    checks: tuple[Check, ...] = ()
+    runs: tuple[Run, ...] = ()
+    start_scales: tuple[float, ...] = ()
+    runs_method: str = ""  # what the runs optimised and from where, in words
+    certificate: Certificate | None = None
+    metrics: tuple[dict[str, Any], ...] | None = None
     counterexample: Counterexample | None = None
-    curvature_direction: Params | None = field(default=None, repr=False)
-    search_candidates: list[Any] = field(default_factory=list, repr=False)
     claimed_minus_bound: float | None = None
     # how the claimed geometry is established, or None where the verdict rests on no such evidence
     geometry_evidence: GeometryEvidence | None = None
     # a verifier-internal contradiction (a run below a rigorous bound), or None
     contradiction: str | None = None
     timing: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
 
     # ---- summaries ----------------------------------------------------------------------------
     def outcome_counts(self) -> dict[str, int]:
@@ -257,7 +230,7 @@ class Report:
     def prediction_json(self) -> dict[str, Any] | None:
         if self.prediction is None:
             return None
-        return prediction_json(self.prediction, self.prediction_grams)
+        return prediction_json(self.prediction, self.grams)
 
     def to_json(self) -> dict[str, Any]:
         counts = self.outcome_counts()
@@ -272,7 +245,7 @@ class Report:
                 "continuation": list(r.continuation),
                 "outcome": r.outcome,
                 "error_bound": r.error_bound,
-                "structure": r.structure,
+                "structure": None if r.structure is None else r.structure.to_json(),
                 "message": r.message,
             }
             for r in self.runs
@@ -282,7 +255,7 @@ class Report:
             numerical = {
                 "parameterisation": self.parameterisation,
                 "best_objective": self.best_objective,
-                "start_scales": self.start_scales,
+                "start_scales": list(self.start_scales),
                 "runs": runs,
                 "counts": {
                     "at": counts["at-prediction"],
@@ -290,7 +263,7 @@ class Report:
                     "better": counts["better"],
                     "failed": counts["failed"],
                 },
-                "metrics": self.metrics,
+                "metrics": None if self.metrics is None else list(self.metrics),
             }
         return clean(
             {
@@ -302,7 +275,7 @@ class Report:
                 "contradiction": self.contradiction,
                 "probe": self.probe,
                 "problem": self.problem.describe(),
-                "hypotheses": self.hypotheses,
+                "hypotheses": list(self.hypotheses),
                 "prediction": self.prediction_json(),
                 "checks": [c.to_json() for c in self.checks],
                 "numerical": numerical,
@@ -312,7 +285,7 @@ class Report:
                 else self.counterexample.to_json(),
                 "backend": self.backend.describe(),
                 "tolerances": vars(self.tolerances) if self.tolerances is not None else None,
-                "notes": self.notes,
+                "notes": list(self.notes),
                 # run times vary from run to run: they live with the other timings
                 "timing": {
                     **self.timing,

@@ -287,7 +287,7 @@ def assert_predicted_point_is_stationary(
     noise relative to their sizes (`1e-9`).  Returns the point (on `backend`, default numpy).
     """
     backend = backend or Backend.create()
-    if problem.loss == "max-margin":
+    if not problem.loss.penalised:
         return _assert_margin_point_is_kkt(claim, problem, backend)
     objective = Objective(problem, backend.xp, dtype=backend.dtype, device=backend.device)
     claimed = float(claim.closed_form(problem).objective)

@@ -374,8 +374,9 @@ def test_unset_widths_keep_the_defaults_widths_at_its_depth() -> None:
 def test_the_base_default_instance_of_a_weight_decayed_bias_claim_builds() -> None:
     from ncverify.claim import Claim
 
-    class WithRegularisedBias(Claim):
+    class WithRegularisedBias(Claim):  # the four methods a claim must have, none used here
         bias = "regularised"
+        hypotheses = closed_form = minimiser = derivation = None
 
     problem = WithRegularisedBias().default_problem()
     assert problem.bias == "regularised" and problem.lambda_b > 0

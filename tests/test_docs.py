@@ -32,6 +32,7 @@ from ncverify import Backend, verify  # noqa: E402
 from ncverify.app import render  # noqa: E402
 from ncverify.app.cli import app  # noqa: E402
 from ncverify.claim import Claim  # noqa: E402
+from ncverify.evidence.structure import Structure  # noqa: E402
 from ncverify.report import Counterexample  # noqa: E402
 
 pytestmark = pytest.mark.heavy  # one strict build of the whole site (about a minute)
@@ -187,7 +188,8 @@ def test_every_json_report_field_is_documented(site: Path) -> None:
     )
     reports = [json.loads(p.read_text()) for p in sorted((site / "claims").glob("*-report.json"))]
     assert reports
-    cex = Counterexample(1.0, 2.0, 1.0, 1e-16, "a test", {"alive_classes": [0], "rank_WH": 1})
+    structure = Structure(alive_classes=(0,), rank_WH=1, singular_values_WH=(1.0,))
+    cex = Counterexample(1.0, 2.0, 1.0, 1e-16, "a test", structure)
     reports.append({"counterexample": cex.to_json()})
     missing = sorted({path for r in reports for path in _paths(r, "")} - documented)
     assert not missing, f"fields of ncverify.report/3 not documented in docs/json.md: {missing}"

@@ -118,7 +118,7 @@ def test_unequal_counts_are_not_applicable_and_probe_runs_anyway() -> None:
     report = verify(FREE, problem, settings=Settings(restarts=2))
     assert report.verdict == "not-applicable"
     assert any("balanced" in h for h in report.hypotheses)
-    assert report.runs == [] and report.checks == [] and report.prediction is None
+    assert report.runs == () and report.checks == () and report.prediction is None
     probe = verify(FREE, problem, settings=Settings(restarts=2, probe=True))
     assert probe.probe and probe.hypotheses == report.hypotheses
     assert probe.verdict in ("certified", "consistent", "refuted", "inconclusive")
@@ -132,7 +132,7 @@ def test_no_optimise_and_no_certificate_gives_consistent_at_most() -> None:
     # without optimiser runs and without a certificate only E1 holds: never certified
     problem = Problem.build(counts="4,4", depth=2, width=3, lambda_w="1e-2", lambda_h="1e-2")
     report = verify(FREE, problem, settings=Settings(optimise=False, certificate=False))
-    assert report.runs == [] and report.verdict == "consistent"
+    assert report.runs == () and report.verdict == "consistent"
     assert report.geometry_evidence is None
 
 
@@ -141,7 +141,7 @@ def test_without_runs_only_a_certificate_that_fixes_the_minimisers_certifies() -
     # minimiser is unique: with E1 that is the claim itself, no optimiser run needed
     problem = Problem.build(counts="4,4", depth=2, width=3, lambda_w="1e-2", lambda_h="1e-2")
     report = verify(FREE, problem, settings=Settings(optimise=False))
-    assert report.runs == [] and report.certificate.kind == "separable-reduction"
+    assert report.runs == () and report.certificate.kind == "separable-reduction"
     assert report.certificate.unique
     assert (report.verdict, report.geometry_evidence) == ("certified", "certified-unique")
     # the bottleneck cuts between equal modes: the value is proven, the geometry is not unique

@@ -43,14 +43,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from fractions import Fraction
-from typing import Any
 
 import mpmath
 import numpy as np
 import sympy as sp
 
 from ncverify.backend import Backend
-from ncverify.claim import Candidate, Claim, Prediction, Step, to_backend
+from ncverify.claim import Candidate, Claim, Prediction, SearchBudget, Step, to_backend
 from ncverify.model.intervals import interval_precision
 from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
@@ -281,7 +280,7 @@ class DeepNeuralCollapse(Claim):
             bias=None,
         )
 
-    def search(self, problem: Problem, backend: Backend, settings: Any) -> list[Candidate]:
+    def search(self, problem: Problem, backend: Backend, budget: SearchBudget) -> list[Candidate]:
         """The triangular-graph witness, where `K = r(r-1)/2`, it fits and it beats DNC."""
         r = triangular_r(problem.K)
         if r is None or witness_fits(problem, r) is not None:

@@ -53,7 +53,9 @@ from ncverify.claim import (
     Prediction,
     Quantity,
     Regime,
+    SearchBudget,
     Step,
+    TruthRegion,
     to_backend,
 )
 from ncverify.model.factorisations import balanced_layers, simplex_directions
@@ -378,6 +380,16 @@ class CEBalanced(Claim):
     loss = "ce"
     bias = "none"
     certificates = ("convex-dual",)
+    # one layer only: deeper heads are refuted for many K (Garrod & Keating 2025) and open elsewhere
+    truth_region = TruthRegion(
+        basis="proven",
+        reference="Zhu et al. 2021, one layer (docs/theory/ce.md#ce-one-layer)",
+        loss="ce",
+        biases=("none", "regularised"),
+        depth=(1, 1),
+        wide=True,
+        lambda_b=("1e-3", "0.5"),
+    )
 
     def hypotheses(self, problem: Problem) -> list[str]:
         return model_hypotheses(problem, loss="ce", balanced=True, bottleneck=1)
@@ -512,13 +524,11 @@ class CEBalanced(Claim):
         return to_backend(point, backend)
 
     # ---- counterexample search ---------------------------------------------------------------------
-    def search(self, problem: Problem, backend: Backend, settings: Any) -> list[Candidate]:
+    def search(self, problem: Problem, backend: Backend, budget: SearchBudget) -> list[Candidate]:
         """The best point of the K x K reduction search, lifted to full parameters."""
         if problem.loss != "ce" or not problem.balanced:
             return []
-        result = ce_search.search(
-            problem, seed=int(getattr(settings, "seed", 0)), random_starts=int(settings.restarts)
-        )
+        result = ce_search.search(problem, seed=budget.seed, random_starts=budget.random_starts)
         best = result.best
         point = to_backend(ce_search.lift(problem, best), backend)
         info = {

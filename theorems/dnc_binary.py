@@ -25,6 +25,7 @@ better: docs/theory/dnc.md.
 
 from __future__ import annotations
 
+from ncverify.claim import TruthRegion
 from theorems._dnc import SUKENIK_2023, DeepNeuralCollapse
 
 
@@ -36,6 +37,16 @@ class DNCBinary(DeepNeuralCollapse):
     default_classes = 2
     classes = (2, 2)
     classes_rule = "there must be exactly two classes (K = 2; see dnc-multiclass)"
+    truth_region = TruthRegion(
+        basis="proven",
+        reference="Súkeník, Mondelli, Lampert 2023, main theorem, K = 2 "
+        "(docs/theory/dnc.md#status)",
+        activation="relu",
+        classes=(2, 2),
+        depth=(2, 4),
+        widths=(2, 8),
+        wide=True,
+    )
 
 
 claim = DNCBinary()

@@ -22,6 +22,7 @@ constants and where it wins, derived and tested here: docs/theory/dnc.md.
 
 from __future__ import annotations
 
+from ncverify.claim import TruthRegion
 from theorems._dnc import SUKENIK_2024, DeepNeuralCollapse
 
 
@@ -33,6 +34,11 @@ class DNCMulticlass(DeepNeuralCollapse):
     default_classes = 6
     classes = (3, None)
     classes_rule = "there must be at least three classes (K >= 3; see dnc-binary)"
+    truth_region = TruthRegion.empty(
+        "no theorem and no certificate for a ReLU head: refuted at L >= 4 (the triangular-graph "
+        "witness, random-start runs), only not refuted at L = 2, 3",
+        reference="docs/theory/dnc.md#status",
+    )
 
 
 claim = DNCMulticlass()

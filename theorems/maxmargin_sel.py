@@ -27,14 +27,23 @@ NeurIPS 2025, arXiv 2410.23169, and Garrod, Keating, Thrampoulidis, ICML 2026, a
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Any
 
 import mpmath
 import numpy as np
 import sympy as sp
 
 from ncverify.backend import Backend
-from ncverify.claim import Candidate, Claim, ClassPrediction, Prediction, Regime, Step, to_backend
+from ncverify.claim import (
+    Candidate,
+    Claim,
+    ClassPrediction,
+    Prediction,
+    Regime,
+    SearchBudget,
+    Step,
+    TruthRegion,
+    to_backend,
+)
 from ncverify.model.max_margin import factor_constant, labels, lift_logits, schatten_enclosure
 from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
@@ -59,6 +68,16 @@ class MaxMarginSEL(Claim):
     loss = "max-margin"
     bias = "none"
     certificates = ("max-margin-dual",)
+    # one layer only: at depth the orthoplex codes refute it for many K
+    truth_region = TruthRegion(
+        basis="proven",
+        reference="Thrampoulidis et al. 2022, SELI at one layer "
+        "(docs/theory/ce.md#max-margin-one-layer)",
+        loss="max-margin",
+        balanced=False,
+        depth=(1, 1),
+        wide=True,
+    )
 
     def hypotheses(self, problem: Problem) -> list[str]:
         return model_hypotheses(problem, loss="max-margin", bias="none", bottleneck=1)
@@ -116,7 +135,7 @@ class MaxMarginSEL(Claim):
     def minimiser(self, problem: Problem, backend: Backend) -> Params:
         return to_backend(lift_logits(problem, np.eye(problem.K) - 1 / problem.K), backend)
 
-    def search(self, problem: Problem, backend: Backend, settings: Any) -> list[Candidate]:
+    def search(self, problem: Problem, backend: Backend, budget: SearchBudget) -> list[Candidate]:
         """The orthoplex code (less a vertex for odd K), where it beats the labels (balanced)."""
         found = witness(problem.K, problem.depth) if problem.balanced else None
         if found is None:

@@ -24,7 +24,7 @@ import numpy as np
 import sympy as sp
 
 from ncverify.backend import Backend
-from ncverify.claim import Claim, Prediction, Regime, Step
+from ncverify.claim import Claim, Prediction, Regime, Step, TruthRegion
 from ncverify.model.factorisations import simplex_directions
 from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
@@ -41,6 +41,11 @@ class MSEBalancedBias(Claim):
     loss = "mse"
     bias = "free"
     certificates = ("convex-dual", "separable-reduction")
+    truth_region = TruthRegion(
+        basis="proven",
+        reference="Dang et al. 2023, balanced MSE with bias (docs/theory/mse.md#balanced-bias)",
+        biases=("free",),
+    )
 
     def hypotheses(self, problem: Problem) -> list[str]:
         return model_hypotheses(problem, loss="mse", bias="free", balanced=True)

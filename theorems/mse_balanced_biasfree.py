@@ -26,7 +26,7 @@ import numpy as np
 import sympy as sp
 
 from ncverify.backend import Backend
-from ncverify.claim import Claim, Prediction, Regime, Step
+from ncverify.claim import Claim, Prediction, Regime, Step, TruthRegion
 from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
 from theorems import _balanced as bal
@@ -42,6 +42,10 @@ class MSEBalancedBiasFree(Claim):
     loss = "mse"
     bias = "none"
     certificates = ("convex-dual", "separable-reduction")
+    truth_region = TruthRegion(
+        basis="proven",
+        reference="Dang et al. 2023, balanced bias-free MSE (docs/theory/mse.md#balanced-bias-free)",
+    )
 
     def hypotheses(self, problem: Problem) -> list[str]:
         return model_hypotheses(problem, loss="mse", bias="none", balanced=True)

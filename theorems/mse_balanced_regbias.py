@@ -61,6 +61,7 @@ from ncverify.claim import (
     Quantity,
     Regime,
     Step,
+    TruthRegion,
     to_backend,
 )
 from ncverify.model.factorisations import balanced_layers, simplex_directions
@@ -118,6 +119,17 @@ class MSEBalancedRegBias(Claim):
     loss = "mse"
     bias = "regularised"
     certificates = ("convex-dual",)
+    # the split over the weighted target is unproven at depth; one layer is convex and the
+    # convex dual (exact where d >= K) decides every instance
+    truth_region = TruthRegion(
+        basis="certified",
+        certificate="convex-dual",
+        reference="one layer, decided by the convex dual (docs/theory/mse.md#regularised-bias)",
+        biases=("regularised",),
+        depth=(1, 1),
+        wide=True,
+        lambda_b=("1e-3", "10"),
+    )
 
     def hypotheses(self, problem: Problem) -> list[str]:
         return model_hypotheses(

@@ -47,6 +47,7 @@ from ncverify.claim import (
     Quantity,
     Regime,
     Step,
+    TruthRegion,
     to_backend,
 )
 from ncverify.model.factorisations import balanced_layers
@@ -130,6 +131,13 @@ class MSEImbalancedBias(Claim):
     loss = "mse"
     bias = "free"
     certificates = ("convex-dual", "separable-reduction")
+    truth_region = TruthRegion(
+        basis="proven",
+        reference="lemma 3 on the centred target (docs/theory/mse.md#imbalanced-bias); "
+        "arXiv 2411.17278",
+        biases=("free",),
+        balanced=False,
+    )
     geometry_name = "centred-target frame"
 
     def hypotheses(self, problem: Problem) -> list[str]:

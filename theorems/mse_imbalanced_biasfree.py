@@ -75,6 +75,7 @@ from ncverify.claim import (
     Quantity,
     Regime,
     Step,
+    TruthRegion,
     to_backend,
 )
 from ncverify.model.factorisations import balanced_layers
@@ -110,6 +111,12 @@ class MSEImbalancedBiasFree(Claim):
     loss = "mse"
     bias = "none"
     certificates = ("convex-dual", "separable-reduction")
+    truth_region = TruthRegion(
+        basis="proven",
+        reference="Dang et al. 2023, imbalanced bias-free MSE, gains by lemma 3 "
+        "(docs/theory/mse.md#imbalanced-bias-free)",
+        balanced=False,
+    )
     geometry_name = "length-weighted orthogonal frame"
 
     def hypotheses(self, problem: Problem) -> list[str]:

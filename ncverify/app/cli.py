@@ -1,22 +1,30 @@
-"""The `ncverify` command line: list, show, derive, check, sweep, recheck.
+"""The `ncverify` command line: list, show, derive, check, predict, sweep, measure, recheck.
 
 Exit codes of `check` and `recheck`: 0 certified/consistent, 1 refuted, 2 bad input,
 3 inconclusive, 4 not-applicable, 70 an internal error (a bug in ncverify, never a verdict).
 `check --all` exits 0 when every instance ran, 3 when any was inconclusive, 2 on bad input.  Bad
 input is one sentence on stderr, never a traceback; output paths are checked before any
 computation.
+
+A CLAIM argument is a claim's id, a claim file (`path/to/my_claim.py`) or `module:attribute`
+(`ncverify.app.claims`).  The options shared by several commands are declared once, as the fields
+of an option group (`ProblemOptions`, `SweepProblemOptions`, `RunOptions`), which `with_options`
+turns into each command's options.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import inspect
 import json
 import math
 import signal
 import sys
 import threading
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 from rich.console import Console
@@ -24,13 +32,15 @@ from rich.console import Console
 from ncverify.app import render
 from ncverify.backend import BACKENDS, DTYPES, Backend, BackendError
 from ncverify.model.problem import ACTIVATIONS, BIAS_MODES, LOSSES, Problem, ProblemError
+from ncverify.model.problem import Loss as ModelLoss
 from ncverify.model.reduction import PARAMETERISATIONS
 from ncverify.report import Verdict
 
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from types import FrameType
 
+    from ncverify.claim import Claim
     from ncverify.verify import Settings
 
 app = typer.Typer(
@@ -121,6 +131,42 @@ ActivationOpt = Annotated[
     Activation | None,
     typer.Option(help="Between the layers: linear (the default) or relu."),
 ]
+# ---- the same as ranges (sweep: `ncverify.app.sweep.RANGE_OPTIONS`) -------------------------------
+ClassesRangeOpt = Annotated[
+    str | None,
+    _opt(metavar="INT|RANGE", help="Number of classes K (with --samples); may be a range."),
+]
+SamplesRangeOpt = Annotated[
+    str | None,
+    _opt(metavar="INT|RANGE", help="Samples per class n (with --classes); may be a range."),
+]
+DepthRangeOpt = Annotated[
+    str | None, _opt(metavar="INT|RANGE", help="Number of linear layers M; may be a range.")
+]
+WidthRangeOpt = Annotated[
+    str | None,
+    _opt(metavar="INT|RANGE", help="Feature dimension and every hidden width; may be a range."),
+]
+LambdaWRangeOpt = Annotated[
+    str | None,
+    _opt(
+        "--lambda-w",
+        metavar="DECIMAL[,...]|RANGE",
+        help="One value, one per layer, or a range start:stop:count[:log] (every layer).",
+    ),
+]
+LambdaHRangeOpt = Annotated[
+    str | None,
+    _opt(
+        "--lambda-h",
+        metavar="DECIMAL|RANGE|tied",
+        help="Feature weight decay, a range, or tied (= lambda_W).",
+    ),
+]
+LambdaBRangeOpt = Annotated[
+    str | None,
+    _opt("--lambda-b", metavar="DECIMAL|RANGE", help="Bias weight decay; may be a range."),
+]
 # ---- run options (shared by check and sweep) ----------------------------------------------------
 RestartsOpt = Annotated[int, typer.Option(help="Random-start optimiser runs.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of every random choice.")]
@@ -168,18 +214,195 @@ CounterexampleOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress display.")]
 
 
-PROBLEM_OPTIONS = (
-    "counts",
-    "classes",
-    "samples",
-    "depth",
-    "width",
-    "widths",
-    "lambda_w",
-    "lambda_h",
-    "lambda_b",
-    "bias",
-    "loss",
+# ---- option groups: each declared once, shared by every command that takes it -------------------
+@dataclasses.dataclass(frozen=True)
+class ProblemOptions:
+    """The problem options of `check` and `predict`, as given: text (lambdas are read exactly),
+    choices as enum members, None where not given (`build_problem` fills them in)."""
+
+    counts: CountsOpt = None
+    classes: ClassesOpt = None
+    samples: SamplesOpt = None
+    depth: DepthOpt = None
+    width: WidthOpt = None
+    widths: WidthsOpt = None
+    lambda_w: LambdaWOpt = None
+    lambda_h: LambdaHOpt = None
+    lambda_b: LambdaBOpt = None
+    bias: BiasOpt = None
+    loss: LossOpt = None
+    activation: ActivationOpt = None
+
+    def given(self) -> dict[str, Any]:
+        """Every option by name: the keyword arguments of `build_problem`."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def any_given(self) -> bool:
+        return any(v is not None for v in self.given().values())
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepProblemOptions(ProblemOptions):
+    """`sweep`'s problem options: those of `check`, seven of which may be ranges
+    `start:stop:count[:log]`, and `--lambda-h` may be `tied`."""
+
+    classes: ClassesRangeOpt = None
+    samples: SamplesRangeOpt = None
+    depth: DepthRangeOpt = None
+    width: WidthRangeOpt = None
+    lambda_w: LambdaWRangeOpt = None
+    lambda_h: LambdaHRangeOpt = None
+    lambda_b: LambdaBRangeOpt = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """The run options of `check` and `sweep`: how the evidence is gathered, on which backend,
+    where counterexamples are saved."""
+
+    restarts: RestartsOpt = 8
+    seed: SeedOpt = 0
+    scales: ScalesOpt = None
+    probe: ProbeOpt = False
+    no_certificate: NoCertificateOpt = False
+    no_optimise: NoOptimiseOpt = False
+    no_continuation: NoContinuationOpt = False
+    parameterisation: ParameterisationOpt = ParameterisationName.auto
+    force: ForceOpt = False
+    backend: BackendOpt = BackendName.numpy
+    device: DeviceOpt = None
+    dtype: DtypeOpt = Dtype.float64
+    save_counterexample: CounterexampleOpt = None
+    quiet: QuietOpt = False
+
+    def settings(self, escalate: int = 2) -> Settings:
+        """The verification settings (`run_settings`: bad values are bad input)."""
+        return run_settings(
+            self.restarts,
+            self.seed,
+            self.probe,
+            self.no_certificate,
+            self.no_optimise,
+            self.save_counterexample,
+            escalate,
+            self.scales,
+            self.force,
+            not self.no_continuation,
+            self.parameterisation.value,
+        )
+
+    @property
+    def spec(self) -> tuple[str, str | None, str]:
+        """`(backend, device, dtype)`, as a sweep's tasks and `make_backend` take them."""
+        return (self.backend, self.device, self.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class GridOptions:
+    """How `sweep` runs its grid and where its results go."""
+
+    out: Annotated[
+        str | None,
+        _opt(
+            "--out",
+            metavar="FILE",
+            help="Results file (JSON lines), each point appended as it ends.",
+        ),
+    ] = None
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue --out: skip every point already in it.")
+    ] = False
+    plot: Annotated[
+        str | None, _opt("--plot", metavar="FILE", help="Phase diagram (.png, .svg or .pdf).")
+    ] = None
+    scheduler: Annotated[
+        str | None,
+        _opt(
+            metavar="ADDRESS",
+            help="Address of an existing Dask scheduler (default: a local cluster).",
+        ),
+    ] = None
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes of the local cluster (default: cores).")
+    ] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorOptions:
+    """Where `measure` finds each array of a trained head in its file."""
+
+    features_key: Annotated[
+        str, _opt("--features-key", metavar="NAME", help="Name of the features in FILE.")
+    ] = "features"
+    labels_key: Annotated[
+        str, _opt("--labels-key", metavar="NAME", help="Name of the labels in FILE.")
+    ] = "labels"
+    layer_keys: Annotated[
+        str | None,
+        _opt(
+            "--layer-keys",
+            metavar="NAME[,...]",
+            help="Names of the head's layers, first to last (default W1, W2, ...).",
+        ),
+    ] = None
+    bias_key: Annotated[
+        str, _opt("--bias-key", metavar="NAME", help="Name of the last layer's bias.")
+    ] = "b"
+
+    def tensor_names(self) -> Any:
+        """The names as `ncverify.app.measure.TensorNames`."""
+        from ncverify.app.measure import TensorNames
+
+        layers = None
+        if self.layer_keys is not None:
+            layers = tuple(k.strip() for k in self.layer_keys.split(","))
+        return TensorNames(self.features_key, self.labels_key, layers, self.bias_key)
+
+
+def _is_group(annotation: object) -> bool:
+    return isinstance(annotation, type) and dataclasses.is_dataclass(annotation)
+
+
+def with_options(command: Callable[..., None]) -> Callable[..., None]:
+    """`command` with each parameter whose type is an option group (`ProblemOptions`,
+    `RunOptions`, ...) replaced by the group's fields, and the options packed back into one
+    object of the group when the command runs.
+
+    Why: typer makes a command's options from its signature, so without this every command
+    repeated every shared option as a parameter.  A group's fields are declared once, with their
+    types, flags and help (`--help` shows them in the fields' order, where the group's parameter
+    stands), and the command gets one typed object.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    groups = {n: p.annotation for n, p in signature.parameters.items() if _is_group(p.annotation)}
+    parameters: list[inspect.Parameter] = []
+    for name, parameter in signature.parameters.items():
+        if name not in groups:
+            parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+            continue
+        hints = get_type_hints(groups[name], include_extras=True)
+        parameters += [
+            inspect.Parameter(
+                f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name]
+            )
+            for f in dataclasses.fields(groups[name])
+        ]
+
+    @functools.wraps(command)
+    def run(**options: Any) -> None:
+        for name, group in groups.items():
+            fields = dataclasses.fields(group)
+            options[name] = group(**{f.name: options.pop(f.name) for f in fields})
+        command(**options)
+
+    run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in parameters}
+    return run
+
+
+#: The problem options that `build_problem` reads as given (`activation` changes the default).
+PROBLEM_OPTIONS = tuple(
+    f.name for f in dataclasses.fields(ProblemOptions) if f.name != "activation"
 )
 #: A bug in ncverify (an exception, or a run below a rigorous bound): never a verdict's code.
 INTERNAL_ERROR = 70  # EX_SOFTWARE of sysexits.h
@@ -190,17 +413,27 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def claims() -> dict:
-    import theorems
+def claims() -> dict[str, Claim]:
+    """Every claim by id, built-in then installed (`ncverify.app.claims.registry`)."""
+    from ncverify.app.claims import ClaimError, registry
 
-    return theorems.registry()
+    try:
+        return registry()
+    except ClaimError as exc:
+        fail(str(exc))
+        raise  # unreachable: fail() exits
 
 
-def get_claim(claim_id: str):  # noqa: ANN201
-    registry = claims()
-    if claim_id not in registry:
-        fail(f"unknown claim {claim_id!r}; known claims: {', '.join(registry)}.")
-    return registry[claim_id]
+def get_claim(reference: str) -> Claim:
+    """The claim a CLAIM argument names: an id, a claim file or `module:attribute`
+    (`ncverify.app.claims.resolve`); anything else is bad input."""
+    from ncverify.app.claims import ClaimError, resolve
+
+    try:
+        return resolve(reference)
+    except ClaimError as exc:
+        fail(str(exc))
+        raise  # unreachable: fail() exits
 
 
 @app.command("list")
@@ -284,92 +517,45 @@ def build_problem(claim, activation: str | None = None, **given: str | None) -> 
 
 
 @app.command()
-def check(  # noqa: PLR0913
+@with_options
+def check(
     claim_id: Annotated[str | None, typer.Argument(metavar="CLAIM")] = None,
     all_claims: Annotated[
         bool, typer.Option("--all", help="Check every claim on its default.")
     ] = False,
-    counts: CountsOpt = None,
-    classes: ClassesOpt = None,
-    samples: SamplesOpt = None,
-    depth: DepthOpt = None,
-    width: WidthOpt = None,
-    widths: WidthsOpt = None,
-    lambda_w: LambdaWOpt = None,
-    lambda_h: LambdaHOpt = None,
-    lambda_b: LambdaBOpt = None,
-    bias: BiasOpt = None,
-    loss: LossOpt = None,
-    activation: ActivationOpt = None,
-    restarts: RestartsOpt = 8,
+    *,
+    options: ProblemOptions,
+    run: RunOptions,
     escalate: Annotated[
         int,
         typer.Option(help="Times to double the runs when none reached the prediction or beat it."),
     ] = 2,
-    seed: SeedOpt = 0,
-    scales: ScalesOpt = None,
-    probe: ProbeOpt = False,
-    no_certificate: NoCertificateOpt = False,
-    no_optimise: NoOptimiseOpt = False,
-    no_continuation: NoContinuationOpt = False,
-    parameterisation: ParameterisationOpt = ParameterisationName.auto,
-    force: ForceOpt = False,
-    backend: BackendOpt = BackendName.numpy,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = Dtype.float64,
     json_out: Annotated[
         str | None,
         _opt("--json", metavar="FILE|-", help="Write the JSON report to a file, or - for stdout."),
     ] = None,
-    save_counterexample: CounterexampleOpt = None,
-    quiet: QuietOpt = False,
 ) -> None:
     """Check one claim on one instance (or every claim on its default with --all)."""
     from ncverify.verify import verify
 
-    settings = run_settings(
-        restarts,
-        seed,
-        probe,
-        no_certificate,
-        no_optimise,
-        save_counterexample,
-        escalate,
-        scales,
-        force,
-        not no_continuation,
-        parameterisation.value,
-    )
+    settings = run.settings(escalate)
     if all_claims and claim_id is not None:
         fail("give either a claim or --all, not both.")
     if not all_claims and claim_id is None:
         fail("name a claim to check (see `ncverify list`) or give --all.")
-    given = (
-        counts,
-        classes,
-        samples,
-        depth,
-        width,
-        widths,
-        lambda_w,
-        lambda_h,
-        lambda_b,
-        bias,
-        loss,
-    )
-    if all_claims and (any(v is not None for v in given) or activation is not None):
+    if all_claims and options.any_given():
         fail("--all checks every claim on its own default instance; give no problem options.")
-    check_outputs(json_out=json_out, save_counterexample=save_counterexample)
-    be = make_backend(backend, device, dtype)
+    check_outputs(json_out=json_out, save_counterexample=run.save_counterexample)
+    be = make_backend(*run.spec)
     if all_claims:
-        _check_all(be, settings, json_out, quiet)
+        _check_all(be, settings, json_out, run.quiet)
     claim = get_claim(claim_id)
     try:
-        problem = build_problem(claim, activation, **dict(zip(PROBLEM_OPTIONS, given, strict=True)))
+        problem = build_problem(claim, **options.given())
     except ProblemError as exc:
         fail(str(exc))
     _check_runnable([problem], settings)
-    with render.progress(err, enabled=not quiet and err.is_terminal) as bar:
+    with render.progress(err, enabled=not run.quiet and err.is_terminal) as bar:
         report = verify(claim, problem, be, settings, bar)
     if json_out == "-":
         print(report.dumps())
@@ -405,9 +591,10 @@ def _check_all(be: Backend, settings: Settings, json_out: str | None, quiet: boo
     """`check --all`: every claim on its default instance, a summary table, exit 0/3/70."""
     from ncverify.verify import verify
 
-    _check_runnable([c.default_problem() for c in claims().values()], settings)
+    registry = claims()
+    _check_runnable([c.default_problem() for c in registry.values()], settings)
     reports = []
-    for claim in claims().values():
+    for claim in registry.values():
         with render.progress(err, enabled=not quiet and err.is_terminal) as bar:
             reports.append(verify(claim, claim.default_problem(), be, settings, bar))
     if json_out != "-":
@@ -444,20 +631,11 @@ def check_outputs(
 
 
 @app.command()
-def predict(  # noqa: PLR0913
+@with_options
+def predict(
     claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
-    counts: CountsOpt = None,
-    classes: ClassesOpt = None,
-    samples: SamplesOpt = None,
-    depth: DepthOpt = None,
-    width: WidthOpt = None,
-    widths: WidthsOpt = None,
-    lambda_w: LambdaWOpt = None,
-    lambda_h: LambdaHOpt = None,
-    lambda_b: LambdaBOpt = None,
-    bias: BiasOpt = None,
-    loss: LossOpt = None,
-    activation: ActivationOpt = None,
+    *,
+    options: ProblemOptions,
     json_out: Annotated[
         str | None,
         _opt("--json", metavar="FILE|-", help="Write the prediction as JSON to a file, or -."),
@@ -470,11 +648,8 @@ def predict(  # noqa: PLR0913
     """
     claim = get_claim(claim_id)
     check_outputs(json_out=json_out)
-    given = (counts, classes, samples, depth, width, widths, lambda_w, lambda_h, lambda_b)
     try:
-        problem = build_problem(
-            claim, activation, **dict(zip(PROBLEM_OPTIONS, (*given, bias, loss), strict=True))
-        )
+        problem = build_problem(claim, **options.given())
     except ProblemError as exc:
         fail(str(exc))
     unmet = claim.hypotheses(problem)
@@ -497,6 +672,7 @@ def predict(  # noqa: PLR0913
 
 
 @app.command()
+@with_options
 def measure(
     file: Annotated[str, typer.Argument(metavar="FILE", help="A trained head (.npz).")],
     claim_id: Annotated[str, _opt("--claim", metavar="CLAIM", help="The claim to compare with.")],
@@ -510,23 +686,8 @@ def measure(
     ] = None,
     lambda_b: LambdaBOpt = None,
     loss: LossOpt = None,
-    features_key: Annotated[
-        str, _opt("--features-key", metavar="NAME", help="Name of the features in FILE.")
-    ] = "features",
-    labels_key: Annotated[
-        str, _opt("--labels-key", metavar="NAME", help="Name of the labels in FILE.")
-    ] = "labels",
-    layer_keys: Annotated[
-        str | None,
-        _opt(
-            "--layer-keys",
-            metavar="NAME[,...]",
-            help="Names of the head's layers, first to last (default W1, W2, ...).",
-        ),
-    ] = None,
-    bias_key: Annotated[
-        str, _opt("--bias-key", metavar="NAME", help="Name of the last layer's bias.")
-    ] = "b",
+    *,
+    names: TensorOptions,
     json_out: Annotated[
         str | None,
         _opt("--json", metavar="FILE|-", help="Write the measurement as JSON to a file, or -."),
@@ -545,15 +706,14 @@ def measure(
     from ncverify.app import measure as ms
 
     claim = get_claim(claim_id)
-    if claim.loss == "max-margin" or (loss is not None and loss.value == "max-margin"):
-        fail(
-            "a trained network is fitted with a penalised loss; the max-margin claim is its limit."
-        )
+    _penalised_only(
+        claim,
+        None if loss is None else loss.value,
+        "a trained network is fitted with a penalised loss; the max-margin claim is its limit.",
+    )
     check_outputs(json_out=json_out, plot_file=plot_file)
-    layers = None if layer_keys is None else tuple(k.strip() for k in layer_keys.split(","))
-    names = ms.TensorNames(features_key, labels_key, layers, bias_key)
     try:
-        trained = ms.load(file, names)
+        trained = ms.load(file, names.tensor_names())
         result = ms.measure(
             claim,
             trained,
@@ -568,99 +728,20 @@ def measure(
     if json_out != "-":
         out.print(ms.render(result))
     if plot_file is not None and result.classes is not None:
-        from ncverify.paths import OutputError
-
-        try:
-            ms.plot(result, plot_file)
-        except OutputError as exc:  # checked before the run: only a change since then
-            fail(str(exc))
-        except OSError as exc:
-            fail(f"cannot write the plot {plot_file!r}: {exc.strerror or exc}.")
+        _draw(lambda: ms.plot(result, plot_file), plot_file)
     if result.unmet:
         raise typer.Exit(Verdict.NOT_APPLICABLE.exit_code)
     raise typer.Exit(3 if result.prediction is None else 0)
 
 
 @app.command()
-def sweep(  # noqa: PLR0913
+@with_options
+def sweep(
     claim_id: Annotated[str, typer.Argument(metavar="CLAIM")],
-    counts: CountsOpt = None,
-    classes: Annotated[
-        str | None,
-        _opt(metavar="INT|RANGE", help="Number of classes K (with --samples); may be a range."),
-    ] = None,
-    samples: Annotated[
-        str | None,
-        _opt(metavar="INT|RANGE", help="Samples per class n (with --classes); may be a range."),
-    ] = None,
-    depth: Annotated[
-        str | None, _opt(metavar="INT|RANGE", help="Number of linear layers M; may be a range.")
-    ] = None,
-    width: Annotated[
-        str | None,
-        _opt(metavar="INT|RANGE", help="Feature dimension and every hidden width; may be a range."),
-    ] = None,
-    widths: WidthsOpt = None,
-    lambda_w: Annotated[
-        str | None,
-        _opt(
-            "--lambda-w",
-            metavar="DECIMAL[,...]|RANGE",
-            help="One value, one per layer, or a range start:stop:count[:log] (every layer).",
-        ),
-    ] = None,
-    lambda_h: Annotated[
-        str | None,
-        _opt(
-            "--lambda-h",
-            metavar="DECIMAL|RANGE|tied",
-            help="Feature weight decay, a range, or tied (= lambda_W).",
-        ),
-    ] = None,
-    lambda_b: Annotated[
-        str | None,
-        _opt("--lambda-b", metavar="DECIMAL|RANGE", help="Bias weight decay; may be a range."),
-    ] = None,
-    bias: BiasOpt = None,
-    loss: LossOpt = None,
-    restarts: RestartsOpt = 8,
-    seed: SeedOpt = 0,
-    scales: ScalesOpt = None,
-    probe: ProbeOpt = False,
-    no_certificate: NoCertificateOpt = False,
-    no_optimise: NoOptimiseOpt = False,
-    no_continuation: NoContinuationOpt = False,
-    parameterisation: ParameterisationOpt = ParameterisationName.auto,
-    force: ForceOpt = False,
-    backend: BackendOpt = BackendName.numpy,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = Dtype.float64,
-    save_counterexample: CounterexampleOpt = None,
-    out_file: Annotated[
-        str | None,
-        _opt(
-            "--out",
-            metavar="FILE",
-            help="Results file (JSON lines), each point appended as it ends.",
-        ),
-    ] = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue --out: skip every point already in it.")
-    ] = False,
-    plot_file: Annotated[
-        str | None, _opt("--plot", metavar="FILE", help="Phase diagram (.png, .svg or .pdf).")
-    ] = None,
-    scheduler: Annotated[
-        str | None,
-        _opt(
-            metavar="ADDRESS",
-            help="Address of an existing Dask scheduler (default: a local cluster).",
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Worker processes of the local cluster (default: cores).")
-    ] = None,
-    quiet: QuietOpt = False,
+    *,
+    options: SweepProblemOptions,
+    run: RunOptions,
+    grid: GridOptions,
 ) -> None:
     """Check a claim at every point of a grid (through Dask): results file, table, phase diagram.
 
@@ -670,66 +751,67 @@ def sweep(  # noqa: PLR0913
     from ncverify.app import sweep as sw
 
     claim = get_claim(claim_id)
-    if claim.loss == "max-margin" or (loss is not None and str(loss) == "max-margin"):
-        fail(
-            "the max-margin problem has no phase over lambda (the lambdas only scale its value); "
-            "check instances with ncverify check."
-        )
-    settings = run_settings(
-        restarts,
-        seed,
-        probe,
-        no_certificate,
-        no_optimise,
-        save_counterexample,
-        scales=scales,
-        force=force,
-        continuation=not no_continuation,
-        parameterisation=parameterisation.value,
+    _penalised_only(
+        claim,
+        None if options.loss is None else str(options.loss),
+        "the max-margin problem has no phase over lambda (the lambdas only scale its value); "
+        "check instances with ncverify check.",
     )
-    check_outputs(save_counterexample=save_counterexample)
-    make_backend(backend, device, dtype)
-    tied = lambda_h is not None and lambda_h.strip().lower() == "tied"
-    if tied and lambda_w is None:
-        lambda_w = _one_or_list(claim.default_problem().lambda_w)
-    values = (counts, classes, samples, depth, width, widths, lambda_w, lambda_h, lambda_b)
-    options = dict(zip(PROBLEM_OPTIONS, (*values, bias, loss), strict=True))
-    options["lambda_h"] = None if tied else lambda_h
-    extra = _run_flags(settings, (backend, device, dtype))
-    spec = (backend, device, dtype)
+    settings = run.settings()
+    check_outputs(save_counterexample=run.save_counterexample)
+    make_backend(*run.spec)
+    given = options.given()
+    tied = given["lambda_h"] is not None and given["lambda_h"].strip().lower() == "tied"
+    if tied and given["lambda_w"] is None:
+        given["lambda_w"] = _one_or_list(claim.default_problem().lambda_w)
+    if tied:
+        given["lambda_h"] = None
+    extra = _run_flags(settings, run.spec)
     try:
-        n_workers = _workers(scheduler, workers)
-        axes, points = sw.expand(options, tied)
-        if plot_file is not None:
-            sw.check_plot_path(plot_file)
+        n_workers = _workers(grid.scheduler, grid.workers)
+        axes, points = sw.expand(given, tied)
+        if grid.plot is not None:
+            sw.check_plot_path(grid.plot)
             sw.plot_axes(axes)
-        tasks = _plan(claim, points, options, settings, spec, tied, extra)
-        results = sw.ResultsFile(out_file, resume)
+        tasks = _plan(claim, points, given, settings, run.spec, tied, extra)
+        results = sw.ResultsFile(grid.out, grid.resume)
     except (sw.SweepError, ProblemError) as exc:
         fail(str(exc))
     _check_runnable([t.problem for t in tasks], settings)
     if results.dropped:
         err.print(
-            f"note: dropped {results.dropped} incomplete or repeated line(s) of {out_file}.",
+            f"note: dropped {results.dropped} incomplete or repeated line(s) of {grid.out}.",
             highlight=False,
             markup=False,
         )
-    outcome = _run_points(tasks, results, scheduler, n_workers, out_file, quiet)
+    outcome = _run_points(tasks, results, grid.scheduler, n_workers, grid.out, run.quiet)
     records = [outcome.records[t.key] for t in tasks if t.key in outcome.records]
     title = sw.title(claim.id, tasks[0].problem, axes, tied)
-    _print_sweep(tasks, records, outcome, axes, title, out_file)
-    if plot_file is not None and records:
-        from ncverify.paths import OutputError
-
-        try:
-            sw.plot(records, axes, plot_file, title)
-        except OutputError as exc:  # checked before the run: only a change since then
-            fail(str(exc))
-        except OSError as exc:
-            fail(f"cannot write the plot {plot_file!r}: {exc.strerror or exc}.")
-        out.print(f"phase diagram in {plot_file}", highlight=False, markup=False)
+    _print_sweep(tasks, records, outcome, axes, title, grid.out)
+    if grid.plot is not None and records:
+        plot = grid.plot
+        _draw(lambda: sw.plot(records, axes, plot, title), plot)
+        out.print(f"phase diagram in {plot}", highlight=False, markup=False)
     inconclusive = outcome.failures or any(r["verdict"] == Verdict.INCONCLUSIVE for r in records)
     raise typer.Exit(3 if inconclusive else 0)
+
+
+def _penalised_only(claim: Claim, loss: str | None, why: str) -> None:
+    """Exit 2 with `why` when the claim's or the given loss has no penalised objective."""
+    if not ModelLoss(claim.loss).penalised or (loss is not None and not ModelLoss(loss).penalised):
+        fail(why)
+
+
+def _draw(draw: Callable[[], None], plot_file: str) -> None:
+    """Draw a plot whose path was checked before the work: only a change since then fails."""
+    from ncverify.paths import OutputError
+
+    try:
+        draw()
+    except OutputError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write the plot {plot_file!r}: {exc.strerror or exc}.")
 
 
 def _run_flags(settings: Settings, spec: tuple) -> list[str]:
@@ -763,19 +845,22 @@ def _workers(scheduler: str | None, workers: int | None) -> int | None:
 
 
 def _plan(claim, points, options, settings, spec, tied: bool, extra: list[str]) -> list:  # noqa: ANN001, PLR0913
-    """One task per grid point, each with the `check` command that reproduces it."""
+    """One task per grid point, each with the `check` command that reproduces it (the claim
+    named so that a worker resolves it again: its id, its file's path or `module:attribute`)."""
     from ncverify.app import sweep as sw
+    from ncverify.app.claims import reference
 
+    name = reference(claim)
     tasks: list[sw.PointTask] = []
     for point in points:
         problem = build_problem(claim, **{k: point.options[k] for k in options})
         key = sw.point_key(claim.id, problem, settings, spec)
         if any(t.key == key for t in tasks):
             raise sw.SweepError("the grid repeats a point; check the ranges.")
-        coords = {name: c.to_json() for name, c in point.coordinates.items()}
-        command = sw.check_command(claim.id, point.options, extra)
+        coords = {axis: c.to_json() for axis, c in point.coordinates.items()}
+        command = sw.check_command(name, point.options, extra)
         tasks.append(
-            sw.PointTask(key, point.index, claim.id, problem, settings, spec, coords, tied, command)
+            sw.PointTask(key, point.index, name, problem, settings, spec, coords, tied, command)
         )
     return tasks
 
@@ -931,12 +1016,23 @@ def _write_json(path: str | None, payload: object) -> None:
 def recheck(
     path: Annotated[str, typer.Argument(metavar="FILE", help="A saved counterexample (.npz).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    claim_ref: Annotated[
+        str | None,
+        _opt(
+            "--claim",
+            metavar="CLAIM",
+            help="The claim the file was saved from, named again where it is not built-in (a "
+            "claim file, module:attribute or an installed claim's id): recheck never imports "
+            "code that a file names.",
+        ),
+    ] = None,
 ) -> None:
     """Re-evaluate a saved counterexample from scratch and print the verdict it supports."""
     from ncverify.app.recheck import RecheckError, recheck_file
 
+    named = None if claim_ref is None else get_claim(claim_ref)
     try:
-        result = recheck_file(path)
+        result = recheck_file(path, named)
     except RecheckError as exc:
         fail(str(exc))
     if as_json:

@@ -379,6 +379,44 @@ def _f(x: float | None, digits: int = 4) -> str:
     return f"{x:.{digits}g}"
 
 
+def _layer_table(m: Measurement) -> Table:
+    layers = Table(title="per layer (against the predicted point)")
+    for col in ("layer", "NC1", "NC2 W W^T", "NC2 Hbar^T Hbar", "NC3 W Hbar", "rel. error W Hbar"):
+        layers.add_column(col)
+    for row in m.layers or []:
+        layers.add_row(
+            str(row["layer"]),
+            _f(row["nc1"], 3),
+            _f(row["nc_WWt"], 3),
+            _f(row["nc_HtH"], 3),
+            _f(row["nc_WH"], 3),
+            _f(row["rel_WH"], 3),
+        )
+    return layers
+
+
+def _class_table(m: Measurement) -> Table:
+    classes = Table(title="per class (layer 1)")
+    heads = ("class", "count", "regime", "gain", "trained", "||w_k||", "trained", "||hbar_k||")
+    for col in (*heads, "trained", "angle", "trained"):
+        classes.add_column(col)
+    for c in m.classes or []:
+        classes.add_row(
+            str(c["class"]),
+            str(c["count"]),
+            c["predicted_regime"],
+            _f(c["predicted_gain"], 6),
+            _f(c["trained_gain"], 6),
+            _f(c["predicted_norm_w"]),
+            _f(c["trained_norm_w"]),
+            _f(c["predicted_norm_h"]),
+            _f(c["trained_norm_h"]),
+            _f(c["predicted_angle"], 3),
+            _f(c["trained_angle"], 3),
+        )
+    return classes
+
+
 def render(m: Measurement) -> Group:
     """The measurement as text: the fit, then per layer and per class against the prediction."""
     parts: list[Any] = [
@@ -402,37 +440,7 @@ def render(m: Measurement) -> Group:
     if m.reason:
         parts.append(Text(f"no prediction: {m.reason}."))
         return Group(*parts)
-    layers = Table(title="per layer (against the predicted point)")
-    for col in ("layer", "NC1", "NC2 W W^T", "NC2 Hbar^T Hbar", "NC3 W Hbar", "rel. error W Hbar"):
-        layers.add_column(col)
-    for row in m.layers or []:
-        layers.add_row(
-            str(row["layer"]),
-            _f(row["nc1"], 3),
-            _f(row["nc_WWt"], 3),
-            _f(row["nc_HtH"], 3),
-            _f(row["nc_WH"], 3),
-            _f(row["rel_WH"], 3),
-        )
-    classes = Table(title="per class (layer 1)")
-    heads = ("class", "count", "regime", "gain", "trained", "||w_k||", "trained", "||hbar_k||")
-    for col in (*heads, "trained", "angle", "trained"):
-        classes.add_column(col)
-    for c in m.classes or []:
-        classes.add_row(
-            str(c["class"]),
-            str(c["count"]),
-            c["predicted_regime"],
-            _f(c["predicted_gain"], 6),
-            _f(c["trained_gain"], 6),
-            _f(c["predicted_norm_w"]),
-            _f(c["trained_norm_w"]),
-            _f(c["predicted_norm_h"]),
-            _f(c["trained_norm_h"]),
-            _f(c["predicted_angle"], 3),
-            _f(c["trained_angle"], 3),
-        )
-    parts += [layers, classes]
+    parts += [_layer_table(m), _class_table(m)]
     pred, got = m.collapsed or ([], [])
     parts.append(
         Text(

@@ -13,6 +13,7 @@ or plot cannot be made is reported as a warning and its page says what went wron
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 import io
 import json
@@ -31,6 +32,8 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from ncverify.model.problem import Loss  # noqa: E402
 
 log = logging.getLogger("mkdocs.hooks.ncverify")
 
@@ -372,7 +375,7 @@ def _verdict_sentence(report) -> str:  # noqa: ANN001
 def _trace_section(claim, assets, info) -> str:  # noqa: ANN001
     from ncverify.app.trace import nc_trace
 
-    if claim.loss == "max-margin":
+    if not Loss(claim.loss).penalised:
         return (
             "## NC metrics over the optimiser's iterations\n\n"
             "The max-margin problem is constrained: its runs move the class-mean logits under the "
@@ -427,7 +430,7 @@ def _phase_section(claim, assets, info) -> str:  # noqa: ANN001
     from ncverify import Claim
 
     d = claim.default_problem()
-    if claim.loss == "max-margin":
+    if not Loss(claim.loss).penalised:
         return (
             "## The closed form against λ\n\n"
             "The max-margin problem has no phase over λ: the weights of its regulariser only "
@@ -637,7 +640,7 @@ def _etf_and_best(claim, p, be, settings, own_search: bool) -> tuple:  # noqa: A
     etf = float(claim.closed_form(p).objective)
     obj = Objective(p, be.xp, dtype=be.dtype, device=be.device)
     best = None
-    for cand in claim.search(p, be, settings) if own_search else []:
+    for cand in claim.search(p, be, settings.search_budget()) if own_search else []:
         value, err = obj.value(cand.point), obj.error_bound(cand.point)
         if best is None or value < best[0]:
             best = (value, err, cand.origin)
@@ -649,8 +652,7 @@ def _search_section(claim, assets, d) -> str:  # noqa: ANN001
     from ncverify import Backend, Claim
 
     be = Backend.create()
-    settings = example_settings()
-    settings.restarts = CE_SEARCH_STARTS
+    settings = dataclasses.replace(example_settings(), restarts=CE_SEARCH_STARTS)
     lam0 = float(d.lambda_h)
     grid = np.geomspace(lam0 / 5, lam0 * 100, CE_GRID)
     own_search = type(claim).search is not Claim.search

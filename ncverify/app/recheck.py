@@ -6,6 +6,10 @@ Every one of them is recomputed, and the file is judged in this order:
 1. **the file** (`ncverify.io.load_counterexample`): its format, the types of its fields, its
    sizes (bounded before any array is read), finite float64 arrays of the saved problem's shapes;
    and the claim it names must be registered.  Otherwise bad input (`RecheckError`, exit 2).
+   Recheck never imports code that a file names: a claim from outside ncverify (a file, a
+   module, an installed package; the file's `claim_origin`) must be named again by the user
+   (`--claim`), with the file's id, and a claim file or module whose sha256 differs from the
+   recorded one is refused (`check_origin`): its mathematics may have changed since.
 2. **the numbers that do not depend on the claim**: the problem's derived fields (`K`, `N`, the
    bottleneck, the float lambdas) against the problem rebuilt from its exact fields, the recorded
    error bound against the bound of an evaluation of the point, and the recorded objective
@@ -70,31 +74,77 @@ class Disagreement(Exception):
         )
 
 
-def recheck_file(path: str) -> dict[str, Any]:
-    """The verdict that the saved counterexample at `path` supports, recomputed from scratch.
+def recheck_file(path: str, named: Claim | None = None) -> dict[str, Any]:
+    """The verdict that the saved counterexample at `path` supports, recomputed from scratch,
+    for its built-in claim, or for the claim `named` on the command line (`--claim`).
 
-    Returns the JSON-ready result (`claim`, `verdict`, `objective`, `claimed`, `gap`,
-    `error_bound`, `certificate`, `problem`, `hypotheses`, `checked`, `detail`).
+    Returns the JSON-ready result (`claim`, `claim_origin`, `verdict`, `objective`, `claimed`,
+    `gap`, `error_bound`, `certificate`, `problem`, `hypotheses`, `checked`, `detail`).
 
     Raises:
-        RecheckError: bad input: a malformed file, an unknown claim, or a recorded number that
-            its recomputation contradicts (one sentence naming the field and both values).
+        RecheckError: bad input: a malformed file, an unknown claim, an outside claim not named
+            again or named with another id or content, or a recorded number that its
+            recomputation contradicts (one sentence naming the field and both values).
     """
-    import theorems
-
     try:
         meta, point = load_counterexample(path)
         problem = saved_problem(meta)
     except CounterexampleFileError as exc:
         raise RecheckError(str(exc)) from None
+    claim = named if named is not None else builtin_claim(path, meta)
+    check_origin(path, meta, named)
+    try:
+        with np.errstate(all="ignore"):  # an overflow is a non-finite value, judged as such
+            result = _recheck(meta, problem, claim, point)
+    except Disagreement as exc:
+        raise RecheckError(f"{path!r} disagrees with itself: {exc}.") from None
+    return clean({"claim": result.pop("claim"), "claim_origin": meta["claim_origin"], **result})
+
+
+# ---- step 1: the claim ------------------------------------------------------------------------------
+def builtin_claim(path: str, meta: dict[str, Any]) -> Claim:
+    """The built-in claim a file names, looked up by id; a claim from outside ncverify is not
+    imported on the file's say-so: the user must name it again (`--claim`)."""
+    import theorems
+    from ncverify.app.claims import describe, reference_of_origin
+
+    origin = meta["claim_origin"]
+    if origin["kind"] != "built-in":
+        raise RecheckError(
+            f"{path!r} was saved from {describe(origin)}, and recheck never imports code that a "
+            f"file names: name the claim again, e.g. --claim {reference_of_origin(origin, meta['claim'])}."
+        )
     registry = theorems.registry()
     if meta["claim"] not in registry:
         raise RecheckError(f"{path!r} names an unknown claim {_shown(meta['claim'])}.")
-    try:
-        with np.errstate(all="ignore"):  # an overflow is a non-finite value, judged as such
-            return clean(_recheck(meta, problem, registry[meta["claim"]], point))
-    except Disagreement as exc:
-        raise RecheckError(f"{path!r} disagrees with itself: {exc}.") from None
+    return registry[meta["claim"]]
+
+
+def check_origin(path: str, meta: dict[str, Any], named: Claim | None) -> None:
+    """A claim named with `--claim` must be the file's: the same id; a built-in claim for a
+    built-in claim's file; and where both the recorded and the named origin carry a sha256
+    (a claim file, a module's file), the same content."""
+    from ncverify.app.claims import describe, origin_of
+
+    if named is None:
+        return
+    recorded, given = meta["claim_origin"], origin_of(named)
+    if named.id != meta["claim"]:
+        raise RecheckError(
+            f"{path!r} was saved from the claim {_shown(meta['claim'])}, but --claim names "
+            f"{_shown(named.id)}."
+        )
+    if (recorded["kind"] == "built-in") != (given["kind"] == "built-in"):
+        raise RecheckError(
+            f"{path!r} was saved from {describe(recorded)}, but --claim names {describe(given)}."
+        )
+    before, now = recorded.get("sha256"), given.get("sha256")
+    if before is not None and now is not None and before != now:
+        raise RecheckError(
+            f"{path!r} was saved from {describe(recorded)} with sha256 {before[:12]}..., but "
+            f"{describe(given)} now has sha256 {now[:12]}...: its code changed since; recheck "
+            "with the claim as it was saved."
+        )
 
 
 def _recheck(meta: dict[str, Any], problem: Problem, claim: Claim, point: Params) -> dict[str, Any]:

@@ -362,25 +362,11 @@ def _checks(r: Report) -> Table:
     return t
 
 
-_PARAMETERISATIONS = {
-    "class-means": "over the class means, an exact reduction",
-    "weights": "over the weights, class means and bias eliminated exactly",
-    "full": "over every sample's features",
-}
-
-
 def _runs(r: Report) -> list[Text]:
     counts = r.outcome_counts()
-    if r.problem.loss == "max-margin":  # SLSQP on the K x K logits, from two kinds of start
-        how = "SLSQP on the class-mean logits under the margin constraints"
-    else:
-        how = (
-            f"{_PARAMETERISATIONS[r.parameterisation]}; "
-            f"scales {', '.join(_fmt(float(s), 3) for s in r.start_scales)}"
-        )
     parts = [
         Text(
-            f"optimiser: {len(r.runs)} random-start runs ({how}): "
+            f"optimiser: {len(r.runs)} random-start runs ({r.runs_method}): "
             f"{counts['at-prediction']} at the prediction, {counts['worse']} in worse local minima "
             f"or saddles, {counts['better']} better, {counts['failed']} failed; best "
             f"{_fmt(r.best_objective, 15)}"
@@ -388,8 +374,8 @@ def _runs(r: Report) -> list[Text]:
     ]
     shapes: dict[str, int] = {}
     for w in (run for run in r.runs if run.outcome == "worse" and run.structure):
-        alive = w.structure["alive_classes"]  # how many worse runs end with each structure
-        key = f"{alive}, rank(W Hbar) {w.structure['rank_WH']}" if alive else "none (zero)"
+        alive = list(w.structure.alive_classes)  # how many worse runs end with each structure
+        key = f"{alive}, rank(W Hbar) {w.structure.rank_WH}" if alive else "none (zero)"
         shapes[key] = shapes.get(key, 0) + 1
     if shapes:
         ends = "; ".join(f"{k} ({v} run{'' if v == 1 else 's'})" for k, v in sorted(shapes.items()))
@@ -403,8 +389,8 @@ def _counterexample(r: Report) -> list[Any]:
         Text(
             f"COUNTEREXAMPLE from {ce.origin}: objective {ce.objective:.15g} < claimed "
             f"{ce.claimed:.15g} (gap {ce.gap:.3e} > error bound {ce.error_bound:.3e}); "
-            f"alive classes {ce.structure.get('alive_classes')}, rank(W Hbar) "
-            f"{ce.structure.get('rank_WH')}" + (f"; saved to {ce.path}" if ce.path else ""),
+            f"alive classes {list(ce.structure.alive_classes)}, rank(W Hbar) "
+            f"{ce.structure.rank_WH}" + (f"; saved to {ce.path}" if ce.path else ""),
             style="red",
         )
     ]

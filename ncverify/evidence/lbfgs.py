@@ -245,59 +245,101 @@ def wolfe_search(
     """
     if dg0 is None:
         dg0 = _dot(xp, g0, d)
-    evals = 0
-    # (alpha, f, directional derivative, point, gradient) of probed points
-    prev = (0.0, f0, dg0, x, g0)
+    search = _LineSearch(fun_grad, xp, x, f0, d, dg0, c1, c2, max_eval, flat_tol)
+    return search.bracket(alpha, (0.0, f0, dg0, x, g0))
 
-    def probe(a: float) -> tuple[float, float, float, Array, Array]:
-        nonlocal evals
-        evals += 1
-        xa = x + d if a == 1.0 else x + a * d
-        f, g = fun_grad(xa)
-        return a, f, _dot(xp, g, d), xa, g
 
-    def finite(pt: tuple) -> tuple:
-        # a non-finite value is treated as "too far": it can only become the upper bracket end
-        return pt if math.isfinite(pt[1]) else (pt[0], math.inf, pt[2], pt[3], pt[4])
+#: A probed point: (alpha, f, directional derivative, point, gradient).
+_Probe = tuple[float, float, float, Array, Array]
 
-    def done(pt: tuple) -> StepResult:
-        return StepResult(pt[0], pt[3], pt[1], pt[4], evals)
 
-    def zoom(lo: tuple, hi: tuple) -> StepResult | None:
+@dataclass
+class _LineSearch:
+    """The state of one strong-Wolfe search: what it probes along, and how many evaluations it
+    has spent."""
+
+    fun_grad: FunGrad
+    xp: Any
+    x: Array
+    f0: float
+    d: Array
+    dg0: float
+    c1: float
+    c2: float
+    max_eval: int
+    flat_tol: float
+    evals: int = 0
+
+    def probe(self, a: float) -> _Probe:
+        """The point at step `a`; a non-finite value is treated as "too far": it can only
+        become the upper end of the bracket."""
+        self.evals += 1
+        xa = self.x + self.d if a == 1.0 else self.x + a * self.d
+        f, g = self.fun_grad(xa)
+        f = f if math.isfinite(f) else math.inf
+        return a, f, _dot(self.xp, g, self.d), xa, g
+
+    def done(self, pt: _Probe) -> StepResult:
+        return StepResult(pt[0], pt[3], pt[1], pt[4], self.evals)
+
+    def sufficient(self, pt: _Probe) -> bool:
+        """The Armijo condition at `pt`."""
+        return pt[1] <= self.f0 + self.c1 * pt[0] * self.dg0
+
+    def curvature(self, pt: _Probe) -> bool:
+        """The strong curvature condition at `pt`."""
+        return abs(pt[2]) <= -self.c2 * self.dg0
+
+    def bracket(self, alpha: float, prev: _Probe) -> StepResult | None:
+        """Double the step until a Wolfe point is found or one is bracketed."""
+        a = alpha
+        while self.evals < self.max_eval:
+            pt = self.probe(a)
+            if not self.sufficient(pt) or (self.evals > 1 and pt[1] >= prev[1]):
+                return self.zoom(prev, pt)
+            if self.curvature(pt):
+                return self.done(pt)
+            if pt[2] >= 0:
+                return self.zoom(pt, prev)
+            prev = pt
+            a *= 2.0
+        return None
+
+    def zoom(self, lo: _Probe, hi: _Probe) -> StepResult | None:
+        """Shrink the bracket `[lo, hi]` by cubic interpolation to a Wolfe point."""
         flat = 0
-        while evals < max_eval:
+        while self.evals < self.max_eval:
             fhi = hi[1] if math.isfinite(hi[1]) else lo[1] + 1.0
             t = _cubic_min(lo[0], lo[1], lo[2], hi[0], fhi, hi[2])
-            pt = finite(probe(t))
-            flat = flat + 1 if abs(pt[1] - f0) <= flat_tol else 0
+            pt = self.probe(t)
+            flat = flat + 1 if abs(pt[1] - self.f0) <= self.flat_tol else 0
             if flat >= 3:
                 break
-            if pt[1] > f0 + c1 * pt[0] * dg0 or pt[1] >= lo[1]:
+            if not self.sufficient(pt) or pt[1] >= lo[1]:
                 hi = pt
             else:
-                if abs(pt[2]) <= -c2 * dg0:
-                    return done(pt)
+                if self.curvature(pt):
+                    return self.done(pt)
                 if pt[2] * (hi[0] - lo[0]) >= 0:
                     hi = lo
                 lo = pt
             if abs(hi[0] - lo[0]) <= 1e-16 * max(1.0, abs(lo[0])):
                 break
-        if lo[1] < f0:  # no Wolfe point, but a decrease: accept it
-            return done(lo)
+        if lo[1] < self.f0:  # no Wolfe point, but a decrease: accept it
+            return self.done(lo)
         return None
 
-    a = alpha
-    while evals < max_eval:
-        pt = finite(probe(a))
-        if pt[1] > f0 + c1 * a * dg0 or (evals > 1 and pt[1] >= prev[1]):
-            return zoom(prev, pt)
-        if abs(pt[2]) <= -c2 * dg0:
-            return done(pt)
-        if pt[2] >= 0:
-            return zoom(pt, prev)
-        prev = pt
-        a *= 2.0
-    return None
+
+def _descent(hist: CompactHistory, xp: Any, g: Array) -> tuple[Array, float, float]:
+    """The L-BFGS direction, its slope and the gradient's norm; steepest descent (and the history
+    cleared) where the direction does not descend (or is NaN)."""
+    d, gg = hist.direction(g)
+    gnorm = math.sqrt(gg) if gg >= 0 else math.nan
+    gd = _dot(xp, g, d)
+    if not gd < 0:
+        hist.clear()
+        d, gd = -g, -gg
+    return d, gd, gnorm
 
 
 def minimise(
@@ -335,18 +377,13 @@ def minimise(
     stalls = 0
     it = 0
     for it in range(1, max_iter + 1):
-        d, gg = hist.direction(g)
-        gnorm = math.sqrt(gg) if gg >= 0 else math.nan
+        d, gd, gnorm = _descent(hist, xp, g)
         if not math.isfinite(f) or not math.isfinite(gnorm):
             message = "non-finite objective"
             break
         if gnorm <= gtol:
             message = "gradient below tolerance"
             break
-        gd = _dot(xp, g, d)
-        if not gd < 0:  # not a descent direction (or NaN): restart from steepest descent
-            hist.clear()
-            d, gd = -g, -gg
         step = 1.0 if len(hist) else min(1.0, 1.0 / gnorm)
         found = wolfe_search(counted, xp, x, f, g, d, step, dg0=gd, flat_tol=noise * abs(f))
         if found is None:

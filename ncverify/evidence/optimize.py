@@ -28,6 +28,7 @@ would make the last bits depend on the thread count); other backends run seriall
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import multiprocessing
@@ -37,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -50,15 +51,19 @@ from ncverify.model.objective import Objective, Params, norm
 from ncverify.model.problem import Problem, exact
 from ncverify.model.reduction import Parameterisation
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ncverify.evidence.structure import Structure
+
 DEFAULT_SCALES: tuple[float, ...] = (0.5, 1.0, 2.0)
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Run:
-    """One optimiser run: where it started and where it ended."""
+    """One optimiser run: where it started and where it ended (classified by the problem's kind,
+    `ncverify.kinds`, which returns a copy with `outcome`, `error_bound` and `structure`)."""
 
     index: int  # run `index` of `multistart`: its start is drawn with `default_rng([seed, index])`
     scale: float
@@ -69,9 +74,9 @@ class Run:
     time: float
     point: Params  # in the parameterisation of the run (`multistart(parameterisation=...)`)
     message: str = ""
-    outcome: str = ""  # set by the verifier: at-prediction / worse / better / failed
+    outcome: str = ""  # at-prediction / worse / better / failed, once classified
     error_bound: float = 0.0  # proven bound on the rounding error of `objective`
-    structure: dict | None = None
+    structure: Structure | None = None
     # the lambda factors of the descents before the final one (on the true problem) that ended
     # at `point`, e.g. (0.125,) or (0.125, 1.0, 1.5, 2.0); () for a single descent from the
     # random start (the recipe without continuation).  `iterations`, `evaluations` and `time`
@@ -589,8 +594,7 @@ def _worker_run(
         max_iter=max_iter,
         continuation=continuation,
     )
-    run.point = run.point.map(backend.to_numpy)  # type: ignore[attr-defined]
-    return run
+    return dataclasses.replace(run, point=run.point.map(backend.to_numpy))
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -704,7 +708,7 @@ def multistart(
         futures = [submitted[i] for i in range(restarts)]
         for i, future in enumerate(futures):
             run = future.result()
-            run.point = run.point.map(backend.asarray)
+            run = dataclasses.replace(run, point=run.point.map(backend.asarray))
             runs.append(run)
             if progress is not None:
                 progress(i, run)

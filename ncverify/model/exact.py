@@ -104,10 +104,36 @@ def enclose_objective(problem: Problem, point: Params) -> Any | None:
     b = None if point.b is None else dyadic(point.b)
     if hbar is None or any(w is None for w in ws) or (point.b is not None and b is None):
         return None
-    # exact class-level logits z = W_M ... W_1 hbar (+ b), as (integers, exponent)
+    z, ez = _exact_logits(problem, point, hbar, ws, b)  # type: ignore[arg-type]
+    scale = Fraction(2) ** ez
+    with interval_precision(PREC) as iv:
+        # max-margin: no loss; the features are divided by the exact smallest margin, which
+        # makes a new point, feasible with margin exactly 1 (infeasible: no finite value)
+        shrink = Fraction(1)
+        if not problem.loss.penalised:
+            margin = _smallest_margin(z)
+            if margin <= 0:
+                return iv.mpf([mpmath.inf, mpmath.inf])
+            shrink = 1 / (margin * scale)
+            loss = iv.mpf(0)
+        elif problem.loss == "mse":
+            loss = _iv_of(_squared_error(problem, z, scale))
+        else:
+            loss = _cross_entropy(problem, z, ez, iv)
+        reg = _regulariser(problem, hbar, ws, b, shrink)  # type: ignore[arg-type]
+        return loss + _iv_of(reg)
+
+
+Dyadic = tuple[np.ndarray, int]
+
+
+def _exact_logits(
+    problem: Problem, point: Params, hbar: Dyadic, ws: list[Dyadic], b: Dyadic | None
+) -> Dyadic:
+    """The class-level logits `W_M ... W_1 hbar (+ b)` exactly, as (integers, exponent)."""
     z, ez = hbar
     last = len(ws) - 1
-    for m, ((wm, ew), w_float) in enumerate(zip(ws, point.Ws, strict=True)):  # type: ignore[misc]
+    for m, ((wm, ew), w_float) in enumerate(zip(ws, point.Ws, strict=True)):
         z, ez = _exact_matmul(wm, np.asarray(w_float, dtype=np.float64), z), ez + ew
         if problem.activation == "relu" and m < last:  # exact on integers: max(0, .)
             z = np.where(z > 0, z, 0 * z)
@@ -116,54 +142,52 @@ def enclose_objective(problem: Problem, point: Params) -> Any | None:
         e = min(ez, eb)
         z = z * (1 << (ez - e)) + (bm * (1 << (eb - e)))[:, None]
         ez = e
-    counts = [Fraction(n) for n in problem.counts]
-    scale = Fraction(2) ** ez
-    with interval_precision(PREC) as iv:
-        # max-margin: no loss; the features are divided by the exact smallest margin, which
-        # makes a new point, feasible with margin exactly 1 (infeasible: no finite value)
-        shrink = Fraction(1)
-        if problem.loss == "max-margin":
-            k_ = problem.K
-            margin = min(
-                int(z[c, c]) - int(z[j, c]) for c in range(k_) for j in range(k_) if j != c
-            )
-            if margin <= 0:
-                return iv.mpf([mpmath.inf, mpmath.inf])
-            shrink = 1 / (margin * scale)
-            loss = iv.mpf(0)
-        elif problem.loss == "mse":
-            total = Fraction(0)
-            for k, n in enumerate(counts):
-                col = [Fraction(int(v)) * scale for v in z[:, k]]
-                col[k] -= 1
-                total += n * sum(v * v for v in col)
-            loss = _iv_of(total / (2 * problem.N))
-        else:
-            two = iv.mpf(mpmath.ldexp(1, ez))  # exact power of two
-            loss = iv.mpf(0)
-            for k, n in enumerate(counts):
-                col = [int(v) for v in z[:, k]]
-                top = max(col)
-                terms = iv.mpf(0)
-                for v in col:
-                    terms += iv.exp(iv.mpf(v - top) * two)
-                ce = iv.mpf(top - col[k]) * two + iv.log(terms)
-                loss += _iv_of(n) * ce
-            loss = loss / iv.mpf(problem.N)
-        reg = Fraction(0)
-        for lam, (wm, ew) in zip(problem.lambda_w, ws, strict=True):  # type: ignore[misc]
-            reg += lam / 2 * _sumsq(wm) * Fraction(2) ** (2 * ew)
-        hm, eh = hbar
-        reg += (
-            problem.lambda_h
-            / 2
-            * sum(n * _sumsq(hm[:, k]) for k, n in enumerate(counts))
-            * Fraction(2) ** (2 * eh)
-            * shrink**2
-        )
-        if b is not None and problem.lambda_b is not None:
-            reg += problem.lambda_b / 2 * _sumsq(b[0]) * Fraction(2) ** (2 * b[1])
-        return loss + _iv_of(reg)
+    return z, ez
+
+
+def _smallest_margin(z: np.ndarray) -> int:
+    """`min_{c != j} z_cc - z_jc` of integer logits (the scale is a common power of two)."""
+    k = z.shape[0]
+    return min(int(z[c, c]) - int(z[j, c]) for c in range(k) for j in range(k) if j != c)
+
+
+def _squared_error(problem: Problem, z: np.ndarray, scale: Fraction) -> Fraction:
+    total = Fraction(0)
+    for k, n in enumerate(problem.counts):
+        col = [Fraction(int(v)) * scale for v in z[:, k]]
+        col[k] -= 1
+        total += n * sum(v * v for v in col)
+    return total / (2 * problem.N)
+
+
+def _cross_entropy(problem: Problem, z: np.ndarray, ez: int, iv: Any) -> Any:
+    """The mean cross-entropy in interval arithmetic (only `exp` and `log` round, outward)."""
+    two = iv.mpf(mpmath.ldexp(1, ez))  # exact power of two
+    loss = iv.mpf(0)
+    for k, n in enumerate(problem.counts):
+        col = [int(v) for v in z[:, k]]
+        top = max(col)
+        terms = iv.mpf(0)
+        for v in col:
+            terms += iv.exp(iv.mpf(v - top) * two)
+        ce = iv.mpf(top - col[k]) * two + iv.log(terms)
+        loss += _iv_of(Fraction(n)) * ce
+    return loss / iv.mpf(problem.N)
+
+
+def _regulariser(
+    problem: Problem, hbar: Dyadic, ws: list[Dyadic], b: Dyadic | None, shrink: Fraction
+) -> Fraction:
+    """The weight decay of the point, exactly (its features scaled by `shrink`)."""
+    reg = Fraction(0)
+    for lam, (wm, ew) in zip(problem.lambda_w, ws, strict=True):
+        reg += lam / 2 * _sumsq(wm) * Fraction(2) ** (2 * ew)
+    hm, eh = hbar
+    features = sum(n * _sumsq(hm[:, k]) for k, n in enumerate(problem.counts))
+    reg += problem.lambda_h / 2 * features * Fraction(2) ** (2 * eh) * shrink**2
+    if b is not None and problem.lambda_b is not None:
+        reg += problem.lambda_b / 2 * _sumsq(b[0]) * Fraction(2) ** (2 * b[1])
+    return reg
 
 
 def claimed_enclosure(prediction: Prediction) -> tuple[Any, bool]:
@@ -240,7 +264,7 @@ def certify_point(
             f"exact rational arithmetic and {PREC}-bit interval arithmetic on the class-level "
             "terms (class-constant features verified)"
         )
-    elif problem.loss == "max-margin":  # no forward error bound for the margin: no value
+    elif not problem.loss.penalised:  # no forward error bound for the margin: no value
         v_lo = v_hi = mpmath.inf
         method = "none: the features are not class-constant (no exact margin)"
     else:

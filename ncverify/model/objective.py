@@ -119,7 +119,7 @@ class Objective:
     ) -> None:
         if parameterisation not in PARAMETERISATIONS:
             raise ValueError(f"unknown parameterisation {parameterisation!r}.")
-        if problem.loss == "max-margin":  # constrained: ncverify.model.max_margin has its value
+        if not problem.loss.penalised:  # constrained: ncverify.model.max_margin has its value
             raise ValueError("the max-margin problem is constrained and has no objective F.")
         self.problem = problem
         self.xp = xp

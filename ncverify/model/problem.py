@@ -24,8 +24,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from fractions import Fraction
-from typing import Literal
 
 from ncverify.limits import (
     FLOAT_BYTES,
@@ -39,18 +39,44 @@ from ncverify.limits import (
     skip_unless_fits,
 )
 
-Loss = Literal["mse", "ce", "max-margin"]
-BiasMode = Literal["none", "free", "regularised"]
 
-#: "max-margin" is the limit of "ce" as every lambda tends to zero: minimise the weighted norms
-#: subject to every margin `(w_{y_i} - w_j)^T h_i >= 1` (docs/theory/ce.md#max-margin)
-LOSSES: tuple[str, ...] = ("mse", "ce", "max-margin")
+class Loss(StrEnum):
+    """The loss of the model (a member compares equal to its string, `Loss.MSE == "mse"`)."""
+
+    MSE = "mse"
+    CE = "ce"
+    #: the limit of "ce" as every lambda tends to zero: minimise the weighted norms subject to
+    #: every margin `(w_{y_i} - w_j)^T h_i >= 1` (docs/theory/ce.md#max-margin)
+    MAX_MARGIN = "max-margin"
+
+    @property
+    def penalised(self) -> bool:
+        """A data term plus weight decay, with an objective `F` to descend (the max-margin
+        problem is constrained instead, and its lambdas only scale its value)."""
+        return self is not Loss.MAX_MARGIN
+
+
+class BiasMode(StrEnum):
+    """The last layer's bias: none, free (unregularised) or regularised (with `lambda_b`)."""
+
+    NONE = "none"
+    FREE = "free"
+    REGULARISED = "regularised"
+
+
+class Activation(StrEnum):
+    """What sits between two layers: nothing (the deep linear model) or a ReLU (the deep
+    unconstrained-feature model with nonlinear layers); never after the last layer."""
+
+    LINEAR = "linear"
+    RELU = "relu"
+
+
+LOSSES: tuple[str, ...] = tuple(Loss)
 #: the losses with an objective `F` (`ncverify.model.objective`): a data term plus weight decay
-PENALISED_LOSSES: tuple[str, ...] = ("mse", "ce")
-BIAS_MODES: tuple[str, ...] = ("none", "free", "regularised")
-#: what sits between two layers: nothing (the deep linear model) or a ReLU (the deep
-#: unconstrained-feature model with nonlinear layers); never after the last layer
-ACTIVATIONS: tuple[str, ...] = ("linear", "relu")
+PENALISED_LOSSES: tuple[Loss, ...] = (Loss.MSE, Loss.CE)
+BIAS_MODES: tuple[str, ...] = tuple(BiasMode)
+ACTIVATIONS: tuple[str, ...] = tuple(Activation)
 
 
 class ProblemError(ValueError):
@@ -143,6 +169,45 @@ def _int_list(value: object, name: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _counts(counts: object, classes: object, samples: object) -> tuple[int, ...]:
+    """The class sizes from `counts`, or from `classes` copies of `samples`."""
+    if counts is not None and (classes is not None or samples is not None):
+        raise ProblemError("give either counts or classes and samples, not both.")
+    if counts is not None:
+        return _int_list(counts, "counts")
+    k = _int_list(classes if classes is not None else 4, "classes")
+    n = _int_list(samples if samples is not None else 100, "samples")
+    if len(k) != 1 or len(n) != 1:
+        raise ProblemError("classes and samples must each be a single integer.")
+    if k[0] < 2:
+        raise ProblemError(f"need at least K = 2 classes, got K = {k[0]}.")
+    _at_most(k[0], MAX_CLASSES, "the number of classes K")  # before K copies are made
+    return (n[0],) * k[0]
+
+
+def _depth(depth: object) -> int:
+    depth_t = _int_list(depth, "depth")
+    if len(depth_t) != 1:
+        raise ProblemError(f"depth must be a single positive integer, not {depth!r}.")
+    m = depth_t[0]
+    if m < 1:
+        raise ProblemError(f"depth must be a positive integer, got {m}.")
+    _at_most(m, MAX_DEPTH, "the depth")  # before M copies of the width are made
+    return m
+
+
+def _widths(width: object, widths: object, depth: int) -> tuple[int, ...]:
+    """`widths` as given, or `depth` copies of `width` (64 by default)."""
+    if width is not None and widths is not None:
+        raise ProblemError("give either width or widths, not both.")
+    if widths is not None:
+        return _int_list(widths, "widths")
+    w = _int_list(width if width is not None else 64, "width")
+    if len(w) != 1:
+        raise ProblemError("width must be a single integer; use widths for a list.")
+    return w * depth
+
+
 def _fraction_list(value: object, name: str) -> tuple[Fraction, ...]:
     if isinstance(value, str):
         parts = [p.strip() for p in value.split(",")]
@@ -153,6 +218,14 @@ def _fraction_list(value: object, name: str) -> tuple[Fraction, ...]:
     else:
         parts = [value]
     return tuple(exact(p, name) for p in parts)
+
+
+def _member(kind: type[StrEnum], value: object, name: str) -> StrEnum:
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(kind)
+        raise ProblemError(f"{name} must be one of {choices}, not {value!r}.") from None
 
 
 def _at_most(value: int, limit: int, what: str) -> None:
@@ -198,7 +271,7 @@ class Problem:
         widths: `(d, d_1, ..., d_{M-1})`: feature dimension, then hidden widths.
         lambda_w: `(lambda_{W_1}, ..., lambda_{W_M})`, exact.
         lambda_h: `lambda_H`, exact.
-        loss: `"mse"`, `"ce"` or `"max-margin"` (the constrained limit of `"ce"`: minimise
+        loss: `Loss.MSE`, `Loss.CE` or `Loss.MAX_MARGIN` (the constrained limit of CE: minimise
             the regulariser subject to every margin at least 1; the lambdas weight its norms).
         bias: `"none"`, `"free"` (unregularised) or `"regularised"` (with `lambda_b`).
         lambda_b: the bias weight decay when `bias == "regularised"`, else `None`.
@@ -211,10 +284,10 @@ class Problem:
     widths: tuple[int, ...]
     lambda_w: tuple[Fraction, ...]
     lambda_h: Fraction
-    loss: str = "mse"
-    bias: str = "none"
+    loss: Loss = Loss.MSE
+    bias: BiasMode = BiasMode.NONE
     lambda_b: Fraction | None = None
-    activation: str = "linear"
+    activation: Activation = Activation.LINEAR
 
     def __post_init__(self) -> None:
         if len(self.counts) < 2:
@@ -247,15 +320,12 @@ class Problem:
         _in_float_range(
             self.lambda_product, REPRESENTABLE_PRODUCT, "the product lambda_H prod lambda_W"
         )
-        if self.loss not in LOSSES:
-            raise ProblemError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}.")
-        if self.bias not in BIAS_MODES:
-            raise ProblemError(f"bias must be one of {', '.join(BIAS_MODES)}, not {self.bias!r}.")
-        if self.activation not in ACTIVATIONS:
-            raise ProblemError(
-                f"activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}."
-            )
-        if self.loss == "max-margin" and (self.bias != "none" or self.activation != "linear"):
+        for name, kind in (("loss", Loss), ("bias", BiasMode), ("activation", Activation)):
+            # strings from users and files become members (frozen: set through object)
+            object.__setattr__(self, name, _member(kind, getattr(self, name), name))
+        if self.loss == Loss.MAX_MARGIN and (
+            self.bias != BiasMode.NONE or self.activation != Activation.LINEAR
+        ):
             raise ProblemError("the max-margin problem has no bias and linear layers.")
         if self.bias == "regularised":
             if self.lambda_b is None or self.lambda_b <= 0:
@@ -288,35 +358,9 @@ class Problem:
         `widths` lists `d, d_1, ..., d_{M-1}`; `lambda_w` is one value or one per layer; giving
         `lambda_b` implies a regularised bias.
         """
-        if counts is not None and (classes is not None or samples is not None):
-            raise ProblemError("give either counts or classes and samples, not both.")
-        if counts is None:
-            k = _int_list(classes if classes is not None else 4, "classes")
-            n = _int_list(samples if samples is not None else 100, "samples")
-            if len(k) != 1 or len(n) != 1:
-                raise ProblemError("classes and samples must each be a single integer.")
-            if k[0] < 2:
-                raise ProblemError(f"need at least K = 2 classes, got K = {k[0]}.")
-            _at_most(k[0], MAX_CLASSES, "the number of classes K")  # before K copies are made
-            counts_t = (n[0],) * k[0]
-        else:
-            counts_t = _int_list(counts, "counts")
-        depth_t = _int_list(depth, "depth")
-        if len(depth_t) != 1:
-            raise ProblemError(f"depth must be a single positive integer, not {depth!r}.")
-        m = depth_t[0]
-        if m < 1:
-            raise ProblemError(f"depth must be a positive integer, got {m}.")
-        _at_most(m, MAX_DEPTH, "the depth")  # before M copies of the width are made
-        if width is not None and widths is not None:
-            raise ProblemError("give either width or widths, not both.")
-        if widths is not None:
-            widths_t = _int_list(widths, "widths")
-        else:
-            w = _int_list(width if width is not None else 64, "width")
-            if len(w) != 1:
-                raise ProblemError("width must be a single integer; use widths for a list.")
-            widths_t = w * m
+        counts_t = _counts(counts, classes, samples)
+        m = _depth(depth)
+        widths_t = _widths(width, widths, m)
         lw = _fraction_list(lambda_w, "lambda_W")
         if len(lw) == 1:
             lw = lw * m
@@ -420,9 +464,9 @@ class Problem:
             "depth": self.depth,
             "widths": list(self.widths),
             "bottleneck": self.bottleneck,
-            "loss": self.loss,
-            "bias": self.bias,
-            "activation": self.activation,
+            "loss": str(self.loss),  # plain strings in a JSON payload, not enum members
+            "bias": str(self.bias),
+            "activation": str(self.activation),
             "lambda_w": [float(x) for x in self.lambda_w],
             "lambda_w_exact": [str(x) for x in self.lambda_w],
             "lambda_h": float(self.lambda_h),

@@ -29,6 +29,7 @@ FLAGS = {  # option name -> the CLI flag, for messages and reproducing commands
     "lambda_b": "--lambda-b",
     "bias": "--bias",
     "loss": "--loss",
+    "activation": "--activation",
 }
 TASK_PREFIX = "ncverify-point"
 ALIVE_GAIN = 1e-4  # a class is alive in an optimiser run when (W Hbar)_kk exceeds this

@@ -101,6 +101,24 @@ class Outcome:
     failures: dict[str, str] = field(default_factory=dict)
 
 
+def _reuse(tasks: Sequence[PointTask], results: ResultsFile, outcome: Outcome) -> list[PointTask]:
+    """Take the tasks already in `results` into `outcome`; returns those still to run."""
+    pending = []
+    for t in tasks:
+        if t.key in results:
+            outcome.records[t.key] = results.records[t.key]
+            outcome.reused += 1
+        else:
+            pending.append(t)
+    return pending
+
+
+def _resubmit(client: Any, task: PointTask, attempt: int) -> Any:
+    """The task again, after the scheduler gave up on a worker (a new key: the old one failed)."""
+    key = f"{TASK_PREFIX}-{task.key}-again{attempt}"
+    return client.submit(run_point, task, key=key, pure=False, retries=1)
+
+
 def execute(
     tasks: Sequence[PointTask],
     results: ResultsFile,
@@ -114,13 +132,7 @@ def execute(
 
     outcome = Outcome(records={})
     total = len(tasks)
-    pending = []
-    for t in tasks:
-        if t.key in results:
-            outcome.records[t.key] = results.records[t.key]
-            outcome.reused += 1
-        else:
-            pending.append(t)
+    pending = _reuse(tasks, results, outcome)
     done = outcome.reused
     if progress is not None:
         progress(done, total)
@@ -150,13 +162,7 @@ def execute(
                 if isinstance(exc, KilledWorker) and n < MAX_RESUBMIT:
                     attempts[task.key] = n + 1
                     outcome.resubmitted += 1
-                    again = client.submit(
-                        run_point,
-                        task,
-                        key=f"{TASK_PREFIX}-{task.key}-again{n + 1}",
-                        pure=False,
-                        retries=1,
-                    )
+                    again = _resubmit(client, task, n + 1)
                     futures[again] = task
                     completed.add(again)
                 else:

@@ -23,7 +23,7 @@ class PointTask:
 
     key: str
     index: int
-    claim_id: str
+    claim: str  # a CLAIM argument (`ncverify.app.claims.reference`): resolved on the worker
     problem: Problem
     settings: Settings
     backend: tuple[str, str | None, str]
@@ -48,6 +48,8 @@ def point_key(
             "lambda_b": None if problem.lambda_b is None else str(problem.lambda_b),
             "loss": problem.loss,
             "bias": problem.bias,
+            # only when not linear: the keys of earlier results files stay valid
+            **({"activation": problem.activation} if problem.activation != "linear" else {}),
         },
         "settings": {
             "restarts": settings.restarts,
@@ -69,9 +71,10 @@ def point_key(
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def check_command(claim_id: str, options: dict[str, str | None], extra: Sequence[str]) -> str:
-    """The `ncverify check` command that reproduces one point's report."""
-    words = ["ncverify", "check", claim_id]
+def check_command(claim: str, options: dict[str, str | None], extra: Sequence[str]) -> str:
+    """The `ncverify check` command that reproduces one point's report (`claim`: the CLAIM
+    argument, an id, a claim file's path or `module:attribute`)."""
+    words = ["ncverify", "check", claim]
     for name, flag in FLAGS.items():
         value = options.get(name)
         if value is not None:
@@ -96,11 +99,11 @@ def _serial_runs() -> Iterator[None]:
 
 def run_point(task: PointTask) -> dict[str, Any]:
     """Check one point (on a worker) and return its results-file record."""
-    import theorems
+    from ncverify.app.claims import resolve
     from ncverify.backend import Backend
     from ncverify.verify import verify
 
-    claim = theorems.registry()[task.claim_id]
+    claim = resolve(task.claim)
     backend = Backend.create(*task.backend)
     with _serial_runs():
         report = verify(claim, task.problem, backend, task.settings)

@@ -9,7 +9,7 @@
 Claims list the kinds they support in `certificates`; the pipeline calls `CERTIFIERS[kind]`.
 
 - `max-margin-dual` (`max_margin.py`): a rigorous weak-duality lower bound for the one-layer
-  max-margin problem (`loss="max-margin"`), with rational multipliers checked exactly.
+  max-margin problem (`Loss.MAX_MARGIN`), with rational multipliers checked exactly.
 """
 
 from __future__ import annotations

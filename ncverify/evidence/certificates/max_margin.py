@@ -51,7 +51,7 @@ import sympy as sp
 from ncverify.evidence.certificates.certificate import Certificate
 from ncverify.model.intervals import round_down
 from ncverify.model.max_margin import factor_constant, rational_matrix, sel_value
-from ncverify.model.problem import Problem
+from ncverify.model.problem import Loss, Problem
 
 __all__ = [
     "DualBound",
@@ -161,7 +161,7 @@ def max_margin_dual(problem: Problem) -> Certificate | None:
     """The `max-margin-dual` certificate kind: at one layer, the weak-duality bound times the
     factorisation constant (both enclosed, the product rounded down), bracketed with the labels'
     value; None for another loss or depth (the program is convex at one layer only)."""
-    if problem.loss != "max-margin" or problem.depth != 1:
+    if problem.loss != Loss.MAX_MARGIN or problem.depth != 1:
         return None
     t0 = time.perf_counter()
     bound = tightest_bound(problem.counts)

@@ -1,0 +1,88 @@
+"""E4: the geometry of the runs against the claimed geometry (NC metrics of every layer).
+
+The run at the prediction that matches the predicted point's geometry best is judged (the best
+run where none is at the prediction).  The runs stop at a finite gradient tolerance, so their
+geometry is accurate only to what the conditioning allows (flat directions when the lambdas
+differ by orders of magnitude): one run at the prediction that matches suffices, and a mismatch
+refutes only beyond `Tolerances.geometry_refutes`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from ncverify.claim import Prediction
+from ncverify.evidence.metrics import nc_metrics, worst
+from ncverify.evidence.optimize import Run
+from ncverify.evidence.results import Check, Evidence, GeometryResult, Tolerances
+from ncverify.model.objective import Objective, Params
+
+#: Runs at the prediction whose geometry E4 compares (the lowest objectives first).
+E4_RUNS = 8
+
+
+def geometry_evidence(
+    objective: Objective,
+    runs: Sequence[Run],
+    point: Params | None,
+    prediction: Prediction,
+    tol: Tolerances,
+) -> GeometryResult:
+    """E4 over the classified `runs` against the predicted `point` (both in `objective`'s
+    parameterisation)."""
+    finite = [r for r in runs if math.isfinite(r.objective)]
+    if not finite or point is None:
+        return GeometryResult()
+    at = sorted((r for r in finite if r.outcome == "at-prediction"), key=lambda r: r.objective)
+    judged = at[:E4_RUNS] or [min(finite, key=lambda r: r.objective)]
+    scored, notes = [], []
+    for run in judged:
+        try:
+            rows = nc_metrics(objective, run.point, point)
+        except Exception as exc:  # noqa: BLE001 - a metric failure is reported, not raised
+            notes.append(f"metrics could not be computed: {exc}")
+            continue
+        scored.append((_error(rows, prediction), run, rows))
+    if not scored:
+        return GeometryResult(notes=tuple(notes))
+    _, run, rows = min(scored, key=lambda s: math.inf if s[0] is None else s[0])
+    checks = _judge(rows, prediction, run, tol)
+    return GeometryResult(checks=checks, metrics=tuple(rows), notes=tuple(notes))
+
+
+def _error(rows: list[dict], pred: Prediction) -> float | None:
+    """The largest NC2/NC3 distance and relative error over all layers (`||W Hbar||` where the
+    claim predicts the zero solution)."""
+    if pred.zero:
+        return max((r.get("norm_WH") or 0.0) for r in rows) if rows else 0.0
+    values = [v for v in (worst(rows, "nc_"), worst(rows, "rel_")) if v is not None]
+    return max(values) if values else None
+
+
+def _judge(rows: list[dict], pred: Prediction, best: Run, tol: Tolerances) -> tuple[Check, ...]:
+    skipped = (
+        "the claim says the minimiser is not unique"
+        if not pred.unique
+        else "the best run did not reach the prediction"
+        if best.outcome != "at-prediction"
+        else None
+    )
+    if skipped is not None:
+        detail = f"skipped: {skipped}"
+        return (Check(Evidence.GEOMETRY, "E4 geometry", None, None, tol.geometry, detail),)
+    if pred.zero:
+        size = max((r.get("norm_WH") or 0.0) for r in rows) if rows else 0.0
+        detail = "the best run should be the zero solution: largest ||W Hbar||"
+        ok = size <= tol.geometry
+        return (Check(Evidence.GEOMETRY, "E4 geometry", ok, size, tol.geometry, detail),)
+    d, r = worst(rows, "nc_"), worst(rows, "rel_")
+    value = max(v for v in (d, r) if v is not None) if (d is not None or r is not None) else None
+    ok = value is not None and value <= tol.geometry
+    detail = (
+        f"largest NC2/NC3 distance ({d:.2e}) and relative error ({r:.2e}) over all layers "
+        f"against the claimed {pred.geometry}"
+        if value is not None
+        else "no metric defined"
+    )
+    return (Check(Evidence.GEOMETRY, "E4 geometry", ok, value, tol.geometry, detail),)
