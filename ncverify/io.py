@@ -60,7 +60,8 @@ def save_counterexample(directory: str, report: Report, backend: Backend) -> str
         "gap": ce.gap,
         "error_bound": ce.error_bound,
         "origin": ce.origin,
-        "certificate": ce.certificate,  # informational: `recheck` recomputes everything
+        # informational: `recheck` recomputes everything
+        "certificate": None if ce.certificate is None else ce.certificate.to_json(),
     }
     digest = hashlib.sha256(json.dumps(clean(meta), sort_keys=True).encode()).hexdigest()[:12]
     path = os.path.join(directory, f"{report.claim.id}-{digest}.npz")

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ncverify.claim import Claim, Phase, Prediction
     from ncverify.evidence.certificates import Certificate
     from ncverify.evidence.optimize import Run
+    from ncverify.evidence.point_certificate import PointCertificate
     from ncverify.evidence.structure import Structure
     from ncverify.model.objective import Params
     from ncverify.model.problem import Problem
@@ -112,9 +113,9 @@ class Counterexample:
     structure: Structure
     point: Params | None = field(default=None, repr=False)
     path: str | None = None
-    # the high-precision certificate (`ncverify.model.exact.certify_point`): gap, proven bound,
+    # the high-precision certificate (`ncverify.evidence.point_certificate`): gap, proven bound,
     # enclosures, method, and the structure of the point (logit rank and singular values, Grams)
-    certificate: dict[str, Any] | None = None
+    certificate: PointCertificate | None = None
 
     def to_json(self) -> dict[str, Any]:
         return clean(
@@ -126,7 +127,7 @@ class Counterexample:
                 "origin": self.origin,
                 "structure": self.structure.to_json(),
                 "path": self.path,
-                "certificate": self.certificate,
+                "certificate": None if self.certificate is None else self.certificate.to_json(),
             }
         )
 

@@ -21,7 +21,8 @@ from scipy.special import logsumexp
 
 from ncverify.app.recheck import recheck_file
 from ncverify.backend import Backend
-from ncverify.model.exact import certify_point, enclose_objective
+from ncverify.evidence.point_certificate import certify_point
+from ncverify.model.exact import enclose_objective
 from ncverify.model.objective import Objective, Params, norm
 from ncverify.model.problem import Problem
 from ncverify.verify import Settings, verify
@@ -380,8 +381,8 @@ def test_lambda_window_at_depth_two() -> None:
         point = ce_search.lift(problem, result.best)
         obj = Objective(problem, NUMPY.xp)
         cert = certify_point(problem, pred, point, obj.value(point), obj.error_bound(point))
-        assert cert["exact"]
-        assert cert["certified"] is refuted
+        assert cert.exact
+        assert cert.certified is refuted
         if not refuted:  # the search does reach the prediction
             assert result.best.value == pytest.approx(float(pred.objective), rel=1e-9)
 
@@ -413,7 +414,7 @@ def test_refuted_where_proven_false(k: int, depth: int, n: int, decades: float) 
     report = verify(claim, problem, NUMPY, FAST)
     assert report.verdict == "refuted"
     cert = report.counterexample.certificate
-    assert cert["certified"] and cert["exact"] and cert["gap"] > cert["bound"]
+    assert cert.certified and cert.exact and cert.gap > cert.bound
 
 
 @given(k=st.integers(2, 8), n=st.integers(1, 6), lam_w=LAMBDAS, lam_h=LAMBDAS)
@@ -449,7 +450,7 @@ def test_saved_counterexample_rechecks(tmp_path) -> None:  # noqa: ANN001
     again = recheck_file(report.counterexample.path)
     assert again["verdict"] == "refuted"
     assert again["certificate"]["exact"] and again["certificate"]["certified"]
-    assert again["certificate"]["gap"] == pytest.approx(report.counterexample.certificate["gap"])
+    assert again["certificate"]["gap"] == pytest.approx(report.counterexample.certificate.gap)
 
 
 def test_random_partitions_are_uniform_without_listing_them() -> None:

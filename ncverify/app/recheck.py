@@ -20,7 +20,7 @@ Every one of them is recomputed, and the file is judged in this order:
 4. **the claim's numbers**: the claimed optimum against the claim's closed form, the gap, and
    the recorded certificate against the one recomputed from the point and the (now checked)
    recorded value; a disagreement is bad input, as in 2.
-5. **the verdict**, from the recomputed certificate alone (`ncverify.model.exact.certify_point`,
+5. **the verdict**, from the recomputed certificate alone (`ncverify.evidence.point_certificate.certify_point`,
    shared with the verifier): `refuted` when the point beats the claimed optimum beyond every
    proven error bound, else `inconclusive`.
 
@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 
 from ncverify.claim import Claim, Prediction
+from ncverify.evidence.point_certificate import certify_point
 from ncverify.io import CounterexampleFileError, load_counterexample, saved_problem
-from ncverify.model.exact import certify_point
-from ncverify.model.max_margin import value_at_margin_one
+from ncverify.kinds import kind_mismatch, kind_of
 from ncverify.model.objective import Objective, Params
 from ncverify.model.problem import Problem
 from ncverify.model.reduction import PARAMETERISATIONS, to_class_means, unavailable
@@ -151,9 +151,10 @@ def _recheck(meta: dict[str, Any], problem: Problem, claim: Claim, point: Params
     """Steps 2 to 5 of the module docstring on a file that `load_counterexample` accepted."""
     checked = ["problem"]
     check_problem_fields(meta["problem"], problem)
+    kind = kind_of(problem.loss)
     value, bound = evaluate(problem, point)
     recorded_bound = float(meta["error_bound"])
-    if problem.loss == "max-margin":  # the recorded bound is the certificate's: step 4
+    if kind.exact_values:  # the recorded bound is the certificate's: step 4
         eps, value_error = EPS64, 0.0
     else:
         eps = check_error_bound(recorded_bound, recordable_bounds(problem, point), problem)
@@ -173,27 +174,25 @@ def _recheck(meta: dict[str, Any], problem: Problem, claim: Claim, point: Params
     check_number("gap", float(meta["gap"]), claimed - value, gap_tol)
     checked += ["claimed", "gap"]
     cert = certify_point(problem, prediction, point, recorded, recorded_bound)
-    if problem.loss == "max-margin":
-        check_number("error_bound", recorded_bound, cert["bound"], same(cert["bound"]))
+    if kind.exact_values:
+        check_number("error_bound", recorded_bound, cert.bound, same(cert.bound))
         checked.append("error_bound")
     if isinstance(meta.get("certificate"), dict):
-        check_certificate(meta["certificate"], cert, problem)
+        check_certificate(meta["certificate"], cert.to_json(), problem)
         checked.append("certificate")
-    if not cert["exact"]:  # the float path used the recorded value: the verdict uses our own
+    if not cert.exact:  # the float path used the recorded value: the verdict uses our own
         cert = certify_point(problem, prediction, point, value, bound)
-    verdict = Verdict.REFUTED if cert["certified"] else Verdict.INCONCLUSIVE
+    verdict = Verdict.REFUTED if cert.certified else Verdict.INCONCLUSIVE
     return _result(claim, problem, verdict, value, bound, (prediction, cert), [], checked)
 
 
 # ---- step 2: the numbers of the point -------------------------------------------------------------
 def evaluate(problem: Problem, point: Params) -> tuple[float, float]:
-    """`F(point)` in float64 over every sample, and its proven rounding-error bound; for the
-    max-margin problem the value at margin one with bound 0 (it has no objective `F`; its
-    certificate encloses the value exactly)."""
-    if problem.loss == "max-margin":
-        return value_at_margin_one(problem, point), 0.0
-    objective = Objective(problem, np)
-    return objective.value(point), objective.error_bound(point)
+    """The point's value as its kind takes it (`ncverify.kinds`): `F(point)` in float64 over
+    every sample with its proven rounding-error bound, or, where the kind's values are exact (the
+    max-margin problem), the value at margin one with bound 0 (its certificate encloses it)."""
+    value = kind_of(problem.loss).value_of(problem, point)
+    return value.value, value.error
 
 
 def recordable_bounds(problem: Problem, point: Params) -> list[tuple[float, float]]:
@@ -307,11 +306,9 @@ def unmet_hypotheses(claim: Claim, problem: Problem) -> list[str]:
     max-margin problem under a penalised-loss claim or the reverse (different optima, as `verify`
     says), or another loss than the claim's where its hypotheses do not already say so."""
     unmet = list(claim.hypotheses(problem))
-    if (problem.loss == "max-margin") != (claim.loss == "max-margin"):
-        unmet.append(
-            "the max-margin problem and a penalised loss have different optima: a claim about "
-            "one says nothing about the other"
-        )
+    mismatch = kind_mismatch(claim.loss, problem.loss)
+    if mismatch is not None:
+        unmet.append(mismatch)
     elif claim.loss != problem.loss and not unmet:
         unmet.append(
             f"the claim is about the {claim.loss} loss, the saved problem has {problem.loss}"
@@ -396,11 +393,11 @@ def _result(
         prediction, cert = judged
         claimed = float(prediction.objective)
         gap = claimed - value
-        beats = cert["certified"]
+        beats = cert.certified
         detail = agree + (
-            f"F(saved point) = {cert['objective_digits']}, claimed optimum "
-            f"{cert['claimed_digits']}{'' if cert['claimed_rigorous'] else ' (not an enclosure)'}, "
-            f"gap {cert['gap']:.6e}, proven error bound {cert['bound']:.3e} ({cert['method']}): "
+            f"F(saved point) = {cert.objective_digits}, claimed optimum "
+            f"{cert.claimed_digits}{'' if cert.rigorous else ' (not an enclosure)'}, "
+            f"gap {cert.gap:.6e}, proven error bound {cert.bound:.3e} ({cert.method}): "
             + (
                 "the point beats the claimed optimum by more than the bound."
                 if beats
@@ -414,7 +411,7 @@ def _result(
         "claimed": claimed,
         "gap": gap,
         "error_bound": bound,
-        "certificate": cert,
+        "certificate": None if cert is None else cert.to_json(),
         "problem": problem.describe(),
         "hypotheses": unmet,
         "checked": checked,

@@ -395,7 +395,7 @@ def _counterexample(r: Report) -> list[Any]:
         )
     ]
     if ce.certificate is not None:
-        parts.append(counterexample_certificate(ce.certificate))
+        parts.append(counterexample_certificate(ce.certificate.to_json()))
     return parts
 
 

@@ -11,10 +11,30 @@ from ncverify.kinds.base import KindSession, ProblemKind, RunCost, RunSettings
 from ncverify.kinds.max_margin import MaxMargin
 from ncverify.kinds.penalised import Penalised
 
-__all__ = ["KINDS", "KindSession", "ProblemKind", "RunCost", "RunSettings", "kind_of"]
+__all__ = [
+    "KINDS",
+    "KindSession",
+    "ProblemKind",
+    "RunCost",
+    "RunSettings",
+    "kind_mismatch",
+    "kind_of",
+]
 
 #: Every kind; each loss belongs to exactly one.
 KINDS: tuple[ProblemKind, ...] = (Penalised(), MaxMargin())
+
+
+def kind_mismatch(claim_loss: str, problem_loss: str) -> str | None:
+    """Why a claim about one kind of problem says nothing about an instance of another (their
+    optima differ), or None where the kinds agree."""
+    own, given = kind_of(claim_loss), kind_of(problem_loss)
+    if own is given:
+        return None
+    return (
+        f"{given.description} and {own.description} have different optima: a claim about one "
+        "cannot be probed on the other"
+    )
 
 
 def kind_of(loss: str) -> ProblemKind:

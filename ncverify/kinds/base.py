@@ -25,6 +25,7 @@ from ncverify.backend import Backend
 from ncverify.claim import Prediction
 from ncverify.evidence.certificates import Certificate
 from ncverify.evidence.optimize import Run
+from ncverify.evidence.point_certificate import PointCertificate
 from ncverify.evidence.results import (
     CandidatePoint,
     GeometryResult,
@@ -105,13 +106,8 @@ class KindSession(ABC):
         """Alive classes and the rank of the point's class-level logits."""
 
     @abstractmethod
-    def certify(self, full: Params, value: PointValue) -> dict:
-        """The exact certificate that the full point beats the claimed optimum
-        (`ncverify.model.exact.certify_point`'s payload)."""
-
-    def counterexample_error(self, value: PointValue, certificate: dict | None) -> float:
-        """The error bound a counterexample records: that of its float value by default."""
-        return value.error
+    def certify(self, full: Params, value: PointValue) -> PointCertificate:
+        """The exact certificate that the full point beats the claimed optimum."""
 
     # ---- evidence -------------------------------------------------------------------------------
     @abstractmethod
@@ -157,9 +153,17 @@ class ProblemKind(ABC):
     losses: tuple[Loss, ...] = ()
     #: what the kind is, in words (for the sentence of a claim probed on another kind)
     description: str = ""
+    #: the kind's values of points are exact enclosures, with no float error bound: a
+    #: counterexample records its exact certificate's bound as its error
+    exact_values: bool = False
 
     def covers(self, loss: str) -> bool:
         return loss in self.losses
+
+    @abstractmethod
+    def value_of(self, problem: Problem, full: Params) -> PointValue:
+        """The value of a full point (host arrays) in floating point, with a proven bound on its
+        error (0 where `exact_values`), as the point's certificate takes it."""
 
     @abstractmethod
     def open(

@@ -20,14 +20,14 @@ import numpy as np
 
 from ncverify.backend import to_host
 from ncverify.evidence.optimize import Run
+from ncverify.evidence.point_certificate import PointCertificate, certify_point
 from ncverify.evidence.results import Check, Evidence, GeometryResult, PointValue, PredictedPoint
 from ncverify.evidence.structure import Structure, logit_structure
 from ncverify.kinds.base import KindSession, ProblemKind, Progress, RunCost
 from ncverify.limits import FLOAT_BYTES
-from ncverify.model.exact import certify_point
 from ncverify.model.max_margin import class_logits, lift_logits, value_at_margin_one
 from ncverify.model.objective import Params
-from ncverify.model.problem import Loss
+from ncverify.model.problem import Loss, Problem
 
 #: KKT residual (relative) below which E1 counts the claim's logits as a KKT point.
 KKT_TOL = 1e-8
@@ -45,12 +45,8 @@ class MaxMarginSession(KindSession):
     def structure(self, p: Params) -> Structure:
         return logit_structure(class_logits(p.map(to_host), self.problem.counts))
 
-    def certify(self, full: Params, value: PointValue) -> dict:
+    def certify(self, full: Params, value: PointValue) -> PointCertificate:
         return certify_point(self.problem, self.prediction, full.map(to_host), value.value, 0.0)
-
-    def counterexample_error(self, value: PointValue, certificate: dict | None) -> float:
-        """The bound of the exact certificate: the value at margin 1 has no float error bound."""
-        return 0.0 if certificate is None else float(certificate["bound"])
 
     # ---- evidence -------------------------------------------------------------------------------
     def predicted_point(self, full: Params | None) -> PredictedPoint:
@@ -63,13 +59,13 @@ class MaxMarginSession(KindSession):
     def _value_check(self, point: Params) -> Check:
         pred = self.prediction
         cert = certify_point(self.problem, pred, point, value_at_margin_one(self.problem, point), 0)
-        lo, hi = cert["objective_enclosure"]
-        c_lo, c_hi = cert["claimed_enclosure"]
+        lo, hi = cert.objective_enclosure
+        c_lo, c_hi = cert.claimed_enclosure
         allowed = self.tol.objective * abs(float(pred.objective))
         diff = abs((lo + hi) / 2 - (c_lo + c_hi) / 2)
         detail = (
-            f"the predicted point at margin 1 has the value {cert['objective_digits']} "
-            f"({cert['method']}) vs the claimed {cert['claimed_digits']}"
+            f"the predicted point at margin 1 has the value {cert.objective_digits} "
+            f"({cert.method}) vs the claimed {cert.claimed_digits}"
         )
         ok = math.isfinite(lo) and diff <= allowed
         return Check(Evidence.PREDICTED_POINT, "E1 objective", ok, diff, allowed, detail)
@@ -157,6 +153,10 @@ class MaxMargin(ProblemKind):
 
     losses = (Loss.MAX_MARGIN,)
     description = "the max-margin problem"
+    exact_values = True  # the value at margin 1 is enclosed exactly; it has no float error bound
+
+    def value_of(self, problem: Problem, full: Params) -> PointValue:
+        return PointValue(value_at_margin_one(problem, full))
 
     def open(self, problem, backend, prediction, predicted, tol, settings) -> KindSession:  # noqa: ANN001, PLR0913
         return MaxMarginSession(problem, backend, prediction, tol, settings)

@@ -23,6 +23,7 @@ from ncverify.evidence.certificates import Certificate
 from ncverify.evidence.geometry import geometry_evidence
 from ncverify.evidence.metrics import layer_geometry
 from ncverify.evidence.optimize import DEFAULT_CONTINUATION, Run, descend, multistart, run_scales
+from ncverify.evidence.point_certificate import PointCertificate, certify_point
 from ncverify.evidence.results import (
     CandidatePoint,
     GeometryResult,
@@ -34,7 +35,6 @@ from ncverify.evidence.stationarity import predicted_point_evidence
 from ncverify.evidence.structure import Structure, structure
 from ncverify.kinds.base import KindSession, ProblemKind, Progress, RunCost, RunSettings
 from ncverify.limits import FLOAT_BYTES, MAX_CLASSES_FOR_GRAMS
-from ncverify.model.exact import certify_point
 from ncverify.model.objective import Objective, Params
 from ncverify.model.problem import PENALISED_LOSSES, Problem
 from ncverify.model.reduction import (
@@ -111,7 +111,7 @@ class PenalisedSession(KindSession):
     def structure(self, p: Params) -> Structure:
         return structure(self.objective, p)
 
-    def certify(self, full: Params, value: PointValue) -> dict:
+    def certify(self, full: Params, value: PointValue) -> PointCertificate:
         return certify_point(
             self.problem, self.prediction, full.map(to_host), value.value, value.error
         )
@@ -219,6 +219,11 @@ class Penalised(ProblemKind):
 
     losses = PENALISED_LOSSES
     description = "a penalised loss"
+
+    def value_of(self, problem: Problem, full: Params) -> PointValue:
+        """Over every sample's features, in float64 on the host."""
+        objective = Objective(problem, np)
+        return PointValue(objective.value(full), objective.error_bound(full))
 
     def open(
         self,

@@ -6,27 +6,22 @@ assumed), the sum over samples is `n_k` times a per-class term, and the objectiv
 with no rounding anywhere except in `log`/`exp`: the class-level logits `W_M ... W_1 hbar_k (+ b)`,
 the MSE loss and the regulariser in exact integer/rational arithmetic, the cross-entropy in mpmath
 interval arithmetic (`PREC` bits, outward rounding).  The result is a rigorous enclosure of `F` at
-that point; `certify_point` compares it with the claim's rigorous enclosure of its optimum
-(`Prediction.objective_enclosure`), and a counterexample is certified only when the enclosures
-are disjoint, i.e. the gap exceeds the sum of their radii.  Otherwise (features not
-class-constant) the float value and its proven forward error bound (`Objective.error_bound`) are
-used.  Used by the verifier for every counterexample and by `ncverify recheck` for saved ones.
+that point; `ncverify.evidence.point_certificate.certify_point` compares it with the claim's
+rigorous enclosure of its optimum, and a counterexample is certified only when the enclosures
+are disjoint, i.e. the gap exceeds the sum of their radii.
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mpmath
 import numpy as np
 
-from ncverify.model.intervals import ends, interval_precision
+from ncverify.model.intervals import interval_precision
 from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ncverify.claim import Prediction
 
 #: bits of the interval arithmetic of the high-precision certificate
 PREC = 200
@@ -62,7 +57,7 @@ def class_constant(problem: Problem, h: np.ndarray) -> bool:
     return True
 
 
-def _first_columns(problem: Problem) -> list[int]:
+def first_columns(problem: Problem) -> list[int]:
     return [sum(problem.counts[:k]) for k in range(problem.K)]
 
 
@@ -99,7 +94,7 @@ def enclose_objective(problem: Problem, point: Params) -> Any | None:
     h = np.asarray(point.H, dtype=np.float64)
     if not class_constant(problem, h):
         return None
-    hbar = dyadic(h[:, _first_columns(problem)])
+    hbar = dyadic(h[:, first_columns(problem)])
     ws = [dyadic(w) for w in point.Ws]
     b = None if point.b is None else dyadic(point.b)
     if hbar is None or any(w is None for w in ws) or (point.b is not None and b is None):
@@ -188,105 +183,3 @@ def _regulariser(
     if b is not None and problem.lambda_b is not None:
         reg += problem.lambda_b / 2 * _sumsq(b[0]) * Fraction(2) ** (2 * b[1])
     return reg
-
-
-def claimed_enclosure(prediction: Prediction) -> tuple[Any, bool]:
-    """The claimed optimum as an interval, and whether that interval is rigorous.
-
-    A claim that proves an enclosure (`objective_enclosure`) gives a rigorous one; otherwise
-    its high-precision value is widened by `1e-30 (1 + |F*|)` and marked not rigorous.
-    """
-    with interval_precision(PREC) as iv:
-        if prediction.objective_enclosure is not None:
-            lo, hi = prediction.objective_enclosure
-            return iv.mpf([lo, hi]), True
-        obj = prediction.objective
-        with mpmath.workprec(PREC):
-            pad = mpmath.mpf("1e-30") * (1 + abs(obj))
-            return iv.mpf([obj - pad, obj + pad]), False
-
-
-def point_structure(problem: Problem, point: Params) -> dict[str, Any]:
-    """Rank and singular values of the class-level logits `W_M ... W_1 Hbar` (through the ReLUs
-    of a ReLU head), the class-mean Gram matrix `Hbar^T Hbar` (layer 1) and the classifier Gram
-    `W W^T` (`W = W_M ... W_1`; `W_M` alone for a ReLU head) (floats)."""
-    h = np.asarray(point.H, dtype=np.float64)
-    hbar = np.stack(
-        [
-            h[:, s : s + n].mean(axis=1)
-            for s, n in zip(_first_columns(problem), problem.counts, strict=True)
-        ],
-        axis=1,
-    )
-    ws = [np.asarray(wm, dtype=np.float64) for wm in point.Ws]
-    if problem.activation == "relu":  # the network's own logits; the classifier is W_M's rows
-        z = hbar
-        for wm in ws[:-1]:
-            z = np.maximum(wm @ z, 0.0)
-        w, logits = ws[-1], ws[-1] @ z
-    else:
-        w = ws[-1]
-        for wm in reversed(ws[:-1]):
-            w = w @ wm
-        logits = w @ hbar
-    sv = np.linalg.svd(logits, compute_uv=False)
-    top = float(sv[0]) if sv.size else 0.0
-    rank = int(np.sum(sv > 1e-9 * top)) if top > 0 else 0
-    return {
-        "logit_rank": rank,
-        "logit_singular_values": [float(x) for x in sv],
-        "logits": logits.tolist(),
-        "class_mean_gram": (hbar.T @ hbar).tolist(),
-        "classifier_gram": (w @ w.T).tolist(),
-        "bias": None if point.b is None else [float(x) for x in np.asarray(point.b)],
-    }
-
-
-def certify_point(
-    problem: Problem,
-    prediction: Prediction,
-    point: Params,
-    float_value: float,
-    float_error: float,
-) -> dict[str, Any]:
-    """Does `point` beat the claimed optimum beyond every evaluation error?  (host arrays)
-
-    Returns a JSON-ready dict: `certified`, `method`, `gap` (claimed minus the point's value),
-    `bound` (the proven bound on the error of that gap), the two enclosures, `rigorous` and the
-    point's `structure`.  `certified` is `gap > bound`.
-    """
-    claimed, claimed_rigorous = claimed_enclosure(prediction)
-    c_lo, c_hi = ends(claimed)
-    value = enclose_objective(problem, point)
-    if value is not None:
-        v_lo, v_hi = ends(value)
-        method = (
-            f"exact rational arithmetic and {PREC}-bit interval arithmetic on the class-level "
-            "terms (class-constant features verified)"
-        )
-    elif not problem.loss.penalised:  # no forward error bound for the margin: no value
-        v_lo = v_hi = mpmath.inf
-        method = "none: the features are not class-constant (no exact margin)"
-    else:
-        with mpmath.workprec(PREC):
-            v_lo = mpmath.mpf(float_value) - mpmath.mpf(float_error)
-            v_hi = mpmath.mpf(float_value) + mpmath.mpf(float_error)
-        method = "float64 value with its proven forward error bound (features not class-constant)"
-    with mpmath.workprec(PREC):
-        gap = (c_lo + c_hi) / 2 - (v_lo + v_hi) / 2
-        bound = (c_hi - c_lo) / 2 + (v_hi - v_lo) / 2
-        certified = bool(v_hi < c_lo)
-        return {
-            "certified": certified,
-            "exact": value is not None,  # evaluated exactly/in intervals, not with a float bound
-            "method": method,
-            "rigorous": bool(claimed_rigorous),
-            "gap": float(gap),
-            "bound": float(bound),
-            "objective_enclosure": [float(mpmath.nstr(v_lo, 25)), float(mpmath.nstr(v_hi, 25))],
-            "objective_digits": mpmath.nstr((v_lo + v_hi) / 2, 30),
-            "claimed_enclosure": [float(mpmath.nstr(c_lo, 25)), float(mpmath.nstr(c_hi, 25))],
-            "claimed_digits": mpmath.nstr((c_lo + c_hi) / 2, 30),
-            "claimed_rigorous": bool(claimed_rigorous),
-            "structure": point_structure(problem, point),
-        }

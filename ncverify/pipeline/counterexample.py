@@ -35,8 +35,10 @@ def find(
     candidates: Sequence[Candidate],
     cert: Certificate | None,
     e1: PredictedPoint,
+    exact_values: bool = False,
 ) -> Found:
-    """The best confirmed counterexample among every point below the claimed optimum."""
+    """The best confirmed counterexample among every point below the claimed optimum (its error
+    bound: that of its float value, or its certificate's where the kind's values are exact)."""
     points = _below(session, runs, candidates, cert)
     if not e1.ok and not points:
         descended = session.descent_from_prediction(e1)
@@ -49,14 +51,14 @@ def find(
         except Exception as exc:  # noqa: BLE001 - reported; the float comparison still stands
             notes.append(f"the high-precision certificate could not be computed: {exc}")
             certificate = None
-        if certificate is not None and not certificate["certified"]:
+        if certificate is not None and not certificate.certified:
             notes.append(
                 f"a point from {cand.origin} beats the claimed optimum in floating point but not "
-                f"beyond the high-precision bound (gap {certificate['gap']:.3e}, bound "
-                f"{certificate['bound']:.3e}): not counted as a counterexample"
+                f"beyond the high-precision bound (gap {certificate.gap:.3e}, bound "
+                f"{certificate.bound:.3e}): not counted as a counterexample"
             )
             continue
-        exact = certificate is not None and bool(certificate.get("exact"))
+        exact = certificate is not None and certificate.exact
         confirmed.append((not exact, cand.value.value, cand, full, certificate))
     if not confirmed:
         return Found(None, tuple(notes))
@@ -66,7 +68,7 @@ def find(
         objective=cand.value.value,
         claimed=claimed,
         gap=claimed - cand.value.value,
-        error_bound=session.counterexample_error(cand.value, certificate),
+        error_bound=certificate.bound if exact_values and certificate else cand.value.error,
         origin=cand.origin,
         structure=session.structure(cand.point),
         point=full,

@@ -23,7 +23,7 @@ from ncverify.claim import Candidate, Claim, Prediction
 from ncverify.evidence.certificates import CERTIFIERS, Certificate
 from ncverify.evidence.optimize import Run, default_jobs, single_threaded_blas
 from ncverify.evidence.results import Check, Evidence, PredictedPoint, Tolerances
-from ncverify.kinds import KindSession, kind_of
+from ncverify.kinds import KindSession, kind_mismatch, kind_of
 from ncverify.limits import (
     FLOAT_BYTES,
     HOW_TO_FORCE,
@@ -114,12 +114,9 @@ class _Verification:
         hypotheses = tuple(self.claim.hypotheses(self.problem))
         if hypotheses and not self.settings.probe:
             return self._report(Verdict.NOT_APPLICABLE, hypotheses=hypotheses)
-        own, given = kind_of(self.claim.loss), kind_of(self.problem.loss)
-        if own is not given:  # different problems have different optima: nothing to compare
-            self.said.notes.append(
-                f"{given.description} and {own.description} have different optima: a claim "
-                "about one cannot be probed on the other"
-            )
+        mismatch = kind_mismatch(self.claim.loss, self.problem.loss)
+        if mismatch is not None:  # different problems have different optima: nothing to compare
+            self.said.notes.append(mismatch)
             return self._report(Verdict.NOT_APPLICABLE, hypotheses=hypotheses)
         with self._timed("closed_form"):
             prediction = self.claim.closed_form(self.problem)
@@ -149,7 +146,8 @@ class _Verification:
         geometry = session.geometry(e1, runs)  # E4
         self.said.checks += geometry.checks
         self.said.notes += geometry.notes
-        found = counterexample.find(session, runs, candidates, cert, e1)
+        exact = kind_of(self.problem.loss).exact_values
+        found = counterexample.find(session, runs, candidates, cert, e1, exact)
         self.said.notes += session.notes + list(found.notes)
         ev = Evidences(
             tuple(self.said.checks),
