@@ -22,7 +22,7 @@ import sympy as sp
 
 from ncverify.backend import Backend
 from ncverify.model.objective import Params
-from ncverify.model.problem import Problem, ProblemError
+from ncverify.model.problem import Loss, Problem, ProblemError
 from ncverify.model.scalar import Regime
 
 
@@ -203,6 +203,9 @@ class TruthRegion:
     lambda_w: LambdaRange = ("1e-3", "0.5")
     lambda_h: LambdaRange = ("1e-3", "0.5")
     lambda_b: LambdaRange | None = None
+    #: the radii of a normalised problem (`Loss.NORMALISED_CE`), drawn log-uniformly like lambdas
+    radius_w: LambdaRange | None = None
+    radius_h: LambdaRange | None = None
 
     def __post_init__(self) -> None:
         wrong = self._inconsistencies()
@@ -232,6 +235,9 @@ class TruthRegion:
             out.append("wide regions need widths up to the largest K")
         if ("regularised" in self.biases) != (self.lambda_b is not None):
             out.append("lambda_b is a range exactly when a regularised bias is allowed")
+        normalised = self.loss == Loss.NORMALISED_CE
+        if normalised != (self.radius_w is not None and self.radius_h is not None):
+            out.append("radii are ranges exactly when the loss is normalised-ce")
         return out
 
     def _lambda_ranges(self) -> list[tuple[str, LambdaRange]]:
@@ -270,6 +276,10 @@ class TruthRegion:
         out += _lambda_out_of("lambda_H", p.lambda_h, self.lambda_h)
         if p.lambda_b is not None and self.lambda_b is not None:
             out += _lambda_out_of("lambda_b", p.lambda_b, self.lambda_b)
+        for name in ("radius_w", "radius_h"):
+            given, span = getattr(p, name), getattr(self, name)
+            if given is not None and span is not None:
+                out += _lambda_out_of(name, given, span)
         return out
 
     def contains(self, problem: Problem) -> bool:
@@ -300,6 +310,8 @@ class TruthRegion:
         lambda_b = (
             _log_uniform(rng, self.lambda_b) if bias == "regularised" and self.lambda_b else None
         )
+        radius_w = None if self.radius_w is None else _log_uniform(rng, self.radius_w)
+        radius_h = None if self.radius_h is None else _log_uniform(rng, self.radius_h)
         return Problem(
             counts=counts,
             depth=depth,
@@ -310,6 +322,8 @@ class TruthRegion:
             bias=bias,
             lambda_b=lambda_b,
             activation=self.activation if depth > 1 else "linear",
+            radius_w=radius_w,
+            radius_h=radius_h,
         )
 
     # ---- description ------------------------------------------------------------------------
@@ -333,6 +347,8 @@ class TruthRegion:
             parts.append(f"lambda_b {_span(self.lambda_b)}")
         if self.activation != "linear":
             parts.append(f"activation {self.activation}")
+        if self.radius_w is not None and self.radius_h is not None:
+            parts.append(f"r_W {_span(self.radius_w)}, r_H {_span(self.radius_h)}")
         return ", ".join(parts)
 
     def describe(self) -> dict[str, object]:

@@ -236,6 +236,11 @@ PROBLEM_FIELDS: dict[str, _Field] = {
     "lambda_w": _Field(_list_of(_is_finite), "a list of finite numbers", required=False),
     "lambda_h": _Field(_is_finite, "a finite number", required=False),
     "lambda_b": _Field(_or_none(_is_finite), "a finite number or null", required=False),
+    # files from before the normalised problem have no radii (theirs are none)
+    "radius_w_exact": _Field(_or_none(_is_str), "an exact rational or null", required=False),
+    "radius_h_exact": _Field(_or_none(_is_str), "an exact rational or null", required=False),
+    "radius_w": _Field(_or_none(_is_finite), "a finite number or null", required=False),
+    "radius_h": _Field(_or_none(_is_finite), "a finite number or null", required=False),
 }
 
 
@@ -287,6 +292,8 @@ def saved_problem(meta: dict[str, Any]) -> Problem:
             loss=p["loss"],
             bias=p["bias"],
             activation=p.get("activation", "linear"),
+            radius_w=p.get("radius_w_exact"),
+            radius_h=p.get("radius_h_exact"),
         )
     except ProblemError as exc:
         raise CounterexampleFileError(f"the saved problem is invalid: {exc}") from None

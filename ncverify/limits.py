@@ -117,6 +117,10 @@ PRODUCT_RANGE = (1e-200, 1e200)
 #: or `4^(M+1)` (1e61), and the input ranges above stay inside these.
 REPRESENTABLE_LAMBDA = (1e-150, 1e150)
 REPRESENTABLE_PRODUCT = (1e-300, 1e300)
+#: Radii of a normalised problem: the logits are bounded by `r_W r_H`, whose exponential the
+#: softmax takes in float64 (`exp(700)` overflows): products of radii up to 100 keep every logit
+#: gap representable, and radii below 1e-6 make every class equally likely to rounding.
+RADIUS_RANGE = (1e-6, 1e2)
 #: Largest number of random-start runs of one check (`restarts * 2**escalate`): every run keeps its
 #: end point and its row of the report.
 MAX_RUNS = 65_536

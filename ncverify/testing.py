@@ -42,7 +42,7 @@ from hypothesis.errors import InvalidArgument
 from ncverify.backend import Backend
 from ncverify.claim import Claim
 from ncverify.model.objective import Objective, Params, norm
-from ncverify.model.problem import BIAS_MODES, PENALISED_LOSSES, Problem
+from ncverify.model.problem import BIAS_MODES, PENALISED_LOSSES, Loss, Problem
 from ncverify.report import Report
 from ncverify.verify import Settings, verify
 
@@ -287,8 +287,10 @@ def assert_predicted_point_is_stationary(
     noise relative to their sizes (`1e-9`).  Returns the point (on `backend`, default numpy).
     """
     backend = backend or Backend.create()
-    if not problem.loss.penalised:
+    if problem.loss == Loss.MAX_MARGIN:
         return _assert_margin_point_is_kkt(claim, problem, backend)
+    if not problem.loss.penalised:
+        return _assert_e1_holds(claim, problem, backend)
     objective = Objective(problem, backend.xp, dtype=backend.dtype, device=backend.device)
     claimed = float(claim.closed_form(problem).objective)
     point = claim.minimiser(problem, backend)
@@ -306,6 +308,26 @@ def assert_predicted_point_is_stationary(
             f"the predicted point is not stationary: ||grad F|| = {total:.3e}, while the loss "
             f"and regulariser gradients have norms summing to {scale:.3e}"
         )
+    return point
+
+
+def _assert_e1_holds(claim: Claim, problem: Problem, backend: Backend) -> Params:
+    """Any other kind: E1 of the kind of the problem (`ncverify.kinds`) holds at the point."""
+    from ncverify.evidence.results import Tolerances
+    from ncverify.kinds import kind_of
+
+    point = claim.minimiser(problem, backend)
+    session = kind_of(problem.loss).open(
+        problem,
+        backend,
+        claim.closed_form(problem),
+        point,
+        Tolerances.for_eps(backend.eps),
+        Settings().runs(),
+    )
+    failed = [c for c in session.predicted_point(point).checks if not c.passed]
+    if failed:
+        raise AssertionError("; ".join(f"{c.name}: {c.detail}" for c in failed))
     return point
 
 

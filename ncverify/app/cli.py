@@ -131,6 +131,14 @@ ActivationOpt = Annotated[
     Activation | None,
     typer.Option(help="Between the layers: linear (the default) or relu."),
 ]
+RadiusWOpt = Annotated[
+    str | None,
+    _opt("--radius-w", metavar="DECIMAL", help="Norm of every classifier row (normalised-ce)."),
+]
+RadiusHOpt = Annotated[
+    str | None,
+    _opt("--radius-h", metavar="DECIMAL", help="Norm of every feature (normalised-ce)."),
+]
 # ---- the same as ranges (sweep: `ncverify.app.sweep.RANGE_OPTIONS`) -------------------------------
 ClassesRangeOpt = Annotated[
     str | None,
@@ -232,6 +240,8 @@ class ProblemOptions:
     bias: BiasOpt = None
     loss: LossOpt = None
     activation: ActivationOpt = None
+    radius_w: RadiusWOpt = None
+    radius_h: RadiusHOpt = None
 
     def given(self) -> dict[str, Any]:
         """Every option by name: the keyword arguments of `build_problem`."""
@@ -500,6 +510,10 @@ def build_problem(claim, activation: str | None = None, **given: str | None) -> 
             g["width"] = str(default.widths[0])
     if g["lambda_b"] is None and g["bias"] in (None, "regularised") and default.lambda_b:
         g["lambda_b"] = str(default.lambda_b)  # the default's weight-decayed bias
+    for radius in ("radius_w", "radius_h"):  # the default's radii, where the loss keeps them
+        kept = g["loss"] is None or g["loss"] == str(default.loss)
+        if g[radius] is None and kept and getattr(default, radius) is not None:
+            g[radius] = str(getattr(default, radius))
     return Problem.build(
         counts=g["counts"],
         classes=g["classes"],
@@ -513,6 +527,8 @@ def build_problem(claim, activation: str | None = None, **given: str | None) -> 
         loss=g["loss"] if g["loss"] is not None else default.loss,
         bias=g["bias"] if g["bias"] is not None or g["lambda_b"] is not None else default.bias,
         activation=default.activation,
+        radius_w=g["radius_w"],
+        radius_h=g["radius_h"],
     )
 
 
@@ -709,7 +725,8 @@ def measure(
     _penalised_only(
         claim,
         None if loss is None else loss.value,
-        "a trained network is fitted with a penalised loss; the max-margin claim is its limit.",
+        "a trained head is measured against a claim about a penalised loss (weight decay), "
+        "and {problem} is not one.",
     )
     check_outputs(json_out=json_out, plot_file=plot_file)
     try:
@@ -754,8 +771,7 @@ def sweep(
     _penalised_only(
         claim,
         None if options.loss is None else str(options.loss),
-        "the max-margin problem has no phase over lambda (the lambdas only scale its value); "
-        "check instances with ncverify check.",
+        "{problem} has no phase over lambda ({why}); check instances with ncverify check.",
     )
     settings = run.settings()
     check_outputs(save_counterexample=run.save_counterexample)
@@ -796,10 +812,16 @@ def sweep(
     raise typer.Exit(3 if inconclusive else 0)
 
 
-def _penalised_only(claim: Claim, loss: str | None, why: str) -> None:
-    """Exit 2 with `why` when the claim's or the given loss has no penalised objective."""
-    if not ModelLoss(claim.loss).penalised or (loss is not None and not ModelLoss(loss).penalised):
-        fail(why)
+def _penalised_only(claim: Claim, loss: str | None, sentence: str) -> None:
+    """Exit 2 with `sentence` (naming the kind of problem and why) when the claim's or the given
+    loss has no penalised objective."""
+    from ncverify.kinds import kind_of
+
+    for name in (claim.loss, loss):
+        if name is not None and not ModelLoss(name).penalised:
+            kind = kind_of(name)
+            why = kind.no_lambda_phase or "its lambdas do not weigh a loss"
+            fail(sentence.format(problem=kind.description, why=why))
 
 
 def _draw(draw: Callable[[], None], plot_file: str) -> None:

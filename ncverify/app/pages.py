@@ -33,7 +33,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ncverify.model.problem import Loss  # noqa: E402
+from ncverify.kinds import kind_of  # noqa: E402
 
 log = logging.getLogger("mkdocs.hooks.ncverify")
 
@@ -375,11 +375,12 @@ def _verdict_sentence(report) -> str:  # noqa: ANN001
 def _trace_section(claim, assets, info) -> str:  # noqa: ANN001
     from ncverify.app.trace import nc_trace
 
-    if not Loss(claim.loss).penalised:
+    kind = kind_of(claim.loss)
+    if kind.no_layer_trace is not None:
         return (
             "## NC metrics over the optimiser's iterations\n\n"
-            "The max-margin problem is constrained: its runs move the class-mean logits under the "
-            "margin constraints, not the layers, so there are no per-layer NC metrics to trace.\n"
+            f"There are no per-layer NC metrics to trace for {kind.description}: "
+            f"{kind.no_layer_trace}.\n"
         )
     p = info.get("problem") or example_problem(claim)
     t0 = time.perf_counter()
@@ -430,12 +431,12 @@ def _phase_section(claim, assets, info) -> str:  # noqa: ANN001
     from ncverify import Claim
 
     d = claim.default_problem()
-    if not Loss(claim.loss).penalised:
+    kind = kind_of(claim.loss)
+    if kind.no_lambda_phase is not None:
         return (
             "## The closed form against λ\n\n"
-            "The max-margin problem has no phase over λ: the weights of its regulariser only "
-            "scale its value by $\\tfrac{M+1}{2}P^{1/(M+1)}$. Its search (the orthoplex codes) "
-            "is exact where it applies; see the statement and the example above.\n"
+            f"There is no phase over λ for {kind.description}: {kind.no_lambda_phase}. "
+            "See the statement and the example above.\n"
         )
     base = claim.closed_form(d)
     parts = [

@@ -10,6 +10,7 @@ every counterexample and by `ncverify recheck` for saved ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,9 @@ from ncverify.model.intervals import ends, interval_precision
 from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
 from ncverify.serial import clean
+
+#: The exact evaluation of a kind: an interval containing a point's value, or None.
+Enclosure = Callable[[Problem, Params], Any]
 
 
 @dataclass(frozen=True)
@@ -132,12 +136,14 @@ def certify_point(
     point: Params,
     float_value: float,
     float_error: float,
+    enclose: Enclosure = enclose_objective,
 ) -> PointCertificate:
     """Does `point` beat the claimed optimum beyond every evaluation error?  (host arrays;
-    `float_value` and `float_error` are used only where the point has no exact enclosure)."""
+    `float_value` and `float_error` are used only where `enclose`, the exact evaluation of the
+    problem's kind, gives no enclosure of the point's value)."""
     claimed, claimed_rigorous = claimed_enclosure(prediction)
     c_lo, c_hi = ends(claimed)
-    v_lo, v_hi, exact, method = _value(problem, point, float_value, float_error)
+    v_lo, v_hi, exact, method = _value(problem, point, float_value, float_error, enclose)
     with mpmath.workprec(PREC):
         gap = (c_lo + c_hi) / 2 - (v_lo + v_hi) / 2
         bound = (c_hi - c_lo) / 2 + (v_hi - v_lo) / 2
@@ -157,10 +163,10 @@ def certify_point(
 
 
 def _value(
-    problem: Problem, point: Params, float_value: float, float_error: float
+    problem: Problem, point: Params, float_value: float, float_error: float, enclose: Enclosure
 ) -> tuple[mpmath.mpf, mpmath.mpf, bool, str]:
     """The point's value as an enclosure `(lo, hi)`, whether it is exact, and how it was got."""
-    value = enclose_objective(problem, point)
+    value = enclose(problem, point)
     if value is not None:
         v_lo, v_hi = ends(value)
         method = (
@@ -168,8 +174,8 @@ def _value(
             "terms (class-constant features verified)"
         )
         return v_lo, v_hi, True, method
-    if not problem.loss.penalised:  # no forward error bound for the margin: no value
-        method = "none: the features are not class-constant (no exact margin)"
+    if not problem.loss.penalised:  # no proven float error bound for these kinds: no value
+        method = "none: no exact value of this point (not class-constant, or too large)"
         return mpmath.inf, mpmath.inf, False, method
     with mpmath.workprec(PREC):
         v_lo = mpmath.mpf(float_value) - mpmath.mpf(float_error)

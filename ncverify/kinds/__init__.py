@@ -1,5 +1,6 @@
-"""Problem kinds, one module each (`base.py` has the interface): the pipeline finds the kind of
-an instance here and names none itself.
+"""Problem kinds, one module each (`base.py` has the interface), found here by discovery: a
+module of this package that defines `kind`, an instance of `ProblemKind`, is a kind, so adding
+one touches no other module.  The pipeline finds the kind of an instance here and names none.
 
 - `penalised.py`: mean squared error or cross-entropy plus weight decay, linear or ReLU layers;
 - `max_margin.py`: the constrained max-margin limit of cross-entropy.
@@ -7,9 +8,10 @@ an instance here and names none itself.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from ncverify.kinds.base import KindSession, ProblemKind, RunCost, RunSettings
-from ncverify.kinds.max_margin import MaxMargin
-from ncverify.kinds.penalised import Penalised
 
 __all__ = [
     "KINDS",
@@ -21,8 +23,21 @@ __all__ = [
     "kind_of",
 ]
 
+
+def _discovered() -> tuple[ProblemKind, ...]:
+    """The `kind` of every module of this package, in module order."""
+    found = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if info.name == "base" or info.name.startswith("_"):
+            continue
+        kind = getattr(importlib.import_module(f"{__name__}.{info.name}"), "kind", None)
+        if isinstance(kind, ProblemKind):
+            found.append(kind)
+    return tuple(found)
+
+
 #: Every kind; each loss belongs to exactly one.
-KINDS: tuple[ProblemKind, ...] = (Penalised(), MaxMargin())
+KINDS: tuple[ProblemKind, ...] = _discovered()
 
 
 def kind_mismatch(claim_loss: str, problem_loss: str) -> str | None:

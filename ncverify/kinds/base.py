@@ -156,6 +156,10 @@ class ProblemKind(ABC):
     #: the kind's values of points are exact enclosures, with no float error bound: a
     #: counterexample records its exact certificate's bound as its error
     exact_values: bool = False
+    #: why its problems have no phase over lambda (sweeps and phase plots refuse them), or None
+    no_lambda_phase: str | None = None
+    #: why its runs have no per-layer NC metrics to trace over their iterations, or None
+    no_layer_trace: str | None = None
 
     def covers(self, loss: str) -> bool:
         return loss in self.losses

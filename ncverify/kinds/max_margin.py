@@ -154,9 +154,17 @@ class MaxMargin(ProblemKind):
     losses = (Loss.MAX_MARGIN,)
     description = "the max-margin problem"
     exact_values = True  # the value at margin 1 is enclosed exactly; it has no float error bound
+    no_lambda_phase = "the weights of its regulariser only scale its value, by (M+1)/2 P^(1/(M+1))"
+    no_layer_trace = (
+        "its runs move the class-mean logits under the margin constraints, not the layers"
+    )
 
     def value_of(self, problem: Problem, full: Params) -> PointValue:
         return PointValue(value_at_margin_one(problem, full))
 
     def open(self, problem, backend, prediction, predicted, tol, settings) -> KindSession:  # noqa: ANN001, PLR0913
         return MaxMarginSession(problem, backend, prediction, tol, settings)
+
+
+#: the kind this module defines (found by `ncverify.kinds`)
+kind = MaxMargin()

@@ -235,3 +235,7 @@ class Penalised(ProblemKind):
         settings: RunSettings,
     ) -> KindSession:
         return PenalisedSession(problem, backend, prediction, predicted, tol, settings)
+
+
+#: the kind this module defines (found by `ncverify.kinds`)
+kind = Penalised()

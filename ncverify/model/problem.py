@@ -34,6 +34,7 @@ from ncverify.limits import (
     MAX_COUNT,
     MAX_DEPTH,
     PRODUCT_RANGE,
+    RADIUS_RANGE,
     REPRESENTABLE_LAMBDA,
     REPRESENTABLE_PRODUCT,
     skip_unless_fits,
@@ -48,12 +49,16 @@ class Loss(StrEnum):
     #: the limit of "ce" as every lambda tends to zero: minimise the weighted norms subject to
     #: every margin `(w_{y_i} - w_j)^T h_i >= 1` (docs/theory/ce.md#max-margin)
     MAX_MARGIN = "max-margin"
+    #: cross-entropy with every classifier row and every feature on a sphere of fixed radius
+    #: (`radius_w`, `radius_h`; docs/theory/normalised.md): no weight decay enters
+    NORMALISED_CE = "normalised-ce"
 
     @property
     def penalised(self) -> bool:
         """A data term plus weight decay, with an objective `F` to descend (the max-margin
-        problem is constrained instead, and its lambdas only scale its value)."""
-        return self is not Loss.MAX_MARGIN
+        problem is constrained instead, and its lambdas only scale its value; a normalised
+        problem fixes the norms, and its lambdas do not enter)."""
+        return self in (Loss.MSE, Loss.CE)
 
 
 class BiasMode(StrEnum):
@@ -288,6 +293,9 @@ class Problem:
     bias: BiasMode = BiasMode.NONE
     lambda_b: Fraction | None = None
     activation: Activation = Activation.LINEAR
+    #: the radii of the classifier rows and of the features (`Loss.NORMALISED_CE` only)
+    radius_w: Fraction | None = None
+    radius_h: Fraction | None = None
 
     def __post_init__(self) -> None:
         if len(self.counts) < 2:
@@ -327,12 +335,27 @@ class Problem:
             self.bias != BiasMode.NONE or self.activation != Activation.LINEAR
         ):
             raise ProblemError("the max-margin problem has no bias and linear layers.")
+        self._check_radii()
         if self.bias == "regularised":
             if self.lambda_b is None or self.lambda_b <= 0:
                 raise ProblemError("a regularised bias needs a positive lambda_b.")
             _in_float_range(self.lambda_b, REPRESENTABLE_LAMBDA, "lambda_b")
         elif self.lambda_b is not None:
             raise ProblemError("lambda_b is only meaningful with a regularised bias.")
+
+    def _check_radii(self) -> None:
+        """Radii belong to the normalised problem, which has one layer, no bias and both radii."""
+        given = (self.radius_w, self.radius_h)
+        if self.loss != Loss.NORMALISED_CE:
+            if given != (None, None):
+                raise ProblemError("radii belong to the normalised problem (--loss normalised-ce).")
+            return
+        if None in given:
+            raise ProblemError("the normalised problem needs both radii (--radius-w, --radius-h).")
+        if self.depth != 1 or self.bias != BiasMode.NONE or self.activation != Activation.LINEAR:
+            raise ProblemError("the normalised problem has one layer, no bias and no activation.")
+        for r in given:
+            _in_float_range(r, RADIUS_RANGE, "every radius")  # type: ignore[arg-type]
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -351,6 +374,8 @@ class Problem:
         loss: str = "mse",
         bias: str | None = None,
         activation: str = "linear",
+        radius_w: object = None,
+        radius_h: object = None,
     ) -> Problem:
         """Build from loose user input (strings from the CLI, numbers from Python).
 
@@ -369,6 +394,8 @@ class Problem:
         if bias is None:
             bias = "regularised" if lb is not None else "none"
         _input_ranges(lw, lh, lb)
+        rw = None if radius_w is None else exact(radius_w, "radius_w")
+        rh = None if radius_h is None else exact(radius_h, "radius_h")
         return cls(
             counts=counts_t,
             depth=m,
@@ -379,6 +406,8 @@ class Problem:
             bias=bias,
             lambda_b=lb,
             activation=activation,
+            radius_w=rw,
+            radius_h=rh,
         )
 
     def with_(self, **changes: object) -> Problem:
@@ -408,6 +437,11 @@ class Problem:
             f"loss={self.loss} bias={self.bias}"
             + (f" activation={self.activation}" if self.activation != "linear" else "")
             + (f" lambda_b={self.lambda_b}" if self.lambda_b is not None else "")
+            + (
+                f" radius_W={self.radius_w} radius_H={self.radius_h}"
+                if self.radius_w is not None
+                else ""
+            )
         )
 
     @property
@@ -473,4 +507,8 @@ class Problem:
             "lambda_h_exact": str(self.lambda_h),
             "lambda_b": None if self.lambda_b is None else float(self.lambda_b),
             "lambda_b_exact": None if self.lambda_b is None else str(self.lambda_b),
+            "radius_w": None if self.radius_w is None else float(self.radius_w),
+            "radius_w_exact": None if self.radius_w is None else str(self.radius_w),
+            "radius_h": None if self.radius_h is None else float(self.radius_h),
+            "radius_h_exact": None if self.radius_h is None else str(self.radius_h),
         }

@@ -30,6 +30,8 @@ FLAGS = {  # option name -> the CLI flag, for messages and reproducing commands
     "bias": "--bias",
     "loss": "--loss",
     "activation": "--activation",
+    "radius_w": "--radius-w",
+    "radius_h": "--radius-h",
 }
 TASK_PREFIX = "ncverify-point"
 ALIVE_GAIN = 1e-4  # a class is alive in an optimiser run when (W Hbar)_kk exceeds this
