@@ -1,0 +1,235 @@
+"""Normalised features (`loss="normalised-ce"`): cross-entropy with every classifier row on a
+sphere of radius `r_W` and every feature on one of radius `r_H`, one layer, no weight decay
+(`ncverify.model.normalised`; docs/theory/normalised.md).
+
+- A point's value is that of its projection onto the spheres, enclosed exactly (its entries read
+  as the rationals they are; norms, `exp` and `log` in interval arithmetic): every value this
+  kind reports, and the certificate of a counterexample, is that enclosure.
+- E1: the predicted point has the claimed value (the enclosures overlap within the tolerance),
+  and the gradient of the value at its projection, tangent to the spheres, vanishes relative
+  to the gradient before it is made tangent.
+- E2: claim-agnostic L-BFGS runs on the projection from Gaussian starts, one feature per class
+  (an exact reduction: the features of one class meet the same loss), judged by the exact value.
+- E4: the geometry of the best run at the prediction against the predicted point's: the Gram
+  matrices of the projected classifier and class features and their products, which determine
+  a configuration up to a rotation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ncverify.backend import to_host
+from ncverify.evidence.optimize import Run
+from ncverify.evidence.point_certificate import PointCertificate, certify_point
+from ncverify.evidence.results import Check, Evidence, GeometryResult, PointValue, PredictedPoint
+from ncverify.evidence.sphere import sphere_runs
+from ncverify.evidence.structure import Structure, logit_structure
+from ncverify.kinds.base import KindSession, ProblemKind, Progress, RunCost
+from ncverify.limits import FLOAT_BYTES
+from ncverify.model import normalised
+from ncverify.model.exact import class_constant, first_columns
+from ncverify.model.objective import Params
+from ncverify.model.problem import Loss, Problem
+
+
+class NormalisedSession(KindSession):
+    parameterisation = "class-means"  # the runs: one feature per class
+
+    # ---- points ---------------------------------------------------------------------------------
+    def reduced(self, full: Params) -> Params:
+        """One feature per class where the features are class-constant (exact), else as is."""
+        h = np.asarray(to_host(full.H))
+        if h.shape[1] == self.problem.N and class_constant(self.problem, h):
+            return Params(tuple(to_host(w) for w in full.Ws), h[:, first_columns(self.problem)])
+        return full.map(to_host)
+
+    def lifted(self, p: Params) -> Params:
+        h = np.asarray(to_host(p.H))
+        if h.shape[1] == self.problem.K and self.problem.N != self.problem.K:
+            h = np.repeat(h, self.problem.counts, axis=1)
+        return Params(tuple(to_host(w) for w in p.Ws), h)
+
+    def value(self, p: Params) -> PointValue:
+        return _enclosed(self.problem, p)
+
+    def structure(self, p: Params) -> Structure:
+        return logit_structure(_class_logits(self.problem, self.reduced(p)))
+
+    def certify(self, full: Params, value: PointValue) -> PointCertificate:
+        host = full.map(to_host)
+        return certify_point(
+            self.problem, self.prediction, host, value.value, value.error, normalised.enclose
+        )
+
+    # ---- evidence -------------------------------------------------------------------------------
+    def predicted_point(self, full: Params | None) -> PredictedPoint:
+        if full is None:
+            return PredictedPoint(None)
+        point = self.reduced(full)
+        checks = (self._value_check(point), self._tangent_check(point))
+        return PredictedPoint(point, checks, all(c.passed for c in checks))
+
+    def _value_check(self, point: Params) -> Check:
+        value = self.value(point)
+        claimed = float(self.claimed)
+        allowed = value.error + self.tol.objective * abs(claimed)
+        diff = abs(value.value - claimed)
+        detail = (
+            f"the predicted point projected onto the spheres has the value {value.value:.16g} "
+            f"(exact enclosure, radius {value.error:.1e}) vs the claimed optimum {claimed:.16g}"
+        )
+        return Check(
+            Evidence.PREDICTED_POINT, "E1 objective", diff <= allowed, diff, allowed, detail
+        )
+
+    def _tangent_check(self, point: Params) -> Check:
+        w, h = np.asarray(point.Ws[0]), np.asarray(point.H)
+        weights = _weights(self.problem, h.shape[1])
+        _, gw, gh, scale = normalised.value_grad_scale(self.problem, w, h, weights)
+        size = float(math.hypot(np.linalg.norm(gw), np.linalg.norm(gh)))
+        allowed = self.tol.gradient * scale + 100 * float(np.finfo(np.float64).eps)
+        detail = (
+            f"the gradient tangent to the spheres at the predicted point; before it is made "
+            f"tangent its norm is {scale:.3e}, and at a stationary point only the normal part remains"
+        )
+        return Check(
+            Evidence.PREDICTED_POINT, "E1 stationarity", size <= allowed, size, allowed, detail
+        )
+
+    def run_cost(self) -> RunCost:
+        k, d = self.problem.K, self.problem.widths[0]
+        return RunCost(FLOAT_BYTES * 2 * k * d, 3 * k * k * d, 1)
+
+    def runs(self, restarts: int, max_iter: int, progress: Progress | None) -> tuple[Run, ...]:
+        out = []
+        for r in sphere_runs(self.problem, restarts, self.settings.seed, max_iter):
+            point = Params((r.w,), r.g)
+            value = self.value(point)
+            out.append(
+                Run(
+                    r.index,
+                    1.0,
+                    value.value,
+                    float("nan"),
+                    r.iterations,
+                    r.evaluations,
+                    r.seconds,
+                    point,
+                    message=r.message,
+                    outcome=self._outcome(value),
+                    error_bound=value.error,
+                    structure=self.structure(point),
+                )
+            )
+            if progress is not None:
+                progress("optimiser runs", len(out), restarts)
+        return tuple(out)
+
+    def _outcome(self, value: PointValue) -> str:
+        claimed = float(self.claimed)
+        if not math.isfinite(value.value):
+            return "failed"
+        if value.value < claimed - value.error:
+            return "better"
+        if abs(value.value - claimed) <= self.tol.at_prediction * abs(claimed) + value.error:
+            return "at-prediction"
+        return "worse"
+
+    def runs_method(self, runs: int) -> str:
+        return "L-BFGS on the projection onto the spheres, one feature per class, Gaussian starts"
+
+    def geometry(self, e1: PredictedPoint, runs: tuple[Run, ...]) -> GeometryResult:
+        """The Gram matrices of the best run at the prediction against the predicted point's."""
+        at = sorted((r for r in runs if r.outcome == "at-prediction"), key=lambda r: r.objective)
+        if e1.point is None or not at:
+            return GeometryResult()
+        if not self.prediction.unique:
+            detail = "skipped: the claim says the minimiser is not unique"
+            return GeometryResult(
+                (Check(Evidence.GEOMETRY, "E4 geometry", None, None, self.tol.geometry, detail),)
+            )
+        want = _grams(self.problem, e1.point)
+        errors = [
+            max(_relative(g, w) for g, w in zip(_grams(self.problem, r.point), want, strict=True))
+            for r in at
+        ]
+        best = min(errors)
+        detail = (
+            "largest relative error of W W^T, Hbar^T Hbar and W Hbar (projected onto the spheres) "
+            f"against the predicted point's ({self.prediction.geometry})"
+        )
+        check = Check(
+            Evidence.GEOMETRY,
+            "E4 geometry",
+            best <= self.tol.geometry,
+            best,
+            self.tol.geometry,
+            detail,
+        )
+        return GeometryResult((check,))
+
+
+def _weights(problem: Problem, columns: int) -> np.ndarray:
+    if columns == problem.K:
+        return normalised.class_weights(problem)
+    return np.full(columns, 1.0 / columns)
+
+
+def _enclosed(problem: Problem, p: Params) -> PointValue:
+    """The exact enclosure as a value and a proven error bound (inf where there is none)."""
+    box = normalised.enclose(problem, p.map(to_host))
+    if box is None:
+        return PointValue(math.nan, math.inf)
+    lo, hi = float(box.a), float(box.b)
+    return PointValue((lo + hi) / 2, (hi - lo) / 2 + abs(lo + hi) * 2**-52)
+
+
+def _unit(p: Params) -> tuple[np.ndarray, np.ndarray]:
+    w, h = np.asarray(p.Ws[0], dtype=np.float64), np.asarray(p.H, dtype=np.float64)
+    return w / np.linalg.norm(w, axis=1, keepdims=True), h / np.linalg.norm(
+        h, axis=0, keepdims=True
+    )
+
+
+def _class_logits(problem: Problem, p: Params) -> np.ndarray:
+    r_w, r_h = normalised.radii(problem)
+    uw, uh = _unit(p)
+    if uh.shape[1] != problem.K:  # mean logits of each class
+        labels = np.repeat(np.arange(problem.K), problem.counts)
+        z = uw @ uh
+        return r_w * r_h * np.stack([z[:, labels == k].mean(axis=1) for k in range(problem.K)], 1)
+    return r_w * r_h * (uw @ uh)
+
+
+def _grams(problem: Problem, p: Params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    uw, uh = _unit(p)
+    if uh.shape[1] != problem.K:
+        uh = uh[:, first_columns(problem)]
+    return uw @ uw.T, uh.T @ uh, uw @ uh
+
+
+def _relative(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+
+
+class Normalised(ProblemKind):
+    """Cross-entropy with the classifier rows and the features on spheres of fixed radii."""
+
+    losses = (Loss.NORMALISED_CE,)
+    description = "the normalised problem (features and classifier rows on spheres)"
+    exact_values = True  # every value is an exact enclosure of the projected point's
+    no_lambda_phase = "its norms are fixed by the radii, and no weight decay enters"
+    no_layer_trace = "it has one layer, whose classifier rows and features stay on their spheres"
+
+    def value_of(self, problem: Problem, full: Params) -> PointValue:
+        return _enclosed(problem, full)
+
+    def open(self, problem, backend, prediction, predicted, tol, settings) -> KindSession:  # noqa: ANN001, PLR0913
+        return NormalisedSession(problem, backend, prediction, tol, settings)
+
+
+#: the kind this module defines (found by `ncverify.kinds`)
+kind = Normalised()
