@@ -90,6 +90,8 @@ def example_problem(claim):  # noqa: ANN001, ANN201
         loss=d.loss,
         bias=d.bias,
         activation=d.activation,
+        radius_w=d.radius_w,
+        radius_h=d.radius_h,
     )
 
 
@@ -246,11 +248,13 @@ VARIANTS = (
 
 
 def _hypotheses(claim, assets, info) -> str:  # noqa: ANN001
-    from ncverify import Problem
+    from ncverify import Problem, ProblemError
 
     d = claim.default_problem()
-    own = {"loss": d.loss}
+    own: dict[str, object] = {"loss": d.loss}
     own.update({"lambda_b": "1e-3"} if d.bias == "regularised" else {"bias": d.bias})
+    if d.radius_w is not None:  # a normalised problem keeps its radii
+        own.update(radius_w=d.radius_w, radius_h=d.radius_h)
     variants = list(VARIANTS) + [
         ("the claim's loss and bias, one layer (M = 1)", {"counts": "4,4,4", "depth": 1, **own}),
         ("the claim's loss and bias, width 1 < K - 1 = 2", {"counts": "4,4,4", "width": 1, **own}),
@@ -258,7 +262,10 @@ def _hypotheses(claim, assets, info) -> str:  # noqa: ANN001
     seen: list[str] = []
     rows = []
     for label, kw in variants:
-        p = Problem.build(**{"depth": 3, "width": 8, **kw})
+        try:
+            p = Problem.build(**{"depth": 3, "width": 8, **kw})
+        except ProblemError:  # no instance of this kind (a normalised problem has one layer)
+            continue
         unmet = claim.hypotheses(p)
         seen += [h for h in unmet if h not in seen]
         rows.append(
@@ -480,6 +487,8 @@ def _tied(d, lam: str):  # noqa: ANN001, ANN202
         loss=d.loss,
         bias=d.bias,
         activation=d.activation,
+        radius_w=d.radius_w,
+        radius_h=d.radius_h,
     )
 
 

@@ -270,13 +270,7 @@ def geometry_words(r: Report) -> str:
     return words
 
 
-def _prediction(pred: Prediction) -> list[Any]:
-    parts: list[Any] = [
-        Text(
-            f"claimed optimum {pred.objective_float:.15g}  geometry: {pred.geometry}"
-            f"{'' if pred.unique else ' (not unique)'}"
-        )
-    ]
+def _class_table(pred: Prediction) -> Table:
     t = Table(title="per class")
     for col in ("class", "count", "regime", "gain", "||w_k||", "||hbar_k||", "critical lambda"):
         t.add_column(col)
@@ -293,7 +287,18 @@ def _prediction(pred: Prediction) -> list[Any]:
     if len(pred.classes) > MAX_CLASS_ROWS:
         rest = len(pred.classes) - MAX_CLASS_ROWS
         t.add_row("...", f"{rest} more", "", "", "", "", "", style="dim")
-    parts.append(t)
+    return t
+
+
+def _prediction(pred: Prediction) -> list[Any]:
+    parts: list[Any] = [
+        Text(
+            f"claimed optimum {pred.objective_float:.15g}  geometry: {pred.geometry}"
+            f"{'' if pred.unique else ' (not unique)'}"
+        )
+    ]
+    if pred.classes:  # a claim about a value and a geometry predicts nothing per class
+        parts.append(_class_table(pred))
     if pred.bias is not None:
         parts.append(Text(f"bias b* = {[round(b, 10) for b in pred.bias]}"))
     for b in pred.phase.on("lambda"):  # the tied axis: the one a reader compares with first
