@@ -20,6 +20,7 @@ import pytest
 
 import theorems
 from ncverify.app.cli import main
+from ncverify.model.problem import LOSSES
 
 SCRIPT = Path(sys.executable).with_name("ncverify")
 SMALL = [
@@ -191,11 +192,7 @@ def test_list_json(cli) -> None:  # noqa: ANN001
     assert isinstance(items, list) and items
     for item in items:
         assert {"id", "title", "source", "loss", "bias"} <= set(item)
-        assert item["loss"] in ("mse", "ce", "max-margin") and item["bias"] in (
-            "none",
-            "free",
-            "regularised",
-        )
+        assert item["loss"] in LOSSES and item["bias"] in ("none", "free", "regularised")
     ids = {item["id"] for item in items}
     assert {"mse-balanced-biasfree", "mse-balanced-bias"} <= ids
 
