@@ -1,9 +1,7 @@
 """Problem kinds, one module each (`base.py` has the interface), found here by discovery: a
 module of this package that defines `kind`, an instance of `ProblemKind`, is a kind, so adding
 one touches no other module.  The pipeline finds the kind of an instance here and names none.
-
-- `penalised.py`: mean squared error or cross-entropy plus weight decay, linear or ReLU layers;
-- `max_margin.py`: the constrained max-margin limit of cross-entropy.
+Each module's docstring says what its problems are (`ncverify.kinds.KINDS` lists them).
 """
 
 from __future__ import annotations
