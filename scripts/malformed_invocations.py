@@ -162,6 +162,7 @@ INVOCATIONS: tuple[Invocation, ...] = (
         "classes",
     ),
     Invocation("measure: a pickle in an .npz", _measure("{tmp}/pickle.npz"), "pickle"),
+    Invocation("recheck of a file with a NaN", ("recheck", "{tmp}/nan.npz"), "finite"),
     Invocation("measure: plot format", _measure("{tmp}/head.npz", "--plot", "{tmp}/g.xyz"), "plot"),
     Invocation(
         "sweep: unreachable scheduler",
@@ -209,6 +210,7 @@ def scratch_folder() -> Path:
     (tmp / "file.txt").write_text("not a counterexample\n")
     (tmp / "file.pt").write_text("not a tensor file\n")
     np.savez(tmp / "pickle.npz", features=np.array([{"a": 1}], dtype=object))
+    _nan_counterexample(tmp / "nan.npz")
     rng = np.random.default_rng(0)
     np.savez(
         tmp / "head.npz",
@@ -218,6 +220,34 @@ def scratch_folder() -> Path:
         W2=rng.normal(size=(3, 3)),
     )
     return tmp
+
+
+def _nan_counterexample(path: Path) -> None:
+    """A counterexample file in the saved format whose W1 holds a NaN: well formed up to the
+    arrays' values, so that what refuses it is the check that every entry is finite."""
+    import json
+
+    import numpy as np
+
+    from ncverify.model.problem import Problem
+    from ncverify.report import COUNTEREXAMPLE_SCHEMA
+
+    problem = Problem.build(counts="2,2", depth=1, width=2, lambda_w="1e-2", lambda_h="1e-2")
+    meta = {
+        "schema": COUNTEREXAMPLE_SCHEMA,
+        "ncverify": "0.1.0",
+        "claim": CLAIM,
+        "claim_origin": {"kind": "built-in", "ncverify": "0.1.0"},
+        "problem": problem.describe(),
+        "objective": 0.1,
+        "claimed": 0.2,
+        "gap": 0.1,
+        "error_bound": 1e-16,
+        "origin": "a forged file",
+        "certificate": None,
+    }
+    w1 = np.array([[np.nan, 0.0], [0.0, 1.0]])
+    np.savez_compressed(path, meta=np.array(json.dumps(meta)), W1=w1, H=np.ones((2, 4)))
 
 
 def run(inv: Invocation, tmp: Path, script: str | None = None) -> Outcome:
