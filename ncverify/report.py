@@ -1,6 +1,6 @@
 """Reports: the evidence of one verification, as a readable rich report and as stable JSON.
 
-JSON schema `ncverify.report/3` (documented in docs/json.md).  Numbers are JSON numbers, never
+JSON schema `ncverify.report/4` (documented in docs/json.md).  Numbers are JSON numbers, never
 NaN or infinity (those become `null`); apart from `timing`, the same command gives
 the same report.
 """
@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ncverify.backend import Backend
     from ncverify.claim import Claim, Phase, Prediction
     from ncverify.evidence.certificates import Certificate
+    from ncverify.evidence.coverage import Coverage
     from ncverify.evidence.optimize import Run
     from ncverify.evidence.point_certificate import PointCertificate
     from ncverify.evidence.structure import Structure
@@ -45,7 +46,7 @@ __all__ = [
     "version",
 ]
 
-SCHEMA = "ncverify.report/3"
+SCHEMA = "ncverify.report/4"
 COUNTEREXAMPLE_SCHEMA = "ncverify.counterexample/2"
 PREDICTION_SCHEMA = "ncverify.prediction/2"
 #: Significant digits of the exact values that reports print and write (`objective_digits`): the
@@ -196,6 +197,8 @@ class Report:
     runs: tuple[Run, ...] = ()
     start_scales: tuple[float, ...] = ()
     runs_method: str = ""  # what the runs optimised and from where, in words
+    # how much search backs the verdict: the runs grouped by end value (None without runs)
+    coverage: Coverage | None = None
     certificate: Certificate | None = None
     metrics: tuple[dict[str, Any], ...] | None = None
     counterexample: Counterexample | None = None
@@ -265,6 +268,7 @@ class Report:
                     "failed": counts["failed"],
                 },
                 "metrics": None if self.metrics is None else list(self.metrics),
+                "coverage": None if self.coverage is None else self.coverage.to_json(),
             }
         return clean(
             {

@@ -360,7 +360,7 @@ def _example(claim, assets, info) -> str:  # noqa: ANN001
             "",
             f"```text\n{text}\n```",
             "",
-            f"The JSON report of this run (schema `ncverify.report/3`, see [the JSON report]"
+            f"The JSON report of this run (schema `ncverify.report/4`, see [the JSON report]"
             f"(../json.md)): [{claim.id}-report.json]({claim.id}-report.json).",
             "",
         ]

@@ -213,6 +213,8 @@ def report(r: Report) -> Group:
             f"{r.backend.dtype_name}"
         ),
     ]
+    if r.verdict == Verdict.CONSISTENT:  # says how much search backs it
+        parts.append(Text(f"consistent: {consistent_words(r)}"))
     if r.geometry_evidence is not None:
         parts.append(Text(f"geometry: {geometry_words(r)}"))
     if r.hypotheses:
@@ -254,6 +256,18 @@ GEOMETRY_WORDS = {
     "that it is the only minimiser is not established",
     GeometryEvidence.NOT_UNIQUE: "the claim says the minimiser is not unique",
 }
+
+
+def consistent_words(r: Report) -> str:
+    """What a `consistent` verdict rests on: the search that backs it, or E1 alone."""
+    c = r.coverage
+    proof = "no certificate" if r.certificate is None else "a certificate that does not settle it"
+    if c is None or not c.starts:
+        return f"{proof}, and no random-start run: the predicted point's own checks (E1) alone"
+    return (
+        f"{proof}; backed by {c.starts} random-start runs, {c.at_prediction} of which "
+        f"({100 * c.at_prediction_share:.0f}%) reached the prediction and none beat it"
+    )
 
 
 def geometry_words(r: Report) -> str:
@@ -377,6 +391,8 @@ def _runs(r: Report) -> list[Text]:
             f"{_fmt(r.best_objective, 15)}"
         )
     ]
+    if r.coverage is not None:
+        parts.append(Text(f"coverage: {r.coverage.words()}"))
     shapes: dict[str, int] = {}
     for w in (run for run in r.runs if run.outcome == "worse" and run.structure):
         alive = list(w.structure.alive_classes)  # how many worse runs end with each structure

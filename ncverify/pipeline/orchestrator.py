@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from ncverify.backend import Backend
 from ncverify.claim import Candidate, Claim, Prediction
 from ncverify.evidence.certificates import CERTIFIERS, Certificate
+from ncverify.evidence.coverage import coverage
 from ncverify.evidence.optimize import Run, default_jobs, single_threaded_blas
 from ncverify.evidence.results import Check, Evidence, PredictedPoint, Tolerances
 from ncverify.kinds import KindSession, kind_mismatch, kind_of
@@ -171,6 +172,7 @@ class _Verification:
             runs=runs,
             start_scales=session.start_scales(len(runs)),
             runs_method=session.runs_method(len(runs)),
+            coverage=coverage(runs, self.tol.at_prediction) if runs else None,
             certificate=cert,
             metrics=geometry.metrics,
             counterexample=found.counterexample,
