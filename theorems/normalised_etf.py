@@ -32,6 +32,7 @@ from ncverify.model.factorisations import simplex_directions
 from ncverify.model.intervals import ends, interval_precision
 from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
+from theorems._hypotheses import BALANCED, LINEAR
 
 PREC = 200
 
@@ -79,10 +80,14 @@ class NormalisedETF(Claim):
 
     def hypotheses(self, problem: Problem) -> list[str]:
         unmet = []
+        if problem.activation != "linear" and problem.depth > 1:
+            unmet.append(LINEAR)
+        if problem.depth != 1:
+            unmet.append("the network must have one layer (M = 1)")
         if problem.loss != "normalised-ce":
             unmet.append("the problem must be the normalised one (--loss normalised-ce)")
         if not problem.balanced:
-            unmet.append("the classes must be balanced (all n_k equal)")
+            unmet.append(BALANCED)
         if problem.widths[0] < problem.K - 1:
             unmet.append(f"the feature dimension d = {problem.widths[0]} must be at least K - 1")
         return unmet
