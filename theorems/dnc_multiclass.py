@@ -30,7 +30,9 @@ class DNCMulticlass(DeepNeuralCollapse):
     id = "dnc-multiclass"
     title = "Three or more classes, ReLU deep head: deep neural collapse is optimal"
     source = f"{SUKENIK_2024}: the statement it argues against"
-    status = "believed false for L >= 4 (low-rank witnesses)"
+    status = (
+        "refuted at some instances with L >= 3 (docs/theory/dnc.md#status); not refuted at L = 2"
+    )
     default_classes = 6
     classes = (3, None)
     classes_rule = "there must be at least three classes (K >= 3; see dnc-binary)"
