@@ -237,39 +237,7 @@ class Report:
         return prediction_json(self.prediction, self.grams)
 
     def to_json(self) -> dict[str, Any]:
-        counts = self.outcome_counts()
-        runs = [
-            {
-                "index": r.index,
-                "scale": r.scale,
-                "objective": r.objective,
-                "gradient_norm": r.grad_norm,
-                "iterations": r.iterations,
-                "evaluations": r.evaluations,
-                "continuation": list(r.continuation),
-                "outcome": r.outcome,
-                "error_bound": r.error_bound,
-                "structure": None if r.structure is None else r.structure.to_json(),
-                "message": r.message,
-            }
-            for r in self.runs
-        ]
-        numerical = None
-        if self.runs:
-            numerical = {
-                "parameterisation": self.parameterisation,
-                "best_objective": self.best_objective,
-                "start_scales": list(self.start_scales),
-                "runs": runs,
-                "counts": {
-                    "at": counts["at-prediction"],
-                    "worse": counts["worse"],
-                    "better": counts["better"],
-                    "failed": counts["failed"],
-                },
-                "metrics": None if self.metrics is None else list(self.metrics),
-                "coverage": None if self.coverage is None else self.coverage.to_json(),
-            }
+        numerical = self._numerical() if self.runs else None
         return clean(
             {
                 "schema": SCHEMA,
@@ -298,6 +266,40 @@ class Report:
                 },
             }
         )
+
+    def _numerical(self) -> dict[str, Any]:
+        """The JSON `numerical` member: the runs, their counts, metrics and coverage."""
+        counts = self.outcome_counts()
+        runs = [
+            {
+                "index": r.index,
+                "scale": r.scale,
+                "objective": r.objective,
+                "gradient_norm": r.grad_norm,
+                "iterations": r.iterations,
+                "evaluations": r.evaluations,
+                "continuation": list(r.continuation),
+                "outcome": r.outcome,
+                "error_bound": r.error_bound,
+                "structure": None if r.structure is None else r.structure.to_json(),
+                "message": r.message,
+            }
+            for r in self.runs
+        ]
+        return {
+            "parameterisation": self.parameterisation,
+            "best_objective": self.best_objective,
+            "start_scales": list(self.start_scales),
+            "runs": runs,
+            "counts": {
+                "at": counts["at-prediction"],
+                "worse": counts["worse"],
+                "better": counts["better"],
+                "failed": counts["failed"],
+            },
+            "metrics": None if self.metrics is None else list(self.metrics),
+            "coverage": None if self.coverage is None else self.coverage.to_json(),
+        }
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, allow_nan=False)
