@@ -68,6 +68,12 @@ def stop(executor: ProcessPoolExecutor) -> None:
     for process in processes:
         with contextlib.suppress(OSError, ValueError, AssertionError):
             process.join(timeout=5)  # reap them: SIGKILL takes effect at once
+    # let the pool's manager thread see the dead workers and close its wake-up pipe; the
+    # interpreter's exit would otherwise write to that pipe after it closed and print an
+    # "Exception ignored" traceback (it did, under load, in 1 run of a few dozen)
+    manager = getattr(executor, "_executor_manager_thread", None)
+    if manager is not None:
+        manager.join(timeout=5)
 
 
 def initialise(parent: int) -> None:
