@@ -42,6 +42,24 @@ OBSERVATIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = tuple(
     for k, lams in ((4, ("1e-4", "1e-3", "2e-3", "1e-2", "5e-2")), (5, ("3e-5", "1e-3")))
     for lam in lams
 ) + (
+    *(
+        (
+            "maxmargin-odd",
+            f"K = {k}, M = {m}, n = 10",
+            (
+                "maxmargin-sel",
+                "--classes",
+                str(k),
+                "--samples",
+                "10",
+                "--depth",
+                str(m),
+                "--width",
+                str(k),
+            ),
+        )  # fmt: skip
+        for k, m in ((7, 2), (5, 3))
+    ),
     (
         "dnc-beyond-the-map",
         "K = 20, L = 3, n = 1, width 20, every decay 1e-3",

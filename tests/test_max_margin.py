@@ -36,15 +36,28 @@ def test_a_witness_exists_exactly_when_the_code_beats_the_etf(k: int, depth: int
     etf = np.eye(k) - np.ones((k, k)) / k
     assert min_margin(etf) == pytest.approx(1.0) and schatten(etf, q) == pytest.approx(k - 1)
     code = orthoplex(k) @ orthoplex(k).T
-    assert min_margin(code) >= 1.0  # feasible: every margin at least 1
+    if k % 2:  # odd K: the lone class (the last, +e_r) has its logit column centred
+        code[:, -1] -= code[:, -1].mean()
+    assert min_margin(code) >= 1.0 - 1e-15 * k  # feasible: every margin at least 1
     value = schatten(code, q)
     found = witness(k, depth)
     assert (found is not None) == (value < k - 1), (k, depth, value)
     if found is not None:
-        assert np.array_equal(found.logits(), code)
+        assert np.allclose(found.logits(), code, rtol=0, atol=1e-15)
         r = (k + 1) // 2
-        expected = r * 2**q if k % 2 == 0 else (r - 1) * 2**q + 1
+        expected = r * 2**q if k % 2 == 0 else (r - 1) * 2**q + ((k - 1) / k) ** (q / 2)
         assert value == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("k", range(3, 23, 2))
+@pytest.mark.parametrize("depth", range(1, 6))
+def test_centring_the_lone_class_keeps_its_margins_and_never_does_worse(k: int, depth: int) -> None:
+    q = 2 / (depth + 1)
+    plain = orthoplex(k) @ orthoplex(k).T
+    centred = plain.copy()
+    centred[:, -1] -= centred[:, -1].mean()
+    assert min_margin(centred) == pytest.approx(min_margin(plain)) == pytest.approx(1.0)
+    assert schatten(centred, q) < schatten(plain, q)
 
 
 def test_the_pattern_of_the_issue_holds_never_at_one_layer() -> None:

@@ -188,13 +188,21 @@ def test_a_random_feasible_point_is_not_a_kkt_point(k: int, depth: int, seed: in
 # ---- exact values of any rational point ------------------------------------------------------------
 @pytest.mark.parametrize(("k", "depth"), [(6, 2), (7, 2), (4, 3), (5, 3), (8, 4)])
 def test_the_witness_codes_evaluate_exactly_to_their_closed_forms(k: int, depth: int) -> None:
-    """The orthoplex codes' enclosures contain their closed-form values `r 2^q n^{q/2}` and
-    `((r-1) 2^q + 1) n^{q/2}` (singular values 2 and 1, from `U^T U = 2 I`), and the ETF's
-    contains `(K - 1) n^{q/2}`: the integer comparisons of theorems/_max_margin.py, evaluated."""
+    """The codes' enclosures contain their closed-form values: `r 2^q n^{q/2}` for the orthoplex
+    (singular values 2, from `U^T U = 2 I`), `((r-1) 2^q + ((K-1)/K)^{q/2}) n^{q/2}` for the
+    orthoplex less a vertex with its lone class's column centred (exact rationals: that column
+    is `e - 1/K`); the ETF's contains `(K - 1) n^{q/2}`; and the enclosures decide the
+    comparison as theorems/_max_margin.py does."""
     n, q = 9, Fraction(2, depth + 1)
     code = [[Fraction(int(x)) for x in row] for row in orthoplex(k) @ orthoplex(k).T]
     r = (k + 1) // 2
-    closed = (r * 2 ** float(q) if k % 2 == 0 else (r - 1) * 2 ** float(q) + 1) * n ** (q / 2)
+    if k % 2:  # centre the lone class's column, exactly
+        mean = sum(row[-1] for row in code) / k
+        for row in code:
+            row[-1] -= mean
+        closed = ((r - 1) * 2 ** float(q) + ((k - 1) / k) ** float(q / 2)) * n ** (q / 2)
+    else:
+        closed = r * 2 ** float(q) * n ** (q / 2)
     lo, hi = schatten_enclosure(code, (n,) * k, q)
     assert float(lo) <= closed * (1 + 1e-14) and closed * (1 - 1e-14) <= float(hi)
     etf_lo, etf_hi = schatten_enclosure(labels(k), (n,) * k, q)
