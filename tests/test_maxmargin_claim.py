@@ -143,3 +143,18 @@ def test_what_the_max_margin_problem_has_no_meaning_for_is_refused() -> None:
         "check", "mse-balanced-biasfree", "--loss", "max-margin", "--probe", "--json", "-"
     )
     assert probe.returncode == 4 and json.loads(probe.stdout)["verdict"] == "not-applicable"
+
+
+def test_without_the_claims_candidates_only_claim_agnostic_evidence_remains() -> None:
+    """`--no-claim-candidates`: the orthoplex code that refutes the labels at (6, 2) is not
+    tried, so whatever the verdict, no counterexample comes from a claim's code; the report
+    says the candidates were off."""
+    assert witness(6, 2) is not None
+    code, report = check(
+        "--classes", "6", "--samples", "1", "--depth", "2", "--width", "6",
+        "--restarts", "4", "--no-claim-candidates",
+    )  # fmt: skip
+    found = report["counterexample"]
+    assert found is None or "code" not in found["origin"]
+    assert any("--no-claim-candidates" in note for note in report["notes"])
+    assert code == {"refuted": 1, "consistent": 0, "inconclusive": 3}[report["verdict"]]

@@ -192,6 +192,14 @@ NoContinuationOpt = Annotated[
         help="Each run one plain descent from its random start (no lambda continuation).",
     ),
 ]
+NoClaimCandidatesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-claim-candidates",
+        help="Skip the claim's own structured candidates (its witness codes and families): "
+        "only claim-agnostic evidence remains, to measure what the search finds by itself.",
+    ),
+]
 ParameterisationOpt = Annotated[
     ParameterisationName,
     typer.Option(
@@ -277,6 +285,7 @@ class RunOptions:
     no_certificate: NoCertificateOpt = False
     no_optimise: NoOptimiseOpt = False
     no_continuation: NoContinuationOpt = False
+    no_claim_candidates: NoClaimCandidatesOpt = False
     parameterisation: ParameterisationOpt = ParameterisationName.auto
     force: ForceOpt = False
     backend: BackendOpt = BackendName.numpy
@@ -287,7 +296,7 @@ class RunOptions:
 
     def settings(self, escalate: int = 2) -> Settings:
         """The verification settings (`run_settings`: bad values are bad input)."""
-        return run_settings(
+        settings = run_settings(
             self.restarts,
             self.seed,
             self.probe,
@@ -300,6 +309,7 @@ class RunOptions:
             not self.no_continuation,
             self.parameterisation.value,
         )
+        return dataclasses.replace(settings, claim_candidates=not self.no_claim_candidates)
 
     @property
     def spec(self) -> tuple[str, str | None, str]:
@@ -843,6 +853,7 @@ def _run_flags(settings: Settings, spec: tuple) -> list[str]:
         "--no-certificate": not settings.certificate,
         "--no-optimise": not settings.optimise,
         "--no-continuation": not settings.continuation,
+        "--no-claim-candidates": not settings.claim_candidates,
         "--force": settings.force,
     }
     extra = ["--restarts", str(settings.restarts), "--seed", str(settings.seed)]

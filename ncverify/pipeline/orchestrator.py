@@ -208,6 +208,12 @@ class _Verification:
 
     # ---- the claim's search ---------------------------------------------------------------------
     def _search(self) -> tuple[Candidate, ...]:
+        if not self.settings.claim_candidates:
+            self.said.notes.append(
+                "the claim's own candidates are off (--no-claim-candidates): only "
+                "claim-agnostic evidence"
+            )
+            return ()
         budget = self.settings.search_budget()
         try:
             found = tuple(self.claim.search(self.problem, self.backend, budget))

@@ -30,6 +30,9 @@ class Settings:
     # what the runs, E1 and E4 optimise and evaluate: None for the default of the head (the
     # exact class-mean reduction for linear heads, `ncverify.model.reduction`), or "full"
     parameterisation: Parameterisation | None = None
+    # the claim's own structured candidates (`Claim.search`); off, only claim-agnostic evidence
+    # remains: what the search finds by itself can then be measured
+    claim_candidates: bool = True
 
     def __post_init__(self) -> None:
         if self.parameterisation is not None and self.parameterisation not in PARAMETERISATIONS:
