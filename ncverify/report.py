@@ -1,6 +1,6 @@
 """Reports: the evidence of one verification, as a readable rich report and as stable JSON.
 
-JSON schema `ncverify.report/4` (documented in docs/json.md).  Numbers are JSON numbers, never
+JSON schema `ncverify.report/5` (documented in docs/json.md).  Numbers are JSON numbers, never
 NaN or infinity (those become `null`); apart from `timing`, the same command gives
 the same report.
 """
@@ -21,6 +21,7 @@ from ncverify.serial import clean
 if TYPE_CHECKING:  # pragma: no cover
     from ncverify.backend import Backend
     from ncverify.claim import Claim, Phase, Prediction
+    from ncverify.evidence.batched_search import BatchedSearch
     from ncverify.evidence.certificates import Certificate
     from ncverify.evidence.coverage import Coverage
     from ncverify.evidence.optimize import Run
@@ -46,7 +47,7 @@ __all__ = [
     "version",
 ]
 
-SCHEMA = "ncverify.report/4"
+SCHEMA = "ncverify.report/5"
 COUNTEREXAMPLE_SCHEMA = "ncverify.counterexample/2"
 PREDICTION_SCHEMA = "ncverify.prediction/2"
 #: Significant digits of the exact values that reports print and write (`objective_digits`): the
@@ -199,6 +200,8 @@ class Report:
     runs_method: str = ""  # what the runs optimised and from where, in words
     # how much search backs the verdict: the runs grouped by end value (None without runs)
     coverage: Coverage | None = None
+    # the batched claim-agnostic search: its starts, basins and lowest ends (None: not run)
+    search: BatchedSearch | None = None
     certificate: Certificate | None = None
     metrics: tuple[dict[str, Any], ...] | None = None
     counterexample: Counterexample | None = None
@@ -252,6 +255,7 @@ class Report:
                 "prediction": self.prediction_json(),
                 "checks": [c.to_json() for c in self.checks],
                 "numerical": numerical,
+                "search": None if self.search is None else self.search.to_json(),
                 "certificate": None if self.certificate is None else self.certificate.to_json(),
                 "counterexample": None
                 if self.counterexample is None

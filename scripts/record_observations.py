@@ -60,27 +60,35 @@ OBSERVATIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = tuple(
         )  # fmt: skip
         for k, m in ((7, 2), (5, 3))
     ),
-    (
-        "dnc-beyond-the-map",
-        "K = 20, L = 3, n = 1, width 20, every decay 1e-3",
+    *(
         (
-            "dnc-multiclass",
-            "--classes",
-            "20",
-            "--samples",
-            "1",
-            "--depth",
-            "3",
-            "--width",
-            "20",
-            "--activation",
-            "relu",
-            "--lambda-w",
-            "1e-3",
-            "--lambda-h",
-            "1e-3",
-        ),
-    ),  # fmt: skip
+            "dnc-beyond-the-map",
+            f"K = {k}, L = 3, n = 1, width {k}, every decay 1e-3{extra_words}",
+            (
+                "dnc-multiclass",
+                "--classes",
+                str(k),
+                "--samples",
+                "1",
+                "--depth",
+                "3",
+                "--width",
+                str(k),
+                "--activation",
+                "relu",
+                "--lambda-w",
+                "1e-3",
+                "--lambda-h",
+                "1e-3",
+                *extra,
+            ),
+        )  # fmt: skip
+        for k, extra, extra_words in (
+            (20, (), ""),
+            (12, ("--no-claim-candidates",), ", the claim-agnostic search alone"),
+            (16, ("--no-claim-candidates",), ", the claim-agnostic search alone"),
+        )
+    ),
 )
 
 

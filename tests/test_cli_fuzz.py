@@ -124,6 +124,7 @@ PROBLEM = {
 }
 RUN = {
     "--restarts": _integers(),
+    "--search-starts": _integers(),
     "--escalate": _integers(),
     "--seed": _integers(),
     "--scales": st.one_of(_decimals(), _lists()),

@@ -62,4 +62,5 @@ def test_a_consistent_check_says_how_much_search_backs_it() -> None:
         [NCVERIFY, "check", "dnc-binary", "--quiet"],
         capture_output=True, text=True, timeout=600, check=False,
     ).stdout  # fmt: skip
-    assert f"backed by {len(runs)} random-start runs" in text and "coverage:" in text
+    assert f"{len(runs)} random-start runs" in text and "coverage:" in text
+    assert f"backed by {report['search']['starts']} batched-search starts" in text

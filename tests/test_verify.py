@@ -122,7 +122,7 @@ def test_unequal_counts_are_not_applicable_and_probe_runs_anyway() -> None:
     probe = verify(FREE, problem, settings=Settings(restarts=2, probe=True))
     assert probe.probe and probe.hypotheses == report.hypotheses
     assert probe.verdict in ("certified", "consistent", "refuted", "inconclusive")
-    assert probe.runs and probe.checks
+    assert (probe.runs or probe.search is not None) and probe.checks
     # the balanced formula with n = counts[0] is not the imbalanced optimum: the separable
     # certificate (valid for any counts without bias) disagrees, and the probe says refuted
     assert probe.verdict == "refuted", failure_reason(probe)

@@ -177,6 +177,12 @@ LambdaBRangeOpt = Annotated[
 ]
 # ---- run options (shared by check and sweep) ----------------------------------------------------
 RestartsOpt = Annotated[int, typer.Option(help="Random-start optimiser runs.")]
+SearchStartsOpt = Annotated[
+    int,
+    typer.Option(
+        help="Starts of the batched claim-agnostic search, all descended together (0: off).",
+    ),
+]
 SeedOpt = Annotated[int, typer.Option(help="Seed of every random choice.")]
 ProbeOpt = Annotated[
     bool, typer.Option("--probe", help="Run the checks even outside the hypotheses.")
@@ -279,6 +285,7 @@ class RunOptions:
     where counterexamples are saved."""
 
     restarts: RestartsOpt = 8
+    search_starts: SearchStartsOpt = 256
     seed: SeedOpt = 0
     scales: ScalesOpt = None
     probe: ProbeOpt = False
@@ -309,7 +316,11 @@ class RunOptions:
             not self.no_continuation,
             self.parameterisation.value,
         )
-        return dataclasses.replace(settings, claim_candidates=not self.no_claim_candidates)
+        return dataclasses.replace(
+            settings,
+            claim_candidates=not self.no_claim_candidates,
+            search_starts=search_starts(self.search_starts),
+        )
 
     @property
     def spec(self) -> tuple[str, str | None, str]:
@@ -857,6 +868,10 @@ def _run_flags(settings: Settings, spec: tuple) -> list[str]:
         "--force": settings.force,
     }
     extra = ["--restarts", str(settings.restarts), "--seed", str(settings.seed)]
+    from ncverify.verify import Settings
+
+    if settings.search_starts != Settings().search_starts:
+        extra += ["--search-starts", str(settings.search_starts)]
     extra += [f for f, on in flags.items() if on]
     if settings.parameterisation is not None:
         extra += ["--parameterisation", settings.parameterisation]
@@ -986,6 +1001,15 @@ def run_settings(  # noqa: PLR0913
         parameterisation=None if parameterisation == "auto" else parameterisation,  # type: ignore[arg-type]
         **extra,
     )
+
+
+def search_starts(n: int) -> int:
+    """`--search-starts`: from 0 (off) to `MAX_RUNS`."""
+    from ncverify.limits import MAX_RUNS
+
+    if not 0 <= n <= MAX_RUNS:
+        fail(f"search starts must be an integer from 0 to {MAX_RUNS}, not {_count(n)}.")
+    return n
 
 
 def _count(value: int) -> str:

@@ -223,6 +223,8 @@ def report(r: Report) -> Group:
         parts += _prediction(r.prediction)
     if r.checks:
         parts.append(_checks(r))
+    if r.search is not None:
+        parts.append(Text(r.search.words()))
     if r.runs:
         parts += _runs(r)
     if r.certificate is not None:
@@ -260,14 +262,24 @@ GEOMETRY_WORDS = {
 
 def consistent_words(r: Report) -> str:
     """What a `consistent` verdict rests on: the search that backs it, or E1 alone."""
-    c = r.coverage
+    c, b = r.coverage, r.search
     proof = "no certificate" if r.certificate is None else "a certificate that does not settle it"
-    if c is None or not c.starts:
-        return f"{proof}, and no random-start run: the predicted point's own checks (E1) alone"
-    return (
-        f"{proof}; backed by {c.starts} random-start runs, {c.at_prediction} of which "
-        f"({100 * c.at_prediction_share:.0f}%) reached the prediction and none beat it"
-    )
+    backing = []
+    if b is not None and b.starts:
+        bc = b.coverage
+        backing.append(
+            f"{b.starts} batched-search starts in {len(bc.basins)} basins, "
+            f"{bc.at_prediction} of which ({100 * bc.at_prediction_share:.0f}%) reached the "
+            "prediction"
+        )
+    if c is not None and c.starts:
+        backing.append(
+            f"{c.starts} random-start runs, {c.at_prediction} of which "
+            f"({100 * c.at_prediction_share:.0f}%) reached the prediction"
+        )
+    if not backing:
+        return f"{proof}, and no search: the predicted point's own checks (E1) alone"
+    return f"{proof}; backed by {' and '.join(backing)}, and none beat it"
 
 
 def geometry_words(r: Report) -> str:

@@ -59,12 +59,12 @@ class Coverage:
     def at_prediction_share(self) -> float:
         return self.at_prediction / self.starts if self.starts else 0.0
 
-    def words(self) -> str:
-        """One line for the readable report."""
+    def words(self, unit: str = "run") -> str:
+        """One line for the readable report (`unit`: what a start is called)."""
         if not self.starts:
-            return "no runs"
+            return f"no {unit}s"
         shown = "; ".join(
-            f"{b.value:.10g} ({b.runs} run{'' if b.runs == 1 else 's'}, {100 * b.share:.0f}%"
+            f"{b.value:.10g} ({b.runs} {unit}{'' if b.runs == 1 else 's'}, {100 * b.share:.0f}%"
             f", {'/'.join(b.outcomes)})"
             for b in self.basins[:6]
         )
@@ -92,30 +92,29 @@ def coverage(runs: Sequence[Run], relative: float) -> Coverage:
     """Group the finite end values of `runs`, lowest first: a run joins the current basin when
     its value exceeds the basin's lowest by at most `relative` times its size plus both runs'
     error bounds (the tolerance at which a run counts as reaching a value)."""
-    finite = sorted((r for r in runs if math.isfinite(r.objective)), key=lambda r: r.objective)
-    groups: list[list[Run]] = []
-    for run in finite:
+    return basins_of([(r.objective, r.error_bound, r.outcome) for r in runs], relative)
+
+
+def basins_of(ends: Sequence[tuple[float, float, str]], relative: float) -> Coverage:
+    """`coverage` of end points given as `(value, error bound, outcome)`: the one grouping rule
+    for the random-start runs and the batched search alike."""
+    finite = sorted((e for e in ends if math.isfinite(e[0])), key=lambda e: e[0])
+    groups: list[list[tuple[float, float, str]]] = []
+    for end in finite:
         if groups:
             first = groups[-1][0]
-            allowed = relative * abs(first.objective) + first.error_bound + run.error_bound
-            if run.objective - first.objective <= allowed:
-                groups[-1].append(run)
+            if end[0] - first[0] <= relative * abs(first[0]) + first[1] + end[1]:
+                groups[-1].append(end)
                 continue
-        groups.append([run])
-    total = len(runs)
+        groups.append([end])
+    total = len(ends)
     basins = tuple(
-        Basin(
-            g[0].objective,
-            len(g),
-            len(g) / total,
-            tuple(sorted({r.outcome for r in g})),
-        )
-        for g in groups
+        Basin(g[0][0], len(g), len(g) / total, tuple(sorted({e[2] for e in g}))) for g in groups
     )
     return Coverage(
         starts=total,
         basins=basins,
         reached_best=basins[0].runs if basins else 0,
-        at_prediction=sum(r.outcome == "at-prediction" for r in runs),
+        at_prediction=sum(e[2] == "at-prediction" for e in ends),
         failed=total - len(finite),
     )

@@ -23,6 +23,7 @@ import mpmath
 
 from ncverify.backend import Backend
 from ncverify.claim import Prediction
+from ncverify.evidence.batched_search import BatchedSearch, batched_search
 from ncverify.evidence.certificates import Certificate
 from ncverify.evidence.optimize import Run
 from ncverify.evidence.point_certificate import PointCertificate
@@ -50,6 +51,7 @@ class RunSettings:
     continuation: bool
     curvature_steps: int
     parameterisation: str | None  # None: the kind's default
+    search_starts: int = 0  # starts of the batched search (0: none)
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,31 @@ class KindSession(ABC):
     def start_scales(self, runs: int) -> tuple[float, ...]:
         """The start scales of `runs` runs, for the report (none by default)."""
         return ()
+
+    def batched_search(self, progress: Progress | None) -> BatchedSearch | None:
+        """The kind's batched claim-agnostic search over `settings.search_starts` starts (None:
+        the kind has none); `StepSkipped` where the instance is too large for it."""
+        return None
+
+    def _search_batch(
+        self,
+        problem: Problem,
+        progress: Progress | None,
+        valuation: Callable[[Params], float] | None = None,
+    ) -> BatchedSearch:
+        """`ncverify.evidence.batched_search` on `problem` (the instance, or a surrogate of it)
+        with this verification's settings, its ends judged against the claim."""
+        return batched_search(
+            problem,
+            self.backend,
+            float(self.claimed),
+            self.tol.at_prediction,
+            starts=self.settings.search_starts,
+            seed=self.settings.seed,
+            max_iter=self.settings.max_iter,
+            progress=progress,
+            valuation=valuation,
+        )
 
     @abstractmethod
     def runs_method(self, runs: int) -> str:

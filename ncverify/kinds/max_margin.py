@@ -14,18 +14,26 @@ minimise the weighted norms subject to every margin `(w_{y_i} - w_j)^T h_i >= 1`
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from fractions import Fraction
 
 import numpy as np
 
 from ncverify.backend import to_host
+from ncverify.evidence.batched_search import BatchedSearch, SearchEnd
 from ncverify.evidence.optimize import Run
 from ncverify.evidence.point_certificate import PointCertificate, certify_point
 from ncverify.evidence.results import Check, Evidence, GeometryResult, PointValue, PredictedPoint
 from ncverify.evidence.structure import Structure, logit_structure
 from ncverify.kinds.base import KindSession, ProblemKind, Progress, RunCost
 from ncverify.limits import FLOAT_BYTES
-from ncverify.model.max_margin import class_logits, lift_logits, value_at_margin_one
+from ncverify.model.max_margin import (
+    class_logits,
+    lift_logits,
+    min_margin,
+    value_at_margin_one,
+)
 from ncverify.model.objective import Params
 from ncverify.model.problem import Loss, Problem
 
@@ -33,6 +41,8 @@ from ncverify.model.problem import Loss, Problem
 KKT_TOL = 1e-8
 #: Singular values below this (relative) count as zero when judging a run's end point.
 RUN_RANK_TOL = 1e-5
+#: The constant `c` of the cross-entropy surrogate that the batched search descends.
+SURROGATE_C = 1e-3
 #: Evaluations of one SLSQP run on the `K x K` logits, at most (for the cost model).
 SLSQP_EVALUATIONS = 2000
 
@@ -135,8 +145,51 @@ class MaxMarginSession(KindSession):
     def runs_method(self, runs: int) -> str:
         return "SLSQP on the class-mean logits under the margin constraints"
 
+    def batched_search(self, progress: Progress | None) -> BatchedSearch | None:
+        """The batched search of cross-entropy at small weight decays (`surrogate`), each end
+        judged by the value of its logits at margin 1; the lowest ends are then polished under
+        the margin constraints (`ncverify.evidence.margin_search.descend`)."""
+        from ncverify.evidence.margin_search import descend  # scipy, as above
+
+        problem = self.problem
+        found = self._search_batch(
+            surrogate(problem),
+            progress,
+            lambda p: value_at_margin_one(problem, _balanced(problem, p)),
+        )
+        ends = []
+        for end in found.ends:
+            z = descend(problem.counts, problem.depth, class_logits(end.point, problem.counts))
+            point = lift_logits(problem, _low_rank(z, problem.counts))
+            value = value_at_margin_one(problem, point)
+            origin = f"{end.origin}, polished under the margin constraints"
+            ends.append(SearchEnd(point, value, origin))
+        return dataclasses.replace(found, ends=tuple(ends))
+
     def geometry(self, e1: PredictedPoint, runs: tuple[Run, ...]) -> GeometryResult:
         return GeometryResult(notes=("E4 skipped: the geometry is the logits, which E1 checks",))
+
+
+def surrogate(problem: Problem) -> Problem:
+    """Cross-entropy with every weight decay scaled so that `c = (n P)^{1/(M+1)}` (the one
+    constant of the balanced reduction, docs/theory/ce.md) is `SURROGATE_C`: its minimisers'
+    logits, rescaled to margin 1, approach max-margin points as `c -> 0`."""
+    n, m = max(problem.counts), problem.depth
+    c = float(n * problem.lambda_product) ** (1 / (m + 1))
+    t = Fraction(SURROGATE_C / c).limit_denominator(10**12)
+    return problem.with_(
+        loss=Loss.CE,
+        lambda_w=tuple(lam * t for lam in problem.lambda_w),
+        lambda_h=problem.lambda_h * t,
+    )
+
+
+def _balanced(problem: Problem, point: Params) -> Params:
+    """The balanced point whose class-mean logits are `point`'s at margin 1 (no worse, lemma 2);
+    `point` itself where no margin is positive (its value is then `inf`)."""
+    z = class_logits(point, problem.counts)
+    m = min_margin(z)
+    return lift_logits(problem, z / m) if m > 0 else point
 
 
 def _low_rank(z: np.ndarray, counts: tuple[int, ...]) -> np.ndarray:

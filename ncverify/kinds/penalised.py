@@ -19,6 +19,7 @@ import numpy as np
 
 from ncverify.backend import Backend, to_host
 from ncverify.claim import Prediction
+from ncverify.evidence.batched_search import BatchedSearch
 from ncverify.evidence.certificates import Certificate
 from ncverify.evidence.geometry import geometry_evidence
 from ncverify.evidence.metrics import layer_geometry
@@ -172,6 +173,10 @@ class PenalisedSession(KindSession):
             outcome = "worse"
         shape = self.structure(run.point)
         return dataclasses.replace(run, outcome=outcome, error_bound=err, structure=shape)
+
+    def batched_search(self, progress: Progress | None) -> BatchedSearch | None:
+        """The class-mean problem's batched search (`ncverify.evidence.batched_search`)."""
+        return self._search_batch(self.problem, progress)
 
     def start_scales(self, runs: int) -> tuple[float, ...]:
         return tuple(run_scales(self.settings.scales, runs or len(self.settings.scales)))

@@ -15,8 +15,9 @@ Array = Any
 
 def softmax_and_lse(xp: Any, z: Array) -> tuple[Array, Array]:
     """Column-wise softmax of `z` and its log-sum-exp (shape `(1, columns)`), computed after
-    subtracting each column's maximum so that no exponential overflows."""
-    zmax = xp.max(z, axis=0, keepdims=True)
+    subtracting each column's maximum so that no exponential overflows.  The classes are the
+    second-to-last axis, so a stack of logit matrices `(B, K, columns)` is a batch of them."""
+    zmax = xp.max(z, axis=-2, keepdims=True)
     e = xp.exp(z - zmax)
-    s = xp.sum(e, axis=0, keepdims=True)
+    s = xp.sum(e, axis=-2, keepdims=True)
     return e / s, xp.log(s) + zmax

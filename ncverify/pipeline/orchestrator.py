@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from ncverify.backend import Backend
 from ncverify.claim import Candidate, Claim, Prediction
+from ncverify.evidence.batched_search import BatchedSearch
 from ncverify.evidence.certificates import CERTIFIERS, Certificate
 from ncverify.evidence.coverage import coverage
 from ncverify.evidence.optimize import Run, default_jobs, single_threaded_blas
@@ -72,6 +73,15 @@ def verify(
     affordable(problem, settings)
     with forcing(settings.force):
         return _Verification(claim, problem, backend or Backend.create(), settings, progress).run()
+
+
+def _settles(cert: Certificate | None, prediction: Prediction, tol: Tolerances) -> str | None:
+    """The kind of an exact certificate whose optimum the claim attains (None if there is
+    none): then no search can find a better point, and the random-start runs alone remain as
+    the independent check that would expose a wrong certificate."""
+    if cert is None or not cert.exact:
+        return None
+    return cert.kind if compare_certificate(cert, prediction.objective, tol).check.passed else None
 
 
 def affordable(problem: Problem, settings: Settings) -> None:
@@ -133,21 +143,22 @@ class _Verification:
             e1 = session.predicted_point(predicted)
             self.said.checks += e1.checks
             self._stage("predicted point (E1)", 1)
-        with self._timed("search"):  # the claim's own structured candidates
-            candidates = self._search()
-        runs: tuple[Run, ...] = ()
-        if self.settings.optimise and self._runs_affordable(session):
-            with self._timed("optimise"):  # E2
-                runs = self._runs(session, counterexample.beaten_by_search(session, candidates))
         cert = None
         if self.settings.certificate:
             with self._timed("certificate"):  # E3
                 cert = self._certificate(session)
         claimed_minus_bound = self._compare(cert, prediction)
+        candidates, search = self._candidates(session, _settles(cert, prediction, self.tol))
+        runs: tuple[Run, ...] = ()
+        exact = kind_of(self.problem.loss).exact_values
+        if self.settings.optimise and not self._refuted_by_search(session, candidates, e1, exact):
+            if self._runs_affordable(session):
+                with self._timed("optimise"):  # E2
+                    beaten = counterexample.beaten_by_search(session, candidates)
+                    runs = self._runs(session, beaten)
         geometry = session.geometry(e1, runs)  # E4
         self.said.checks += geometry.checks
         self.said.notes += geometry.notes
-        exact = kind_of(self.problem.loss).exact_values
         found = counterexample.find(session, runs, candidates, cert, e1, exact)
         self.said.notes += session.notes + list(found.notes)
         ev = Evidences(
@@ -173,6 +184,7 @@ class _Verification:
             start_scales=session.start_scales(len(runs)),
             runs_method=session.runs_method(len(runs)),
             coverage=coverage(runs, self.tol.at_prediction) if runs else None,
+            search=search,
             certificate=cert,
             metrics=geometry.metrics,
             counterexample=found.counterexample,
@@ -222,6 +234,56 @@ class _Verification:
             return ()
         self.said.notes += [str(c.info["summary"]) for c in found if c.info.get("summary")]
         return found
+
+    def _candidates(
+        self, session: KindSession, settled: str | None
+    ) -> tuple[tuple[Candidate, ...], BatchedSearch | None]:
+        """The claim's own structured candidates, then the lowest ends of the batched search
+        (skipped where an exact certificate already settles the claim: `settled` says which)."""
+        with self._timed("search"):
+            candidates = self._search()
+        search = None
+        if settled is not None and self.settings.search_starts:
+            self.said.notes.append(
+                f"the batched search is skipped: the exact {settled} certificate determines the "
+                "optimum, and the claim attains it"
+            )
+        elif self.settings.optimise and self.settings.search_starts:
+            with self._timed("batched_search"):
+                search = self._batched_search(session)
+        if search is not None:
+            candidates += tuple(
+                Candidate(end.point.map(self.backend.asarray), end.origin) for end in search.ends
+            )
+        return candidates, search
+
+    def _batched_search(self, session: KindSession) -> BatchedSearch | None:
+        """The kind's batched search (None where it has none or the instance is too large)."""
+        try:
+            return session.batched_search(self.progress)
+        except StepSkipped as exc:
+            self.said.notes.append(str(exc))
+            return None
+
+    def _refuted_by_search(
+        self,
+        session: KindSession,
+        candidates: tuple[Candidate, ...],
+        e1: PredictedPoint,
+        exact: bool,
+    ) -> bool:
+        """Whether a candidate of the searches is already a certified counterexample: then the
+        random-start runs could add nothing to the verdict, and are skipped (said in a note)."""
+        if not counterexample.beaten_by_search(session, candidates):
+            return False
+        found = counterexample.find(session, (), candidates, None, e1, exact)
+        if found.counterexample is None:
+            return False
+        self.said.notes.append(
+            f"the random-start runs (E2) are skipped: a point from {found.counterexample.origin} "
+            "already beats the claimed optimum, certified"
+        )
+        return True
 
     # ---- E2 -------------------------------------------------------------------------------------
     def _runs_affordable(self, session: KindSession) -> bool:

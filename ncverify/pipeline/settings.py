@@ -33,6 +33,8 @@ class Settings:
     # the claim's own structured candidates (`Claim.search`); off, only claim-agnostic evidence
     # remains: what the search finds by itself can then be measured
     claim_candidates: bool = True
+    # starts of the batched claim-agnostic search (`ncverify.evidence.batched_search`); 0: off
+    search_starts: int = 256
 
     def __post_init__(self) -> None:
         if self.parameterisation is not None and self.parameterisation not in PARAMETERISATIONS:
@@ -50,6 +52,7 @@ class Settings:
             continuation=self.continuation,
             curvature_steps=self.curvature_steps,
             parameterisation=self.parameterisation,
+            search_starts=self.search_starts if self.optimise else 0,
         )
 
     def search_budget(self) -> SearchBudget:

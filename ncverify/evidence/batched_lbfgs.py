@@ -1,0 +1,166 @@
+"""L-BFGS for a batch of independent problems, advanced together in one array computation.
+
+Each row of `x` (`(B, n)`) is its own minimisation with its own curvature pairs, step length and
+stopping state; every operation acts on all rows at once (`xp.where` masks, never a loop over
+rows), so a batch of thousands of small problems costs a few batched products per iteration, on
+whichever namespace and device holds it.  The direction is the classical two-loop recursion
+(Nocedal & Wright, Alg. 7.4) with `H_0 = gamma I`, `gamma = s^T y / y^T y` of the newest pair; a
+pair with `s^T y <= 0` is stored with `rho = 0`, which makes it a no-op in both loops.  The step
+is found by backtracking until the Armijo condition holds (halving, at most `BACKTRACKS`
+times), from twice the row's last step or 1, whichever is smaller; a row whose direction is not a descent direction restarts from `-g`, and a
+row whose line search fails, or whose value stops falling (relative decrease below `ftol` for
+`PATIENCE` iterations in a row, relative to its value or, for a value falling towards zero,
+to `1e-10` times its first value), is frozen: it keeps its point and costs nothing but masked
+arithmetic from then on.
+
+>>> import numpy as np
+>>> a = np.array([[1.0, 100.0], [3.0, 0.5]])  # two diagonal quadratics 1/2 sum a_i x_i^2
+>>> def fg(x, rows):
+...     ax = a * x if rows is None else a[rows] * x
+...     return (ax * x).sum(1) / 2, ax
+>>> res = batched_lbfgs(fg, np.ones((2, 2)), np, 200)
+>>> bool(np.all(np.abs(res.x) < 1e-6)), res.converged.tolist()
+(True, [True, True])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Array = Any
+#: rows (and their indices in the batch, None for all of them) -> values `(B,)`, gradients `(B, n)`
+BatchFunGrad = Callable[[Array, Array | None], tuple[Array, Array]]
+
+#: Halvings of the step in one line search at most: a row that needs more is at the rounding
+#: level of its value (or its direction is useless) and is frozen.
+BACKTRACKS = 20
+#: Iterations in a row without a relative decrease above `ftol` before a row is frozen.
+PATIENCE = 5
+#: Curvature pairs kept per row.
+MEMORY = 6
+#: Sufficient-decrease constant of the Armijo condition.
+ARMIJO = 1e-4
+
+
+@dataclass(frozen=True)
+class BatchDescent:
+    """Where each row ended: its point, value, and whether it stopped by itself (converged or
+    unable to decrease) rather than at the iteration limit."""
+
+    x: Array
+    f: Array
+    converged: Array
+    iterations: int
+    evaluations: int
+
+
+def batched_lbfgs(
+    fun_grad: BatchFunGrad,
+    x0: Array,
+    xp: Any,
+    max_iter: int,
+    *,
+    ftol: float = 1e-13,
+) -> BatchDescent:
+    """Minimise every row of `x0` under `fun_grad` (rows -> values `(B,)`, gradients `(B, n)`)."""
+    x = x0
+    f, g = fun_grad(x, None)
+    floor_f = 1e-10 * xp.abs(f)  # a value falling towards 0 is measured against where it began
+    t = xp.ones_like(f)  # each row's last accepted step
+    floor = xp.finfo(f.dtype).smallest_normal ** 0.5  # a smaller s^T y overflows rho
+    pairs: list[tuple[Array, Array, Array]] = []  # (s, y, rho), oldest first
+    gamma = 1.0 / xp.maximum(xp.sqrt(xp.sum(g * g, axis=1)), 1.0)  # a first step of length <= 1
+    active = xp.isfinite(f)
+    stalled = xp.zeros_like(f, dtype=xp.int64)
+    evaluations, it = 1, 0
+    for it in range(1, max_iter + 1):  # noqa: B007 - the count is reported
+        d = _direction(g, pairs, gamma, xp)
+        gd = xp.vecdot(g, d)
+        restart = gd >= 0
+        d = xp.where(restart[:, None], -gamma[:, None] * g, d)
+        gd = xp.where(restart, -gamma * xp.sum(g * g, axis=1), gd)
+        d = xp.where(active[:, None], d, 0.0)
+        x_new, f_new, g_new, accepted, t, used = _armijo(
+            fun_grad, x, f, g, d, gd, active, xp.minimum(2 * t, 1.0), xp
+        )
+        evaluations += used
+        s, y = x_new - x, g_new - g
+        ys, yy = xp.vecdot(s, y), xp.vecdot(y, y)
+        # a pair of rounding-level curvature would give an overflowing rho: kept as a no-op
+        good = accepted & (ys > 1e-10 * xp.sqrt(xp.vecdot(s, s) * yy)) & (ys > floor)
+        pairs.append((s, y, xp.where(good, 1.0 / xp.where(good, ys, 1.0), 0.0)))
+        pairs = pairs[-MEMORY:]
+        gamma = xp.where(good, ys / xp.where(good, yy, 1.0), gamma)
+        small = (f - f_new) <= ftol * xp.maximum(xp.abs(f_new), floor_f)
+        stalled = xp.where(small, stalled + 1, 0)
+        active = active & accepted & (stalled < PATIENCE)
+        x, f, g = x_new, f_new, g_new
+        if not bool(xp.any(active)):
+            break
+    return BatchDescent(x, f, ~active, it, evaluations)
+
+
+def _direction(g: Array, pairs: list[tuple[Array, Array, Array]], gamma: Array, xp: Any) -> Array:
+    """`-H g` by the two-loop recursion, row by row (all rows at once)."""
+    q = g
+    alphas = []
+    for s, y, rho in reversed(pairs):
+        a = rho * xp.vecdot(s, q)
+        q = q - a[:, None] * y
+        alphas.append(a)
+    r = gamma[:, None] * q
+    for (s, y, rho), a in zip(pairs, reversed(alphas), strict=True):
+        beta = rho * xp.vecdot(y, r)
+        r = r + (a - beta)[:, None] * s
+    return -r
+
+
+def _armijo(
+    fun_grad: BatchFunGrad,
+    x: Array,
+    f: Array,
+    g: Array,
+    d: Array,
+    gd: Array,
+    active: Array,
+    t: Array,
+    xp: Any,
+) -> tuple[Array, Array, Array, Array, Array, int]:
+    """Backtracking from the trial steps `t` until each active row decreases enough; rows that
+    never do keep their point (`accepted` False).  After the first trial only the rows still
+    pending are evaluated: a few badly scaled rows do not make the whole batch pay."""
+    pending = active
+    x_new, f_new, g_new = x, f, g
+    used = 0
+    for _ in range(BACKTRACKS):
+        idx = xp.nonzero(pending)[0]
+        xt = xp.take(x, idx, axis=0) + xp.take(t, idx, axis=0)[:, None] * xp.take(d, idx, axis=0)
+        ft, gt = fun_grad(xt, idx)
+        used += 1
+        bound = xp.take(f + ARMIJO * t * gd, idx, axis=0)
+        ok = _scatter(xp.isfinite(ft) & (ft <= bound), pending, False, xp)
+        x_new = xp.where(ok[:, None], _scatter(xt, pending, 0.0, xp), x_new)
+        f_new = xp.where(ok, _scatter(ft, pending, 0.0, xp), f_new)
+        g_new = xp.where(ok[:, None], _scatter(gt, pending, 0.0, xp), g_new)
+        pending = pending & ~ok
+        if not bool(xp.any(pending)):
+            break
+        t = xp.where(pending, t / 2, t)
+    accepted = active & ~pending
+    return x_new, f_new, g_new, accepted, t, used
+
+
+def _scatter(values: Array, mask: Array, fill: Any, xp: Any) -> Array:
+    """The rows of `values` at the rows where `mask` holds (in order), `fill` elsewhere: a
+    scatter written as a gather, which every array namespace has."""
+    pad = xp.full((1, *values.shape[1:]), fill, dtype=values.dtype, device=_device(values))
+    padded = xp.concat([values, pad], axis=0)
+    position = xp.cumulative_sum(xp.astype(mask, xp.int64)) - 1
+    position = xp.where(mask, position, values.shape[0])
+    return xp.take(padded, position, axis=0)
+
+
+def _device(a: Array) -> Any:
+    return getattr(a, "device", None)
