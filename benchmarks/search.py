@@ -205,11 +205,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10, help="seeds of each acceptance check")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks-search.md"))
     args = parser.parse_args()
-    starts = 64 if args.quick else 256
     rates = {}
     with threadpool_limits(limits=1, user_api="blas"):
         for name, problem in INSTANCES.items():
-            per_run = max(4, starts // (16 if problem.K > 10 else 4))
+            starts = (64 if args.quick else 256) * (1 if problem.K > 10 else 4)
+            per_run = max(4, starts // (16 if problem.K > 10 else 16))
             rates[name] = per_start(problem, starts, per_run)
             rates[name]["runs_rate"] = todays_runs(name, problem, max(2, per_run // 4))
             print(name, rates[name], flush=True)

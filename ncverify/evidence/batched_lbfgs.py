@@ -6,8 +6,9 @@ rows), so a batch of thousands of small problems costs a few batched products pe
 whichever namespace and device holds it.  The direction is the classical two-loop recursion
 (Nocedal & Wright, Alg. 7.4) with `H_0 = gamma I`, `gamma = s^T y / y^T y` of the newest pair; a
 pair with `s^T y <= 0` is stored with `rho = 0`, which makes it a no-op in both loops.  The step
-is found by backtracking until the Armijo condition holds (halving, at most `BACKTRACKS`
-times), from twice the row's last step or 1, whichever is smaller; a row whose direction is not a descent direction restarts from `-g`, and a
+is found by backtracking until the Armijo condition holds (at most `BACKTRACKS` trials,
+each at the minimiser of a parabola, `_armijo`), from twice the row's last step or 1, whichever
+is smaller; a row whose direction is not a descent direction restarts from `-g`, and a
 row whose line search fails, or whose value stops falling (relative decrease below `ftol` for
 `PATIENCE` iterations in a row, relative to its value or, for a value falling towards zero,
 to `1e-10` times its first value), is frozen: it keeps its point and costs nothing but masked
@@ -129,26 +130,42 @@ def _armijo(
     xp: Any,
 ) -> tuple[Array, Array, Array, Array, Array, int]:
     """Backtracking from the trial steps `t` until each active row decreases enough; rows that
-    never do keep their point (`accepted` False).  After the first trial only the rows still
-    pending are evaluated: a few badly scaled rows do not make the whole batch pay."""
-    pending = active
-    x_new, f_new, g_new = x, f, g
-    used = 0
+    never do keep their point (`accepted` False).  A failed trial is followed by the minimiser
+    of the parabola through `f`, the slope `gd` and the trial's value, kept within `[t/10, t/2]`
+    (Nocedal & Wright, section 3.5).  Only the rows still pending are evaluated, and the trials'
+    rows are gathered into the new iterate once, at the end: a few badly scaled rows do not
+    make the whole batch pay."""
+    pending, used = active, 0
+    tried_x, tried_f, tried_g = [], [], []
+    rows = x.shape[0]
+    source = xp.full(f.shape, -1, dtype=xp.int64, device=_device(f))  # trial row of each row
+    offset = 0
     for _ in range(BACKTRACKS):
         idx = xp.nonzero(pending)[0]
-        xt = xp.take(x, idx, axis=0) + xp.take(t, idx, axis=0)[:, None] * xp.take(d, idx, axis=0)
+        ts = xp.take(t, idx, axis=0)
+        xt = xp.take(x, idx, axis=0) + ts[:, None] * xp.take(d, idx, axis=0)
         ft, gt = fun_grad(xt, idx)
         used += 1
-        bound = xp.take(f + ARMIJO * t * gd, idx, axis=0)
-        ok = _scatter(xp.isfinite(ft) & (ft <= bound), pending, False, xp)
-        x_new = xp.where(ok[:, None], _scatter(xt, pending, 0.0, xp), x_new)
-        f_new = xp.where(ok, _scatter(ft, pending, 0.0, xp), f_new)
-        g_new = xp.where(ok[:, None], _scatter(gt, pending, 0.0, xp), g_new)
+        f0, slope = xp.take(f, idx, axis=0), xp.take(gd, idx, axis=0)
+        ok_sub = xp.isfinite(ft) & (ft <= f0 + ARMIJO * ts * slope)
+        here = offset + xp.arange(idx.shape[0], dtype=xp.int64, device=_device(f))
+        ok = _scatter(ok_sub, pending, False, xp)
+        source = xp.where(ok, _scatter(here, pending, 0, xp), source)
+        tried_x, tried_f, tried_g = [*tried_x, xt], [*tried_f, ft], [*tried_g, gt]
+        offset += idx.shape[0]
         pending = pending & ~ok
         if not bool(xp.any(pending)):
             break
-        t = xp.where(pending, t / 2, t)
+        curve = ft - f0 - slope * ts
+        parabola = -slope * ts * ts / (2 * xp.where(curve > 0, curve, 1.0))
+        step = xp.where(xp.isfinite(ft) & (curve > 0), parabola, ts / 2)
+        step = xp.minimum(xp.maximum(step, ts / 10), ts / 2)
+        t = xp.where(pending, _scatter(step, pending, 1.0, xp), t)
     accepted = active & ~pending
+    where = xp.where(accepted, source, offset + xp.arange(rows, dtype=xp.int64, device=_device(f)))
+    x_new = xp.take(xp.concat([*tried_x, x], axis=0), where, axis=0)
+    f_new = xp.take(xp.concat([*tried_f, f], axis=0), where, axis=0)
+    g_new = xp.take(xp.concat([*tried_g, g], axis=0), where, axis=0)
     return x_new, f_new, g_new, accepted, t, used
 
 
