@@ -193,7 +193,7 @@ def test_every_json_report_field_is_documented(site: Path) -> None:
     cex = Counterexample(1.0, 2.0, 1.0, 1e-16, "a test", structure)
     reports.append({"counterexample": cex.to_json()})
     missing = sorted({path for r in reports for path in _paths(r, "")} - documented)
-    assert not missing, f"fields of ncverify.report/4 not documented in docs/json.md: {missing}"
+    assert not missing, f"fields of the JSON report not documented in docs/json.md: {missing}"
 
 
 def _paths(value, prefix: str):  # noqa: ANN001, ANN202

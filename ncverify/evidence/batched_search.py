@@ -104,7 +104,7 @@ class BatchedSearch:
     def to_json(self) -> dict[str, object]:
         return {
             "starts": self.starts,
-            "families": {name: n for name, n in self.families},
+            "families": [{"family": name, "starts": n} for name, n in self.families],
             "continuation": list(CONTINUATION),
             "scales": list(SCALES),
             "iterations": self.iterations,
