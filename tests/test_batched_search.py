@@ -208,3 +208,15 @@ def test_bad_search_starts_are_bad_input(value: str) -> None:
     proc = run("check", "ce-balanced", "--search-starts", value)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "start" in proc.stderr.lower()
+
+
+@pytest.mark.parametrize("starts", [1, 2, 7, 14, 49, 64, 70, 256])
+def test_the_starts_use_every_scale_once_and_half_of_them_have_low_rank_features(
+    starts: int,
+) -> None:
+    problem = problem_of({"loss": "ce"})
+    chosen = plan(problem, starts)
+    grid = np.geomspace(0.1, 10.0, max(starts, 2))[:starts]
+    assert np.allclose(sorted(s.scale for s in chosen), grid, rtol=1e-12)
+    low = [s.rank for s in chosen if s.rank is not None]
+    assert len(low) == starts // 2 and all(1 <= r <= problem.bottleneck for r in low)

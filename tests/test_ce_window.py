@@ -5,18 +5,14 @@ checks give their recorded verdicts again when run as a user runs them."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from recorded import script
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("ce_window", ROOT / "scripts" / "ce_window.py")
-window = importlib.util.module_from_spec(_spec)
-sys.modules["ce_window"] = window
-_spec.loader.exec_module(window)
+window = script("ce_window")
 RECORDED = json.loads((ROOT / "docs" / "theory" / "ce-window.json").read_text())
 
 

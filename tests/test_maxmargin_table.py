@@ -5,20 +5,14 @@ when run as a user runs it (heavy)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from recorded import script
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location(
-    "maxmargin_table", ROOT / "scripts" / "maxmargin_table.py"
-)
-table = importlib.util.module_from_spec(_spec)
-sys.modules["maxmargin_table"] = table
-_spec.loader.exec_module(table)
+table = script("maxmargin_table")
 RECORDED = json.loads((ROOT / "docs" / "theory" / "maxmargin-table.json").read_text())
 CHECKS = [
     (r["K"], r["M"], side, r[side]) for r in RECORDED for side in ("with_codes", "search_alone")

@@ -4,20 +4,14 @@ when run as a user runs it, so that a page cannot say more than a check says."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from recorded import script
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location(
-    "record_observations", ROOT / "scripts" / "record_observations.py"
-)
-record = importlib.util.module_from_spec(_spec)
-sys.modules["record_observations"] = record
-_spec.loader.exec_module(record)
+record = script("record_observations")
 RECORDED = json.loads((ROOT / "docs" / "theory" / "observations.json").read_text())
 
 

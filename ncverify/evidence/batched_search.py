@@ -137,11 +137,14 @@ def plan(problem: Problem, starts: int) -> list[Start]:
     """The starts, in a fixed order (the seed draws only their random numbers)."""
     scales = np.geomspace(*SCALES, num=max(starts, 2))
     low = int(round(LOW_RANK_SHARE * starts))
+    # every scale once, in an order that spreads neighbours over the families: a stride that
+    # is coprime to the number of starts permutes them
+    stride = next(s for s in range(7, 7 + starts + 1) if math.gcd(s, starts) == 1)
     out = []
     for i in range(starts):
         rank = None if i % 2 == 0 or i // 2 >= low else 1 + (i // 2) % problem.bottleneck
         factor = CONTINUATION[(i // 2) % len(CONTINUATION)]
-        out.append(Start(float(scales[(7 * i) % starts]), rank, factor))
+        out.append(Start(float(scales[(stride * i) % starts]), rank, factor))
     return out
 
 
