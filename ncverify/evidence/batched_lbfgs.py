@@ -8,11 +8,19 @@ whichever namespace and device holds it.  The direction is the classical two-loo
 pair with `s^T y <= 0` is stored with `rho = 0`, which makes it a no-op in both loops.  The step
 is found by backtracking until the Armijo condition holds (at most `BACKTRACKS` trials,
 each at the minimiser of a parabola, `_armijo`), from twice the row's last step or 1, whichever
-is smaller; a row whose direction is not a descent direction restarts from `-g`, and a
-row whose line search fails, or whose value stops falling (relative decrease below `ftol` for
-`PATIENCE` iterations in a row, relative to its value or, for a value falling towards zero,
-to `1e-10` times its first value), is frozen: it keeps its point and costs nothing but masked
-arithmetic from then on.
+is smaller; a row whose direction is not a descent direction restarts from `-g`.  A row stops
+(is frozen, keeping its point) when
+
+- the decrease its quasi-Newton model still promises, `-g^T d / 2`, is below `ftol` of its
+  value (relative to its value or, for a value falling towards zero, to `1e-10` times its first
+  value): a line search there would only backtrack through rounding noise;
+- its line search fails on a steepest-descent direction (a failure on a quasi-Newton direction
+  is retried once along `-g`), a search failing once no trial step can promise `ftol` of the
+  value;
+- or its value stops falling: a relative decrease below `ftol` for `PATIENCE` iterations.
+
+Frozen rows are set aside whenever they are half of the rows still carried, so an iteration
+costs what the rows still moving cost, and they come back in their order at the end.
 
 >>> import numpy as np
 >>> a = np.array([[1.0, 100.0], [3.0, 0.5]])  # two diagonal quadratics 1/2 sum a_i x_i^2
@@ -75,16 +83,29 @@ def batched_lbfgs(
     gamma = 1.0 / xp.maximum(xp.sqrt(xp.sum(g * g, axis=1)), 1.0)  # a first step of length <= 1
     active = xp.isfinite(f)
     stalled = xp.zeros_like(f, dtype=xp.int64)
+    retry = xp.zeros_like(active)  # rows whose quasi-Newton step failed: next, steepest descent
+    # The working set: the rows still active, by their index in the batch.  Most rows stop
+    # long before the slowest, so the frozen ones are set aside (`done`) whenever they are half
+    # of it, and the arithmetic of an iteration costs what the rows still moving cost.
+    work = xp.arange(x.shape[0], dtype=xp.int64, device=_device(f))
+    done: list[tuple[Array, Array, Array]] = []  # (rows, points, values) set aside
     evaluations, it = 1, 0
     for it in range(1, max_iter + 1):  # noqa: B007 - the count is reported
         d = _direction(g, pairs, gamma, xp)
         gd = xp.vecdot(g, d)
-        restart = gd >= 0
+        restart = (gd >= 0) | retry
         d = xp.where(restart[:, None], -gamma[:, None] * g, d)
         gd = xp.where(restart, -gamma * xp.sum(g * g, axis=1), gd)
+        # -gd / 2 is the decrease the quasi-Newton model still promises (its decrement): a row
+        # promised less than `ftol` of its value has converged, and a line search there would
+        # only backtrack through rounding noise
+        least = ftol * xp.maximum(xp.abs(f), floor_f)  # the least decrease that is progress
+        active = active & (-gd > 2 * least)
+        if not bool(xp.any(active)):
+            break
         d = xp.where(active[:, None], d, 0.0)
         x_new, f_new, g_new, accepted, t, used = _armijo(
-            fun_grad, x, f, g, d, gd, active, xp.minimum(2 * t, 1.0), xp
+            _on(fun_grad, work, xp), x, f, g, d, gd, active, xp.minimum(2 * t, 1.0), least, xp
         )
         evaluations += used
         s, y = x_new - x, g_new - g
@@ -96,11 +117,38 @@ def batched_lbfgs(
         gamma = xp.where(good, ys / xp.where(good, yy, 1.0), gamma)
         small = (f - f_new) <= ftol * xp.maximum(xp.abs(f_new), floor_f)
         stalled = xp.where(small, stalled + 1, 0)
-        active = active & accepted & (stalled < PATIENCE)
+        retry = active & ~accepted & ~restart
+        t = xp.where(retry, 1.0, t)
+        active = active & (accepted | retry) & (stalled < PATIENCE)
         x, f, g = x_new, f_new, g_new
-        if not bool(xp.any(active)):
+        moving = int(xp.count_nonzero(active))
+        if moving == 0:
             break
-    return BatchDescent(x, f, ~active, it, evaluations)
+        if 2 * moving <= active.shape[0]:
+            stop = xp.nonzero(~active)[0]
+            done.append((xp.take(work, stop), xp.take(x, stop, axis=0), xp.take(f, stop)))
+            keep = xp.nonzero(active)[0]
+            work, x, f, g, t, gamma, floor_f, stalled, retry = (
+                xp.take(a, keep, axis=0) for a in (work, x, f, g, t, gamma, floor_f, stalled, retry)
+            )
+            pairs = [tuple(xp.take(a, keep, axis=0) for a in pair) for pair in pairs]
+            active = xp.ones_like(f, dtype=xp.bool)
+    rows = xp.concat([*(r for r, _, _ in done), work])
+    order = xp.argsort(rows)  # back to the order of the batch
+    x_all = xp.take(xp.concat([*(p for _, p, _ in done), x], axis=0), order, axis=0)
+    f_all = xp.take(xp.concat([*(v for _, _, v in done), f]), order)
+    stopped = xp.zeros(rows.shape[0] - work.shape[0], dtype=xp.bool, device=_device(f))
+    still = xp.concat([stopped, active])
+    return BatchDescent(x_all, f_all, ~xp.take(still, order), it, evaluations)
+
+
+def _on(fun_grad: BatchFunGrad, work: Array, xp: Any) -> BatchFunGrad:
+    """`fun_grad` on rows of the working set, told their indices in the whole batch."""
+
+    def on_work(x: Array, rows: Array | None) -> tuple[Array, Array]:
+        return fun_grad(x, work if rows is None else xp.take(work, rows))
+
+    return on_work
 
 
 def _direction(g: Array, pairs: list[tuple[Array, Array, Array]], gamma: Array, xp: Any) -> Array:
@@ -127,15 +175,18 @@ def _armijo(
     gd: Array,
     active: Array,
     t: Array,
+    least: Array,
     xp: Any,
 ) -> tuple[Array, Array, Array, Array, Array, int]:
     """Backtracking from the trial steps `t` until each active row decreases enough; rows that
     never do keep their point (`accepted` False).  A failed trial is followed by the minimiser
     of the parabola through `f`, the slope `gd` and the trial's value, kept within `[t/10, t/2]`
-    (Nocedal & Wright, section 3.5).  Only the rows still pending are evaluated, and the trials'
-    rows are gathered into the new iterate once, at the end: a few badly scaled rows do not
-    make the whole batch pay."""
+    (Nocedal & Wright, section 3.5); a row gives up (is not `accepted`) once a trial step's
+    first-order decrease `-t gd` is below `least`, the decrease that counts as progress.  Only
+    the rows still pending are evaluated, and the trials' rows are gathered into the new
+    iterate once, at the end: a few badly scaled rows do not make the whole batch pay."""
     pending, used = active, 0
+    gave_up = xp.zeros_like(active)
     tried_x, tried_f, tried_g = [], [], []
     rows = x.shape[0]
     source = xp.full(f.shape, -1, dtype=xp.int64, device=_device(f))  # trial row of each row
@@ -161,7 +212,12 @@ def _armijo(
         step = xp.where(xp.isfinite(ft) & (curve > 0), parabola, ts / 2)
         step = xp.minimum(xp.maximum(step, ts / 10), ts / 2)
         t = xp.where(pending, _scatter(step, pending, 1.0, xp), t)
-    accepted = active & ~pending
+        # a step whose first-order decrease is below the least progress cannot make any
+        hopeless = pending & (-t * gd <= least)
+        gave_up, pending = gave_up | hopeless, pending & ~hopeless
+        if not bool(xp.any(pending)):
+            break
+    accepted = active & ~pending & ~gave_up
     where = xp.where(accepted, source, offset + xp.arange(rows, dtype=xp.int64, device=_device(f)))
     x_new = xp.take(xp.concat([*tried_x, x], axis=0), where, axis=0)
     f_new = xp.take(xp.concat([*tried_f, f], axis=0), where, axis=0)
