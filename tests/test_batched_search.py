@@ -257,3 +257,26 @@ def test_the_starts_use_every_scale_once_and_half_of_them_have_low_rank_features
     low = [s.rank for s in chosen if s.rank is not None]
     assert len(low) == starts // 2 and all(1 <= r <= problem.bottleneck for r in low)
 
+
+def test_a_batched_search_at_the_prediction_backs_a_consistent_verdict() -> None:
+    """Two classes, L = 3, one random-start run: whether the check is `consistent` or
+    `inconclusive` follows from whether any start (batched or random) reached the prediction,
+    with the batched search on and off; on this instance the batched search reaches it and the
+    runs do not, so the search alone decides."""
+    args = [
+        NCVERIFY, "check", "dnc-binary", "--classes", "2", "--samples", "1", "--depth", "3",
+        "--width", "2", "--activation", "relu", "--lambda-w", "1e-3", "--lambda-h", "1e-3",
+        "--restarts", "1", "--escalate", "0", "--quiet", "--json", "-",
+    ]  # fmt: skip
+    seen = {}
+    for starts in ("256", "0"):
+        proc = subprocess.run([*args, "--search-starts", starts], capture_output=True, text=True)
+        report = json.loads(proc.stdout)
+        runs_at = report["numerical"]["coverage"]["at_prediction"]
+        search = report["search"]
+        search_at = search["coverage"]["at_prediction"] if search else 0
+        reached = runs_at > 0 or search_at > 0
+        assert report["counterexample"] is None
+        assert report["verdict"] == ("consistent" if reached else "inconclusive"), report["notes"]
+        seen[starts] = (runs_at, search_at)
+    assert seen["256"][0] == 0 and seen["256"][1] > 0, seen

@@ -171,6 +171,7 @@ class _Verification:
             claimed_minus_bound,
             prediction,
             self.tol,
+            searched_to_prediction=search is not None and search.coverage.at_prediction > 0,
         )
         verdict_, geometry_evidence = verdict(ev)
         self._hint(verdict_, e1, runs)

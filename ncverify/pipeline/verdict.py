@@ -72,6 +72,7 @@ class Evidences:
     claimed_minus_bound: float | None
     prediction: Prediction
     tol: Tolerances
+    searched_to_prediction: bool = False  # a start of the batched search ended at the prediction
 
     def failed(self) -> set[Evidence]:
         return {c.evidence for c in self.checks if c.passed is False}
@@ -100,7 +101,7 @@ def verdict(ev: Evidences) -> tuple[Verdict, GeometryEvidence | None]:
         return Verdict.REFUTED, None
     if ev.contradiction:
         return Verdict.INCONCLUSIVE, None
-    return _holding(ev, bool(at))
+    return _holding(ev, bool(at), ev.searched_to_prediction)
 
 
 def _against_certificate(ev: Evidences) -> Verdict:
@@ -116,8 +117,12 @@ def _against_certificate(ev: Evidences) -> Verdict:
     return Verdict.INCONCLUSIVE  # a loose bound proves nothing either way
 
 
-def _holding(ev: Evidences, at: bool) -> tuple[Verdict, GeometryEvidence | None]:
-    """Nothing refutes the claim: how much the evidence supports it."""
+def _holding(
+    ev: Evidences, at: bool, searched: bool = False
+) -> tuple[Verdict, GeometryEvidence | None]:
+    """Nothing refutes the claim: how much the evidence supports it.  `at`: a random-start run
+    reached the prediction (E4 can compare its geometry); `searched`: a start of the batched
+    search did (its end supports the value, not the geometry)."""
     unique = ev.prediction.unique
     geometry_seen = any(c.evidence == Evidence.GEOMETRY and c.passed for c in ev.checks)
     if at and (geometry_seen or not unique):  # E4 matched a run at the prediction
@@ -126,8 +131,8 @@ def _holding(ev: Evidences, at: bool) -> tuple[Verdict, GeometryEvidence | None]
     # no run reached the prediction (or none matched its geometry closely enough to tell), or
     # none ran: only a certificate can still decide the claim
     proven = value_proven(ev)
-    if at and not proven:  # runs reach the claimed value; neither geometry nor value is proven
-        return Verdict.CONSISTENT, None
+    if (at or searched) and not proven:  # the search reaches the claimed value, nothing beats
+        return Verdict.CONSISTENT, None  # it; neither geometry nor value is proven
     if ev.runs and (not proven or any(r.outcome == "failed" for r in ev.runs)):
         return Verdict.INCONCLUSIVE, None
     if not proven and not ev.e1_ok:  # E1 skipped (too large), no runs: no evidence either way
