@@ -22,7 +22,9 @@ with $M \ge 3$ and for $K \ge 6$ with $M = 2$, where lower-rank, block-structure
 better; for $K = 4, 5$ at $M = 2$ it fails only inside a window of lambdas.  ncverify decides
 each instance from evidence: a search in the exact $K \times K$ reduction
 (`theorems._ce_search`), lifted to full parameters and certified in exact and interval
-arithmetic, or `consistent` when nothing better is found.
+arithmetic, or `consistent` when nothing better is found.  For two classes it is proven at every
+depth: the `two-class-scalar` certificate (docs/theory/depth-certificates.md) encloses the
+optimum, and the check says `certified`.
 
 Source: H. Dang, T. Tran, S. Osher, H. Tran-The, N. Ho, T. Nguyen, "Neural Collapse in Deep
 Linear Networks: From Balanced to Imbalanced Data", ICML 2023, arXiv 2301.00437, appendix (the
@@ -379,7 +381,7 @@ class CEBalanced(Claim):
     )
     loss = "ce"
     bias = "none"
-    certificates = ("convex-dual",)
+    certificates = ("convex-dual", "two-class-scalar")
     # one layer only: deeper heads are refuted for many K (Garrod & Keating 2025) and open elsewhere
     truth_region = TruthRegion(
         basis="proven",

@@ -14,7 +14,9 @@ $\tfrac{M+1}{2} P^{1/(M+1)} (K-1)\, n^{q/2}$.
 What is checked.  At one layer the problem is convex, and a weak-duality certificate (rational
 multipliers, an exact positive-semidefiniteness check) bounds the optimum from below; it meets
 the labels' value, so the *value* is certified.  That the labels are the only minimiser needs an
-argument of its own, which the evidence does not give.  At depth, the labels are a KKT point; the
+argument of its own, which the evidence does not give.  For two classes the value is proven at
+every depth (the `two-class-scalar` certificate, docs/theory/depth-certificates.md).  At depth, the
+labels are a KKT point; the
 claim's search tries the orthoplex codes, which beat the labels exactly where an integer
 comparison says, and claim-agnostic runs search the $K \times K$ logits.
 
@@ -67,7 +69,7 @@ class MaxMarginSEL(Claim):
     status = "proven for M = 1 (SELI); false at depth for many K (low-rank codes)"
     loss = "max-margin"
     bias = "none"
-    certificates = ("max-margin-dual",)
+    certificates = ("max-margin-dual", "two-class-scalar")
     # one layer only: at depth the orthoplex codes refute it for many K
     truth_region = TruthRegion(
         basis="proven",

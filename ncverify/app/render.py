@@ -248,6 +248,9 @@ def report(r: Report) -> Group:
 
 #: Rows of the per-class table in a readable report (the JSON report has every class).
 MAX_CLASS_ROWS = 24
+#: Columns of a K x K matrix shown in a readable report: a wider one does not fit a terminal
+#: (the JSON report has it whole).
+MAX_MATRIX_COLUMNS = 12
 
 #: How the claimed geometry is established, in words (`Report.geometry_evidence`).
 GEOMETRY_WORDS = {
@@ -422,7 +425,7 @@ def _counterexample(r: Report) -> list[Any]:
         Text(
             f"COUNTEREXAMPLE from {ce.origin}: objective {ce.objective:.15g} < claimed "
             f"{ce.claimed:.15g} (gap {ce.gap:.3e} > error bound {ce.error_bound:.3e}); "
-            f"alive classes {list(ce.structure.alive_classes)}, rank(W Hbar) "
+            f"alive classes {class_list(ce.structure.alive_classes)}, rank(W Hbar) "
             f"{ce.structure.rank_WH}" + (f"; saved to {ce.path}" if ce.path else ""),
             style="red",
         )
@@ -436,12 +439,17 @@ def _classes(b: Boundary) -> str:
     return f"class(es) {class_list(b.classes)}: {b.change}"
 
 
+def _elided(items: Sequence[str]) -> str:
+    """Up to `MAX_CLASS_ROWS` items, then how many more (the JSON has every one)."""
+    rest = len(items) - MAX_CLASS_ROWS
+    shown = ", ".join(items[:MAX_CLASS_ROWS])
+    return shown if rest <= 0 else f"{shown}, ... ({rest} more)"
+
+
 def class_list(classes: Sequence[int]) -> str:
     """Class indices for a reader: all of them up to `MAX_CLASS_ROWS`, else the first ones and
     how many more (the JSON has every one)."""
-    shown = ", ".join(map(str, classes[:MAX_CLASS_ROWS]))
-    rest = len(classes) - MAX_CLASS_ROWS
-    return shown if rest <= 0 else f"{shown}, ... ({rest} more)"
+    return _elided([str(k) for k in classes])
 
 
 def summary_table(reports: list[Report]) -> Table:
@@ -482,7 +490,7 @@ def summary_table(reports: list[Report]) -> Table:
 def counterexample_certificate(cert: dict[str, Any]) -> Group:
     """The high-precision certificate of a counterexample and the structure of the point."""
     st = cert.get("structure") or {}
-    sv = ", ".join(_fmt(float(x), 6) for x in st.get("logit_singular_values", []))
+    sv = _elided([_fmt(float(x), 6) for x in st.get("logit_singular_values", [])])
     lines = [
         Text(
             f"  certificate: {'CERTIFIED' if cert['certified'] else 'not certified'} - gap "
@@ -494,7 +502,11 @@ def counterexample_certificate(cert: dict[str, Any]) -> Group:
         Text(f"  structure: logits of rank {st.get('logit_rank')}, singular values [{sv}]"),
     ]
     gram = st.get("class_mean_gram")
-    if gram:
+    if gram and len(gram) > MAX_MATRIX_COLUMNS:
+        lines.append(
+            Text(f"  class-mean Gram matrix ({len(gram)} x {len(gram)}): in the JSON report")
+        )
+    elif gram:
         t = Table(title="class-mean Gram matrix Hbar^T Hbar (layer 1)")
         for k in range(len(gram)):
             t.add_column(str(k))

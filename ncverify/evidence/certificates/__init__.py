@@ -10,6 +10,8 @@ Claims list the kinds they support in `certificates`; the pipeline calls `CERTIF
 
 - `max-margin-dual` (`max_margin.py`): a rigorous weak-duality lower bound for the one-layer
   max-margin problem (`Loss.MAX_MARGIN`), with rational multipliers checked exactly.
+- `two-class-scalar` (`two_classes.py`): two classes at any depth, balanced cross-entropy or the
+  max-margin problem: a chain of inequalities down to a scalar problem, minimised rigorously.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ncverify.evidence.certificates.certificate import Certificate
 from ncverify.evidence.certificates.convex import convex_dual
 from ncverify.evidence.certificates.max_margin import max_margin_dual
 from ncverify.evidence.certificates.separable import rho, separable_applies, separable_reduction
+from ncverify.evidence.certificates.two_classes import two_class_scalar
 from ncverify.model.problem import Problem
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "rho",
     "separable_applies",
     "separable_reduction",
+    "two_class_scalar",
 ]
 
 #: Certificate kinds by name: each takes a problem and returns a Certificate, or None when it
@@ -38,4 +42,5 @@ CERTIFIERS: dict[str, Callable[[Problem], Certificate | None]] = {
     "separable-reduction": separable_reduction,
     "convex-dual": convex_dual,
     "max-margin-dual": max_margin_dual,
+    "two-class-scalar": two_class_scalar,
 }
