@@ -128,13 +128,30 @@ def batched_lbfgs(
             stop = xp.nonzero(~active)[0]
             done.append((xp.take(work, stop), xp.take(x, stop, axis=0), xp.take(f, stop)))
             keep = xp.nonzero(active)[0]
-            work, x, f, g, t, gamma, floor_f, stalled, retry = (
-                xp.take(a, keep, axis=0) for a in (work, x, f, g, t, gamma, floor_f, stalled, retry)
-            )
-            pairs = [tuple(xp.take(a, keep, axis=0) for a in pair) for pair in pairs]
+            state = (work, x, f, g, t, gamma, floor_f, stalled, retry)
+            work, x, f, g, t, gamma, floor_f, stalled, retry = _rows(state, keep, xp)
+            pairs = [_rows(pair, keep, xp) for pair in pairs]
             active = xp.ones_like(f, dtype=xp.bool)
+    return _in_batch_order(done, work, x, f, active, it, evaluations, xp)
+
+
+def _rows(arrays: tuple[Array, ...], keep: Array, xp: Any) -> tuple[Array, ...]:
+    return tuple(xp.take(a, keep, axis=0) for a in arrays)
+
+
+def _in_batch_order(
+    done: list[tuple[Array, Array, Array]],
+    work: Array,
+    x: Array,
+    f: Array,
+    active: Array,
+    it: int,
+    evaluations: int,
+    xp: Any,
+) -> BatchDescent:
+    """The rows set aside and the rows still carried, back in the order of the batch."""
     rows = xp.concat([*(r for r, _, _ in done), work])
-    order = xp.argsort(rows)  # back to the order of the batch
+    order = xp.argsort(rows)
     x_all = xp.take(xp.concat([*(p for _, p, _ in done), x], axis=0), order, axis=0)
     f_all = xp.take(xp.concat([*(v for _, _, v in done), f]), order)
     stopped = xp.zeros(rows.shape[0] - work.shape[0], dtype=xp.bool, device=_device(f))
