@@ -183,3 +183,16 @@ def test_the_etf_scaled_by_five_percent_is_never_certified(depth: int) -> None:
     report = verify(ScaledETF(), ce(depth, "1e-3"), settings=Settings(restarts=2))
     assert report.certificate is not None and report.certificate.kind == "two-class-scalar"
     assert report.verdict == "refuted", report.notes
+
+
+@pytest.mark.parametrize("problem", PROBLEMS, ids=lambda p: f"M{p.depth}-n{p.counts[0]}-{p.bias}")
+def test_the_enclosure_keeps_its_precision(problem: Problem) -> None:
+    """The two ends of the enclosure are taken from the intervals exactly: they differ (an end
+    rounded to a double would make them meet, and could round a lower bound up), and by less
+    than 1e-24 of the value."""
+    cert = two_class_scalar(problem)
+    with interval_precision(160) as iv:
+        found = scalar_minimum(kappa_of(problem), iv.mpf(2) / (problem.depth + 1))
+    assert found.lower < found.upper
+    assert (found.upper - found.lower) / found.upper < mpmath.mpf("1e-24")
+    assert cert.bound_exact == found.lower and 0 < cert.gap < 1e-24

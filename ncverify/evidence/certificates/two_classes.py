@@ -152,38 +152,44 @@ def scalar_minimum(kappa: Any, q: Any) -> ScalarMinimum:
     and `s^{q-1}` decreasing; a box is discarded when its lower bound exceeds the least value
     found, and split until its bound is within `TARGET_GAP` of it."""
     iv = mpmath.iv
-    s_max = mpmath.mpf((iv.exp(iv.log(iv.log(2) / kappa) / q)).b)
+    with mpmath.workprec(iv.prec):  # box ends and comparisons as exact as the intervals
+        return _branch_and_bound(kappa, q, iv)
+
+
+def _branch_and_bound(kappa: Any, q: Any, iv: Any) -> ScalarMinimum:
+    """`scalar_minimum`'s search; every end taken from an interval is converted exactly
+    (`ends`), never rounded to the working precision."""
+
+    def low(x: Any) -> mpmath.mpf:
+        return ends(x)[0]
+
+    def high(x: Any) -> mpmath.mpf:
+        return ends(x)[1]
+
+    def power(s: mpmath.mpf) -> Any:
+        return iv.exp(q * iv.log(iv.mpf(s))) if s > 0 else iv.mpf(0)
 
     def phi(s: mpmath.mpf) -> Any:
-        power = iv.exp(q * iv.log(iv.mpf(s))) if s > 0 else iv.mpf(0)
-        return iv.log(1 + iv.exp(-iv.mpf(s))) + kappa * power
+        return iv.log(1 + iv.exp(-iv.mpf(s))) + kappa * power(s)
 
-    def slope(lo: mpmath.mpf, hi: mpmath.mpf) -> Any:  # an enclosure of phi' on [lo, hi], lo > 0
-        def f_prime(s: mpmath.mpf) -> Any:
-            return -1 / (1 + iv.exp(iv.mpf(s)))
-
-        def g_prime(s: mpmath.mpf) -> Any:
-            return kappa * q * iv.exp((q - 1) * iv.log(iv.mpf(s)))
-
-        low = (f_prime(lo) + g_prime(hi)).a
-        high = (f_prime(hi) + g_prime(lo)).b
-        return mpmath.mpf(low), mpmath.mpf(high)
+    def steepest(lo: mpmath.mpf, hi: mpmath.mpf) -> Any:  # max |phi'| on [lo, hi], lo > 0
+        f_lo, f_hi = (-1 / (1 + iv.exp(iv.mpf(s))) for s in (lo, hi))  # f' increases
+        g_lo, g_hi = (kappa * q * iv.exp((q - 1) * iv.log(iv.mpf(s))) for s in (lo, hi))
+        return iv.mpf(max(-low(f_lo + g_hi), high(f_hi + g_lo)))  # s^(q-1) decreases
 
     def lower_bound(lo: mpmath.mpf, hi: mpmath.mpf) -> mpmath.mpf:
-        power = iv.exp(q * iv.log(iv.mpf(lo))) if lo > 0 else iv.mpf(0)
-        monotone = mpmath.mpf((iv.log(1 + iv.exp(-iv.mpf(hi))) + kappa * power).a)
+        monotone = low(iv.log(1 + iv.exp(-iv.mpf(hi))) + kappa * power(lo))
         if lo == 0:
             return monotone
-        d_lo, d_hi = slope(lo, hi)
         mid = (lo + hi) / 2
-        mean_value = mpmath.mpf((phi(mid) - iv.mpf(max(-d_lo, d_hi)) * (hi - mid)).a)
-        return max(monotone, mean_value)
+        half = iv.mpf(hi) - iv.mpf(mid)  # the mean-value form about mid, rigorous
+        return max(monotone, low(phi(mid) - steepest(lo, hi) * half))
 
-    best_s = min(max(_proposed_minimiser(float(kappa.mid), float(q.mid), float(s_max)), 0), 1e300)
-    upper = mpmath.mpf(phi(mpmath.mpf(best_s)).b)
-    at_zero = mpmath.mpf(phi(mpmath.mpf(0)).b)
-    if at_zero < upper:
-        upper, best_s = at_zero, 0.0
+    s_max = high(iv.exp(iv.log(iv.log(2) / kappa) / q))
+    best_s = max(_proposed_minimiser(float(kappa.mid), float(q.mid), float(s_max)), 0.0)
+    upper = high(phi(mpmath.mpf(best_s)))
+    if high(phi(mpmath.mpf(0))) < upper:
+        upper, best_s = high(phi(mpmath.mpf(0))), 0.0
     stack = [(mpmath.mpf(0), s_max)]
     kept = mpmath.inf
     boxes = 0
@@ -194,9 +200,8 @@ def scalar_minimum(kappa: Any, q: Any) -> ScalarMinimum:
         if lb > upper:
             continue
         mid = (lo + hi) / 2
-        at_mid = mpmath.mpf(phi(mid).b)
-        if at_mid < upper:
-            upper, best_s = at_mid, float(mid)
+        if high(phi(mid)) < upper:
+            upper, best_s = high(phi(mid)), float(mid)
         if upper - lb <= TARGET_GAP * abs(upper) or boxes >= MAX_BOXES:
             kept = min(kept, lb)
             continue
