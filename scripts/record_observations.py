@@ -85,6 +85,7 @@ OBSERVATIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = tuple(
         )  # fmt: skip
         for k, extra, extra_words in (
             (20, (), ""),
+            (70, (), ", the claim's k-subset witnesses included"),
             (12, ("--no-claim-candidates",), ", the claim-agnostic search alone"),
             (16, ("--no-claim-candidates",), ", the claim-agnostic search alone"),
         )

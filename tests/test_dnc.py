@@ -5,6 +5,7 @@ unique, and the two claims' verdicts through the CLI, as a user runs them."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 import subprocess
@@ -55,58 +56,80 @@ def psi_min(problem: Problem, c: float) -> float:
 
 
 # ---- the witness's algebra ------------------------------------------------------------------------
-@pytest.mark.parametrize("r", [3, 4, 5, 6, 7])
-def test_the_last_relu_of_the_witness_is_the_identity(r: int) -> None:
-    """`B^T (I - J/4) B` is 1 on the diagonal, 0 for edges sharing a vertex, -1 for disjoint
-    edges (written out from the edge list), its ReLU is `I_K`, and `B` has rank `r`."""
-    edges = list(combinations(range(r), 2))
-    expected = np.array(
-        [[1 if e == f else 0 if set(e) & set(f) else -1 for f in edges] for e in edges]
-    )
-    a = _dnc.last_preactivation(r)
+CODES = [
+    _dnc.SubsetCode(r, k)
+    for r, k in [(3, 2), (4, 2), (5, 2), (5, 3), (6, 3), (6, 4), (7, 6), (8, 4)]
+]
+
+
+@pytest.mark.parametrize("code", CODES, ids=str)
+def test_the_last_relu_of_the_witness_is_the_identity(code: _dnc.SubsetCode) -> None:
+    """`B^T (I - alpha J) B` at `alpha = (k-1)/k^2`, from the subsets themselves: entry `(S, T)`
+    is `|S cap T| - (k-1)`, its ReLU is `I_K`, and `B` has rank `r`; a smaller alpha leaves
+    positive entries off the diagonal, a larger one shrinks the diagonal."""
+    subsets = [set(s) for s in combinations(range(code.r), code.k)]
+    expected = np.array([[len(s & t) - (code.k - 1) for t in subsets] for s in subsets])
+    a = _dnc.last_preactivation(code)
     assert np.array_equal(a, expected)
-    assert np.array_equal(np.maximum(a, 0), np.eye(len(edges), dtype=np.int64))
-    assert np.linalg.matrix_rank(_dnc.incidence(r)) == r
-    assert np.linalg.matrix_rank(a) <= r
+    assert np.array_equal(np.maximum(a, 0), np.eye(len(subsets), dtype=np.int64))
+    b = _dnc.incidence(code)
+    assert b.shape == (code.r, len(subsets)) and np.linalg.matrix_rank(b) == code.r
+    assert np.array_equal(b.sum(axis=0), np.full(len(subsets), code.k))
+    for alpha in [Fraction(code.k - 1, code.k**2) * Fraction(99, 100), Fraction(1, code.k)]:
+        pre = [[len(s & t) - alpha * code.k**2 for t in subsets] for s in subsets]
+        off = max(pre[i][j] for i in range(len(subsets)) for j in range(len(subsets)) if i != j)
+        assert off > 0 or pre[0][0] <= 0
 
 
-@pytest.mark.parametrize("r", [3, 4, 5, 8])
-def test_the_witness_constants_are_the_norms_of_its_unit_shapes(r: int) -> None:
-    """`C_w` is the product of the squared norms of the unit factors (per sample for `H_1`),
-    in exact rational arithmetic: `||B||^2 = 2K`, `||I_r||^2 = r`,
-    `||B^T (I - J/4)||^2 = K r / 4`, `||I_K||^2 = K`."""
-    b = [[Fraction(int(x)) for x in row] for row in _dnc.incidence(r)]
-    k = len(b[0])
-    proj = [[Fraction(int(i == j)) - Fraction(1, 4) for j in range(r)] for i in range(r)]
-    w_last = [[sum(b[v][e] * proj[v][u] for v in range(r)) for u in range(r)] for e in range(k)]
-    sq = {
-        "H": sum(x * x for row in b for x in row),
-        "W_{L-1}": sum(x * x for row in w_last for x in row),
-    }
-    assert sq["H"] == 2 * k and sq["W_{L-1}"] == Fraction(k * r, 4)
-    for depth in range(2, 7):
-        product = sq["H"] * Fraction(r) ** (depth - 2) * sq["W_{L-1}"] * k
-        assert product == _dnc.c_witness(r, depth)
-        ratio = Fraction(2) ** (depth - 3) * r / Fraction(r - 1) ** (depth - 2)
-        assert _dnc.c_witness(r, depth) / _dnc.c_dnc(k, depth) == ratio
+@pytest.mark.parametrize("code", CODES, ids=str)
+def test_the_witness_constants_are_the_norms_of_its_unit_shapes(code: _dnc.SubsetCode) -> None:
+    """`C_w` is the product of the squared norms of the unit factors (per sample for `H_1`):
+    `||B^T (I - alpha J)||^2 = K s` in exact rationals, `||B||_*^2` against the singular values
+    numpy computes, and the product against `c_witness` at every depth; `k = 2` is the
+    triangular graph's `C_w = K^3 r^{L-1} / 2` at `L = 2`."""
+    b = [[Fraction(int(x)) for x in row] for row in _dnc.incidence(code)]
+    r, k, big_k = code.r, code.k, code.classes
+    alpha = Fraction(k - 1, k * k)
+    proj = [[Fraction(int(i == j)) - alpha for j in range(r)] for i in range(r)]
+    w_last = [[sum(b[v][e] * proj[v][u] for v in range(r)) for u in range(r)] for e in range(big_k)]
+    sq_last = sum(x * x for row in w_last for x in row)
+    assert sq_last == big_k * _dnc.spread(code)
+    sq_h = sum(x * x for row in b for x in row)
+    assert sq_h == k * big_k
+    sigma = np.linalg.svd(_dnc.incidence(code).astype(float), compute_uv=False)
+    nuclear = float(sigma.sum()) ** 2
+    assert float(_dnc.nuclear_squared(code).fraction()) == pytest.approx(nuclear, rel=1e-12)
+    assert _dnc.c_witness(code, 2).fraction() == sq_h * sq_last * big_k
+    if k == 2:
+        assert _dnc.c_witness(code, 2).fraction() == Fraction(big_k**3 * r, 2)
+    for depth in range(3, 7):
+        shapes = _dnc.unit_shapes(code, depth)
+        product = np.prod([float(np.sum(s**2)) for s in shapes])
+        assert float(_dnc.c_witness(code, depth).fraction()) == pytest.approx(product, rel=1e-12)
+        assert float(_dnc.c_witness(code, depth).fraction()) == pytest.approx(
+            nuclear * r ** (depth - 3) * float(sq_last) * big_k, rel=1e-12
+        )
 
 
 @given(
-    r=st.sampled_from([3, 4, 5]),
+    code=st.sampled_from(CODES[:5]),
     depth=st.integers(2, 5),
     n=st.integers(1, 3),
     lam=st.sampled_from(["1e-4", "1e-3", "4e-3", "1e-2"]),
 )
 @settings(max_examples=25, deadline=None)
-def test_the_witness_reaches_its_scalar_problem(r: int, depth: int, n: int, lam: str) -> None:
+def test_the_witness_reaches_its_scalar_problem(
+    code: _dnc.SubsetCode, depth: int, n: int, lam: str
+) -> None:
     """At the witness point the network's value (written out layer by layer) is the minimum of
-    the scalar problem with `C_w = K^3 r^{L-1} / 2`, every factor carries the same share of the
+    the scalar problem with the witness's constant, every factor carries the same share of the
     regulariser, and the last ReLU outputs a multiple of `I_K`."""
-    k = r * (r - 1) // 2
-    problem = relu_problem(k, depth, n, lam)
-    point = _dnc.witness_point(problem, r)
+    k = code.classes
+    problem = relu_problem(k, depth, n, lam, width=max(k, code.r))
+    point = _dnc.witness_point(problem, code)
     value = reference_value(problem, point)
-    assert value == pytest.approx(psi_min(problem, k**3 * r ** (depth - 1) / 2), rel=1e-9)
+    c_w = float(_dnc.c_witness(code, depth).fraction())
+    assert value == pytest.approx(psi_min(problem, c_w), rel=1e-9)
     shares = [float(problem.lambda_h) * float(np.sum(point.H**2))]
     shares += [
         float(lam_w) * float(np.sum(w**2))
@@ -118,18 +141,76 @@ def test_the_witness_reaches_its_scalar_problem(r: int, depth: int, n: int, lam:
     assert np.allclose(out[:k], scale * np.eye(k), atol=1e-12 * max(scale, 1.0))
 
 
+def float_wins(code: _dnc.SubsetCode, depth: int) -> float:
+    """`C_w / C_DNC` in floats, from the formula written out independently."""
+    r, k, big_k = code.r, code.k, code.classes
+    s = 1 / k + (r - k) * (k - 1) ** 2 / k**2
+    if depth == 2:
+        return k * s
+    return (
+        (k + math.sqrt(k * (r - k) * (r - 1))) ** 2
+        / r
+        * r ** (depth - 3)
+        * s
+        / big_k ** (depth - 2)
+    )
+
+
 def test_where_the_witness_wins() -> None:
-    """`C_w < C_DNC` exactly for `L >= 4` and `r >= 4`, and at such instances the witness's value
-    lies below the DNC value (the claims' closed form), elsewhere not."""
-    for r in range(3, 13):
-        for depth in range(2, 9):
-            assert _dnc.witness_wins(r, depth) == (depth >= 4 and r >= 4), (r, depth)
+    """The exact comparison agrees with the ratio in floats wherever that is far from 1; the
+    family never wins at `L = 2`; at `L = 3` the least `K` it wins for is 70, and for `r <= 10`
+    it wins exactly at `K = 70, 84, 120, 126, 210, 252` (as an independent reconstruction
+    reported, issue 24); at `L >= 4` the triangular graph `K = 6` wins; and at such instances
+    the witness's value lies below the DNC value (the claims' closed form), elsewhere not."""
+    winners: dict[int, set[int]] = {d: set() for d in range(2, 7)}
+    for big_k in range(3, 300):
+        for code in _dnc.subset_codes(big_k):
+            assert math.comb(code.r, code.k) == big_k and 2 <= code.k < code.r
+            for depth in range(2, 7):
+                ratio = float_wins(code, depth)
+                wins = _dnc.witness_wins(code, depth)
+                if abs(ratio - 1) > 1e-9:
+                    assert wins == (ratio < 1), (code, depth, ratio)
+                if wins:
+                    winners[depth].add(big_k)
+    assert not winners[2]
+    assert min(winners[3]) == 70
+    small = {math.comb(r, k) for r in range(4, 11) for k in range(2, r)}
+    assert sorted(winners[3] & small) == [70, 84, 120, 126, 210, 252]
+    assert all(min(winners[d]) == 6 for d in (4, 5, 6))
     claim = theorems.get("dnc-multiclass")
-    for r, depth in [(4, 4), (5, 4), (4, 5), (4, 3), (5, 3), (3, 5), (4, 2)]:
-        problem = relu_problem(r * (r - 1) // 2, depth, 2, "4e-3")
-        witness = reference_value(problem, _dnc.witness_point(problem, r))
+    for (r, k), depth in [((4, 2), 4), ((5, 2), 4), ((4, 2), 5), ((4, 2), 3), ((5, 3), 4),
+                          ((5, 2), 3), ((3, 2), 5), ((4, 2), 2)]:  # fmt: skip
+        code = _dnc.SubsetCode(r, k)
+        problem = relu_problem(code.classes, depth, 2, "4e-3")
+        witness = reference_value(problem, _dnc.witness_point(problem, code))
         dnc = float(claim.closed_form(problem).objective)
-        assert (witness < dnc) == _dnc.witness_wins(r, depth), (r, depth, witness, dnc)
+        assert (witness < dnc) == _dnc.witness_wins(code, depth), (code, depth, witness, dnc)
+
+
+@pytest.mark.parametrize("code", CODES, ids=str)
+def test_with_nonnegative_features_the_first_layer_is_b_itself(code: _dnc.SubsetCode) -> None:
+    """With `H_1 >= 0` the first layer is `H_1 = B`, `W_1 = I_r`: its constant is the product of
+    those squared norms, never below the balanced one (`||B||_*^2 <= rank ||B||_F^2`), and for
+    the triangular graph it is `K^3 r^{L-1} / 2`, which wins iff `L >= 4` and `r >= 4`."""
+    r, k, big_k = code.r, code.k, code.classes
+    for depth in range(3, 7):
+        cw = _dnc.c_witness(code, depth, nonnegative=True).fraction()
+        assert cw == k * big_k * r ** (depth - 2) * big_k**2 * _dnc.spread(code)
+        assert cw >= _dnc.c_witness(code, depth).fraction(30)
+        if k == 2:
+            assert cw == Fraction(big_k**3 * r ** (depth - 1), 2)
+            assert _dnc.witness_wins(code, depth, nonnegative=True) == (depth >= 4 and r >= 4)
+
+
+def test_the_exact_comparison_of_surds() -> None:
+    """`a + b sqrt(m)` against rationals, at the edges: equality, a perfect square, `b = 0`."""
+    s = _dnc.Surd(Fraction(1), Fraction(1), 2)  # 1 + sqrt 2 = 2.41421...
+    assert s < Fraction(242, 100) and not s < Fraction(241, 100)
+    assert s > Fraction(241, 100) and not s > Fraction(242, 100)
+    four = _dnc.Surd(Fraction(1), Fraction(1), 9)
+    assert not four < 4 and not four > 4 and four < Fraction(4001, 1000)
+    assert _dnc.Surd(Fraction(3), Fraction(0), 0) > Fraction(2)
 
 
 def test_the_dnc_enclosure_contains_the_scalar_minimum() -> None:
@@ -247,7 +328,7 @@ def test_the_witness_refutes_dnc_at_four_layers_and_recheck_agrees(k: int, tmp_p
     )  # fmt: skip
     cx = report["counterexample"]
     assert code == 1 and cx is not None
-    assert cx["origin"].startswith("triangular-graph witness")
+    assert cx["origin"].startswith("k-subset witness (2-subsets of")
     cert = cx["certificate"]
     assert cert["certified"] and cert["exact"] and cert["claimed_rigorous"]
     assert cert["objective_enclosure"][1] < cert["claimed_enclosure"][0]
@@ -261,13 +342,15 @@ def test_the_witness_refutes_dnc_at_four_layers_and_recheck_agrees(k: int, tmp_p
 
 def test_the_map_page_is_regenerated_by_its_command(tmp_path: Path) -> None:
     """The command of docs/theory/dnc-map.md, verbatim, on a smaller grid (later options win),
-    written outside docs/: the exact witness cell says so, and the page shows its command."""
+    written outside docs/: the exact witness cell says so, every cell's check is on the page,
+    and the record holds what each check said."""
     page = (Path(__file__).resolve().parents[1] / "docs" / "theory" / "dnc-map.md").read_text()
     (block,) = re.findall(r"```bash\n(.*?)```", page, flags=re.S)
     argv = shlex.split(block.strip())
     assert argv[:2] == ["python", "examples/dnc_phase_map.py"]
     root = Path(__file__).resolve().parents[1]
-    small = ["--classes", "2,6", "--depths", "3,4", "--restarts", "1", "--out", str(tmp_path)]
+    small = ["--classes", "2,6", "--depths", "3,4", "--restarts", "1", "--search-starts", "16"]
+    small += ["--out", str(tmp_path)]
     run = subprocess.run(
         [sys.executable, str(root / argv[1]), *argv[2:], *small],
         capture_output=True,
@@ -277,11 +360,51 @@ def test_the_map_page_is_regenerated_by_its_command(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     text = (tmp_path / "dnc-map.md").read_text()
-    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    grid = text.split("## The checks")[0]
+    rows = {line.split("|")[1].strip(): line for line in grid.splitlines() if line.startswith("| ")}
     assert "witness" in rows["6"].split("|")[3] and "witness" not in rows["6"].split("|")[2]
     assert "witness" not in rows["2"]
-    assert "--classes 2,6 --depths 3,4 --restarts 1" in text
+    assert "--classes 2,6 --depths 3,4 --restarts 1 --search-starts 16" in text
+    assert "- L = 4: **K = 6**" in text
+    cells = json.loads((tmp_path / "dnc-map.json").read_text())
+    assert {(c["classes"], c["depth"]) for c in cells} == {(2, 3), (2, 4), (6, 3), (6, 4)}
+    for c in cells:
+        assert f"`{c['command']}`" in text
+        assert c["command"].startswith(
+            f"ncverify check {'dnc-binary' if c['classes'] == 2 else 'dnc-multiclass'} --classes {c['classes']} "
+        )
     assert (tmp_path / "dnc-map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def bracketing_cells() -> list[dict]:
+    """For each depth of the committed map: the cell at the smallest refuting K, and the cell at
+    the largest K below it where that check took under a minute in the sweep (what decides "the
+    smallest K on the grid"; the page says which are re-run)."""
+    cells = json.loads(
+        (Path(__file__).resolve().parents[1] / "docs" / "theory" / "dnc-map.json").read_text()
+    )
+    chosen = []
+    for depth in sorted({c["depth"] for c in cells}):
+        row = sorted((c for c in cells if c["depth"] == depth), key=lambda c: c["classes"])
+        first = next((i for i, c in enumerate(row) if c["verdict"] == "refuted"), None)
+        if first is None:  # nothing refutes: the largest K whose check takes under a minute
+            chosen += [c for c in row if c["seconds"] < 60][-1:]
+            continue
+        below = row[first - 1 : first] if first > 0 and row[first - 1]["seconds"] < 60 else []
+        chosen += [*below, row[first]]
+    return chosen
+
+
+@pytest.mark.heavy  # about ten checks, up to a minute each
+@pytest.mark.parametrize("cell", bracketing_cells(), ids=lambda c: f"K{c['classes']}-L{c['depth']}")
+def test_the_maps_smallest_refuting_k_is_what_the_checks_say(cell: dict) -> None:
+    """Each cell that decides the smallest refuting K of its depth, re-run as a user runs it,
+    gives its recorded verdict (and where no member of the family wins, the search refutes)."""
+    argv = shlex.split(cell["command"])
+    code, report = check(*argv[2:])
+    assert report["verdict"] == cell["verdict"], (cell["command"], report["notes"])
+    if cell["outcome"] == "search":  # no member of the family wins here: the search did
+        assert not report["counterexample"]["origin"].startswith("k-subset witness")
 
 
 def test_without_a_certificate_the_report_never_says_the_value_is_proven() -> None:
@@ -316,3 +439,22 @@ def test_four_classes_at_four_layers_are_refuted_by_search_and_recheck_agrees(
     (saved,) = tmp_path.glob("*.npz")
     proc = subprocess.run([NCVERIFY, "recheck", str(saved)], capture_output=True, text=True)
     assert proc.returncode == 1 and "REFUTED" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_the_4_subsets_of_8_refute_dnc_at_three_layers_and_the_report_stays_readable() -> None:
+    """K = 70 = C(8, 4) at L = 3: the witness alone (no batched search) refutes DNC, certified
+    exactly; the readable report elides what does not fit a terminal (70 singular values, the
+    70 x 70 Gram matrix), which the JSON report has whole."""
+    args = [
+        "dnc-multiclass", "--classes", "70", "--samples", "1", "--depth", "3", "--width", "70",
+        "--activation", "relu", "--lambda-w", "1e-3", "--lambda-h", "1e-3",
+        "--search-starts", "0", "--restarts", "2", "--escalate", "0",
+    ]  # fmt: skip
+    code, report = check(*args)
+    cx = report["counterexample"]
+    assert code == 1 and cx["origin"] == "k-subset witness (4-subsets of [8])"
+    assert cx["certificate"]["certified"] and cx["certificate"]["exact"]
+    assert len(cx["certificate"]["structure"]["class_mean_gram"]) == 70
+    text = subprocess.run([NCVERIFY, "check", *args], capture_output=True, text=True).stdout
+    assert "class-mean Gram matrix (70 x 70): in the JSON report" in text
+    assert "(46 more)" in text and "Hbar^T Hbar (layer 1)" not in text

@@ -1,4 +1,4 @@
-r"""Deep neural collapse in the ReLU deep unconstrained-feature model, and the triangular-graph
+r"""Deep neural collapse in the ReLU deep unconstrained-feature model, and the k-subset
 witnesses against it (docs/theory/dnc.md).
 
 The model: free features $H_1$ ($d \times N$), $H_{l+1} = \mathrm{relu}(W_l H_l)$ for
@@ -17,32 +17,38 @@ $$\psi_C(\gamma) = \tfrac12 (\gamma - 1)^2 + \tfrac{L+1}{2} (n P C)^{1/(L+1)} \g
 
 with $P$ the product of all $L + 1$ weight decays and $q = 2/(L+1)$.
 
-**The witness.**  For $K = r(r-1)/2$ classes, identify the classes with the edges of the
-complete graph on $r$ vertices and let $B$ be its $r \times K$ vertex-edge incidence matrix.
-With $H_1 \propto B$, $W_1, \dots, W_{L-2} \propto I_r$, $W_{L-1} \propto B^T (I_r - J/4)$ and
-$W_L \propto I_K$, the last pre-activation is $B^T (I_r - J/4) B = 2I + A - J$ ($A$ the
-adjacency of the line graph): 1 on the diagonal, 0 for edges that share a vertex, $-1$ for edges
-that do not; its ReLU is exactly $I_K$, while every earlier layer has rank $r$.  Balancing the
-scales gives the same scalar problem with
+**The k-subset witnesses.**  Identify the $K = \binom{r}{k}$ classes with the $k$-subsets of
+$[r]$ ($2 \le k \le r - 1$; $k = 2$ is the triangular graph, the line graph of the complete graph)
+and let $B$ be the $r \times K$ incidence matrix.  With $\alpha = (k-1)/k^2$ the last
+pre-activation $B^T (I_r - \alpha J) B = B^T B - (k-1) J$ has entries $|S \cap T| - (k-1)$: 1 on
+the diagonal and at most 0 off it, so its ReLU is exactly $I_K$, while every earlier layer has
+rank $r$.  The factors: $W_1 \bar H_1 = B$ in balanced factors (for $L \ge 3$; $\bar H_1 = B$,
+$W_1 = B^T(I - \alpha J)$ at $L = 2$), $W_2, \dots, W_{L-2} = I_r$, $W_{L-1} = B^T(I - \alpha J)$,
+$W_L = I_K$.  Balancing the scales gives the scalar problem $\psi_C$ with
 
-$$C_w = \tfrac12 K^3 r^{L-1}, \qquad \frac{C_w}{C_{\mathrm{DNC}}} = \frac{2^{L-3} r}{(r-1)^{L-2}},$$
+$$C_w = \lVert B\rVert_*^2\, r^{L-3} K^2 s \;(L \ge 3), \qquad C_w = k K^3 s \;(L = 2),
+\qquad s = \tfrac1k + \tfrac{(r-k)(k-1)^2}{k^2},$$
 
-and $\psi_C$ grows with $C$ wherever its minimiser is positive, so the witness beats DNC at every
-instance where DNC is not zero iff $C_w < C_{\mathrm{DNC}}$: iff $L \ge 4$ and $r \ge 4$
-($K = 6, 10, 15, \dots$), never at $L \le 3$ and never for $K = 3$.
+$\lVert B\rVert_*^2 = \tfrac{K}{r}\big(k + \sqrt{k(r-k)(r-1)}\big)^2$, a number $a + b\sqrt m$
+that is compared with $C_{\mathrm{DNC}}$ exactly.  $\psi_C$ grows with $C$ wherever its
+minimiser is positive, so a witness beats DNC at every instance where DNC is not zero iff
+$C_w < C_{\mathrm{DNC}}$: never at $L = 2$ ($C_w / C_{\mathrm{DNC}} = k s \ge 1$), at $L = 3$ first
+for $K = 70$ ($k = 4$, $r = 8$), at $L \ge 4$ already for $K = 6$.
 
->>> triangular_r(6), triangular_r(7), triangular_r(10)
-(4, None, 5)
->>> witness_wins(4, 4), witness_wins(4, 3), witness_wins(3, 8)
-(True, False, False)
->>> comparison(4, 4)
-'C_w = 6^3 * 4^3 / 2 = 6912 < 7776 = 6^5 = C_DNC'
+>>> subset_codes(6), subset_codes(7)
+([SubsetCode(r=4, k=2), SubsetCode(r=6, k=5)], [SubsetCode(r=7, k=6)])
+>>> witness_wins(SubsetCode(4, 2), 4), witness_wins(SubsetCode(4, 2), 3)
+(True, False)
+>>> comparison(SubsetCode(8, 4), 3)
+'C_w = 3430000*sqrt(7) + 13720000 = 22794927.0 < 24010000 = 70^4 = C_DNC'
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from fractions import Fraction
+from itertools import combinations
+from math import comb, isqrt
 
 import mpmath
 import numpy as np
@@ -71,29 +77,104 @@ SUKENIK_2024 = (
 GAIN_RADIUS = mpmath.mpf("1e-40")
 
 
-# ---- the triangular graph -------------------------------------------------------------------------
-def triangular_r(k: int) -> int | None:
-    """`r` with `K = r(r-1)/2` and `r >= 3`, or None when `K` is not such a number."""
-    r = 3
-    while r * (r - 1) // 2 < k:
-        r += 1
-    return r if r * (r - 1) // 2 == k else None
+# ---- the k-subset family -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SubsetCode:
+    """The classes as the `k`-subsets of `[r]` (`K = C(r, k)`, `2 <= k <= r - 1`); `k = 2` is the
+    triangular graph.  `B` is the `r x K` element-subset incidence matrix."""
+
+    r: int
+    k: int
+
+    @property
+    def classes(self) -> int:
+        return comb(self.r, self.k)
+
+    def __str__(self) -> str:
+        return f"{self.k}-subsets of [{self.r}]"
 
 
-def incidence(r: int) -> np.ndarray:
-    """The `r x K` vertex-edge incidence matrix of the complete graph on `r` vertices (integers;
-    edges in lexicographic order)."""
-    edges = [(i, j) for i in range(r) for j in range(i + 1, r)]
-    b = np.zeros((r, len(edges)), dtype=np.int64)
-    for e, (i, j) in enumerate(edges):
-        b[i, e] = b[j, e] = 1
+def subset_codes(k: int) -> list[SubsetCode]:
+    """Every `(r, j)` with `C(r, j) = K` and `2 <= j <= r - 1` (`r <= K`, as `C(r, j) >= r`)."""
+    codes = []
+    for r in range(4, k + 1):
+        if comb(r, 2) > k:  # every C(r, j) with 2 <= j <= r - 2 is larger still
+            break
+        j = 2
+        while 2 * j <= r and comb(r, j) <= k:
+            if comb(r, j) == k:
+                codes += [SubsetCode(r, j)] + ([SubsetCode(r, r - j)] if 2 * j < r else [])
+            j += 1
+    return sorted(codes + ([SubsetCode(k, k - 1)] if k >= 3 else []), key=lambda c: (c.r, c.k))
+
+
+def incidence(code: SubsetCode) -> np.ndarray:
+    """`B`: the `r x K` incidence matrix of `[r]` against its `k`-subsets (lexicographic), in
+    integers."""
+    subsets = list(combinations(range(code.r), code.k))
+    b = np.zeros((code.r, len(subsets)), dtype=np.int64)
+    for s, members in enumerate(subsets):
+        b[list(members), s] = 1
     return b
 
 
-def last_preactivation(r: int) -> np.ndarray:
-    """`B^T (I_r - J/4) B` in integers (`= 2I + A - J`); its ReLU is `I_K`."""
-    b = incidence(r)
-    return (4 * b.T @ b - (b.T @ np.ones((r, r), dtype=np.int64) @ b)) // 4
+def last_preactivation(code: SubsetCode) -> np.ndarray:
+    """`B^T (I - alpha J) B = B^T B - (k-1) J` at `alpha = (k-1)/k^2`, in integers: entry `(S, T)`
+    is `|S cap T| - (k - 1)`, 1 on the diagonal and at most 0 off it, so its ReLU is `I_K`."""
+    b = incidence(code)
+    return b.T @ b - (code.k - 1)
+
+
+def spread(code: SubsetCode) -> Fraction:
+    """`||B^T (I - alpha J)||_F^2 / K = 1/k + (r - k)(k - 1)^2 / k^2` at `alpha = (k-1)/k^2`, the
+    least `alpha` whose last ReLU is `I_K` (a row has `k` entries `1 - alpha k = 1/k` and `r - k`
+    entries `-alpha k`; the norm grows with `alpha` on `[(k-1)/k^2, 1/k)`)."""
+    r, k = code.r, code.k
+    return Fraction(1, k) + Fraction((r - k) * (k - 1) ** 2, k * k)
+
+
+@dataclass(frozen=True)
+class Surd:
+    """The real number `a + b sqrt(m)` (`a`, `b` rational, `b >= 0`, `m` a non-negative
+    integer), compared with rationals exactly."""
+
+    a: Fraction
+    b: Fraction
+    m: int
+
+    def __lt__(self, other: Fraction) -> bool:
+        gap = other - self.a  # a + b sqrt(m) < other  iff  b sqrt(m) < gap
+        return gap > 0 and self.b * self.b * self.m < gap * gap
+
+    def __gt__(self, other: Fraction) -> bool:
+        gap = other - self.a  # a + b sqrt(m) > other  iff  b sqrt(m) > gap
+        return gap < 0 or self.b * self.b * self.m > gap * gap
+
+    def sympy(self) -> sp.Expr:
+        return sp.Rational(self.a.numerator, self.a.denominator) + sp.Rational(
+            self.b.numerator, self.b.denominator
+        ) * sp.sqrt(self.m)
+
+    def fraction(self, digits: int = 60) -> Fraction:
+        """The value where it is rational, else a rational within `10^-digits` relative of it
+        (for building points and ordering)."""
+        root = isqrt(self.m)
+        if self.b == 0 or root * root == self.m:
+            return self.a + self.b * root
+        return Fraction(str(sp.N(self.sympy(), digits)))
+
+    def __str__(self) -> str:
+        return str(self.sympy())
+
+
+def nuclear_squared(code: SubsetCode) -> Surd:
+    """`||B||_*^2 = (K/r) (k + sqrt(k (r-k) (r-1)))^2`: `B B^T = C(r-2, k-1) I + C(r-2, k-2) J`
+    has the eigenvalue `k^2 K / r` on the ones vector and `k (r-k) K / (r (r-1))` on its
+    complement (`r - 1` times), and the singular values of `B` are their square roots."""
+    r, k, big_k = code.r, code.k, code.classes
+    m = k * (r - k) * (r - 1)
+    scale = Fraction(big_k, r)
+    return Surd(scale * (k * k + m), scale * 2 * k, m)
 
 
 # ---- the constants of the scalar problem ----------------------------------------------------------
@@ -102,22 +183,44 @@ def c_dnc(k: int, depth: int) -> Fraction:
     return Fraction(k) ** (depth + 1)
 
 
-def c_witness(r: int, depth: int) -> Fraction:
-    """`C_w = K^3 r^{L-1} / 2` with `K = r(r-1)/2`."""
-    k = r * (r - 1) // 2
-    return Fraction(k**3 * r ** (depth - 1), 2)
+def c_witness(code: SubsetCode, depth: int, *, nonnegative: bool = False) -> Surd:
+    """The witness's constant, the product of the squared norms of its unit factors (per sample
+    for `H_1`) over the square of its last ReLU's output scale (1):
+
+    - `L = 2`: `H_1 = B`, `W_1 = B^T (I - alpha J)`, `W_2 = I_K`:
+      `C_w = k K * K spread * K`;
+    - `L >= 3`: `W_1 H_1 = B` in balanced factors (`||H_1||^2 = ||W_1||^2 = ||B||_*`),
+      `W_2, ..., W_{L-2} = I_r`, `W_{L-1} = B^T (I - alpha J)`, `W_L = I_K`:
+      `C_w = ||B||_*^2 r^{L-3} * K spread * K`.  Balanced factors of `B` have entries of both
+      signs; with `nonnegative` the first layer is `H_1 = B`, `W_1 = I_r` instead (the reading
+      in which the features are a backbone's ReLU output): `C_w = k K r^{L-2} * K spread * K`,
+      for `k = 2` the triangular graph's `K^3 r^{L-1} / 2`."""
+    big_k, tail = code.classes, Fraction(code.classes) ** 2 * spread(code)
+    if depth == 2 or nonnegative:
+        return Surd(code.k * big_k * Fraction(code.r) ** (depth - 2) * tail, Fraction(0), 0)
+    nuc = nuclear_squared(code)
+    scale = Fraction(code.r) ** (depth - 3) * tail
+    return Surd(nuc.a * scale, nuc.b * scale, nuc.m)
 
 
-def witness_wins(r: int, depth: int) -> bool:
+def witness_wins(code: SubsetCode, depth: int, *, nonnegative: bool = False) -> bool:
     """`C_w < C_DNC`: the witness beats DNC wherever DNC is not zero (exact comparison)."""
-    return depth >= 2 and c_witness(r, depth) < c_dnc(r * (r - 1) // 2, depth)
+    c_w = c_witness(code, depth, nonnegative=nonnegative)
+    return depth >= 2 and c_w < c_dnc(code.classes, depth)
 
 
-def comparison(r: int, depth: int) -> str:
-    """The integer comparison of `witness_wins`, written out."""
-    k, cw, cd = r * (r - 1) // 2, c_witness(r, depth), c_dnc(r * (r - 1) // 2, depth)
-    sign = "<" if cw < cd else ">=" if cw > cd else "="
-    return f"C_w = {k}^3 * {r}^{depth - 1} / 2 = {cw} {sign} {cd} = {k}^{depth + 1} = C_DNC"
+def comparison(code: SubsetCode, depth: int) -> str:
+    """The exact comparison of `witness_wins`, written out."""
+    cw, cd = c_witness(code, depth), c_dnc(code.classes, depth)
+    sign = "<" if cw < cd else ">" if cw > cd else "="
+    approx = mpmath.nstr(mpmath.mpf(sp.N(cw.sympy(), 30)), 8)
+    return f"C_w = {cw} = {approx} {sign} {cd} = {code.classes}^{depth + 1} = C_DNC"
+
+
+def best_code(problem: Problem) -> SubsetCode | None:
+    """The member of the family with the least constant that fits the widths, or None."""
+    codes = [c for c in subset_codes(problem.K) if witness_fits(problem, c) is None]
+    return min(codes, key=lambda c: c_witness(c, problem.depth).fraction(30), default=None)
 
 
 # ---- values ---------------------------------------------------------------------------------------
@@ -149,29 +252,39 @@ def psi_enclosure(problem: Problem, c: Fraction, g: sp.Expr) -> tuple[mpmath.mpf
 
 
 # ---- the witness point ----------------------------------------------------------------------------
-def witness_fits(problem: Problem, r: int) -> str | None:
+def witness_fits(problem: Problem, code: SubsetCode) -> str | None:
     """Why the witness does not fit the widths of `problem` (None when it does): `H_1` and the
     first `L - 2` hidden layers need `r` coordinates, the last hidden layer `K`."""
     widths = problem.widths
     if problem.depth < 2:
         return "the witness needs at least two layers"
-    if min(widths[: problem.depth - 1]) < r:
-        return f"the witness needs r = {r} coordinates in d, d_1, ..., d_(L-2)"
+    if min(widths[: problem.depth - 1]) < code.r:
+        return f"the witness needs r = {code.r} coordinates in d, d_1, ..., d_(L-2)"
     if widths[-1] < problem.K:
         return f"the witness needs K = {problem.K} coordinates in d_(L-1)"
     return None
 
 
-def witness_point(problem: Problem, r: int) -> Params:
-    """The triangular-graph witness at the balanced scales of its minimiser `gamma_w` (host
-    float64 arrays; every sample of a class has its class's column)."""
+def unit_shapes(code: SubsetCode, depth: int) -> list[np.ndarray]:
+    """The unit factors `H_1-bar, W_1, ..., W_L` of the witness (float64), whose product through
+    the ReLUs is `I_K` (see `c_witness`)."""
+    b = incidence(code).astype(np.float64)
+    alpha = (code.k - 1) / code.k**2
+    last = b.T @ (np.eye(code.r) - alpha * np.ones((code.r, code.r)))
+    if depth == 2:
+        return [b, last, np.eye(code.classes)]
+    u, sigma, vt = np.linalg.svd(b, full_matrices=False)  # W_1 H_1 = B, balanced
+    root = np.sqrt(sigma)
+    first = [root[:, None] * vt, u * root[None, :]]
+    return [*first, *[np.eye(code.r)] * (depth - 3), last, np.eye(code.classes)]
+
+
+def witness_point(problem: Problem, code: SubsetCode) -> Params:
+    """The k-subset witness at the balanced scales of its minimiser `gamma_w` (host float64
+    arrays; every sample of a class has its class's column)."""
     m, k = problem.depth, problem.K
-    g = float(sp.N(gain(problem, c_witness(r, m)), 30))
-    b = incidence(r).astype(np.float64)
-    shapes = [b * 1.0]  # the unit shapes of H_1-bar, W_1, ..., W_L
-    shapes += [np.eye(r)] * (m - 2)
-    shapes.append(b.T @ (np.eye(r) - np.ones((r, r)) / 4))
-    shapes.append(np.eye(k))
+    g = float(sp.N(gain(problem, c_witness(code, m).fraction()), 30))
+    shapes = unit_shapes(code, m)
     lambdas = [problem.lambda_h, *problem.lambda_w]
     norms = [float(problem.counts[0]) * float(np.sum(shapes[0] ** 2))]
     norms += [float(np.sum(s**2)) for s in shapes[1:]]
@@ -185,7 +298,7 @@ def witness_point(problem: Problem, r: int) -> Params:
     ]
     widths = (*problem.widths, k)
     hbar = np.zeros((widths[0], k))
-    hbar[:r, :] = alphas[0] * shapes[0]
+    hbar[: shapes[0].shape[0], :] = alphas[0] * shapes[0]
     ws = []
     for layer in range(m):
         w = np.zeros((widths[layer + 1], widths[layer]))
@@ -256,17 +369,16 @@ class DeepNeuralCollapse(Claim):
         )
 
     def witness_notes(self, problem: Problem) -> list[str]:
-        """What the triangular-graph family says about this instance, in words."""
-        r = triangular_r(problem.K)
-        if r is None:
-            return [
-                f"no triangular-graph witness: K = {problem.K} is not r(r-1)/2 "
-                "(only the random-start runs can refute DNC here)"
-            ]
-        verdict = "beats" if witness_wins(r, problem.depth) else "does not beat"
+        """What the k-subset family says about this instance, in words."""
+        codes = subset_codes(problem.K)
+        if not codes:
+            return [f"no k-subset witness: K = {problem.K} is not C(r, k) with 2 <= k <= r - 1"]
+        best = min(codes, key=lambda c: c_witness(c, problem.depth).fraction(30))
+        verdict = "beats" if witness_wins(best, problem.depth) else "does not beat"
+        others = f" (the best of {len(codes)} members)" if len(codes) > 1 else ""
         return [
-            f"triangular-graph witness (r = {r}): {comparison(r, problem.depth)}, so it {verdict} "
-            "DNC wherever DNC is not zero"
+            f"k-subset witness, {best}{others}: {comparison(best, problem.depth)}, so it "
+            f"{verdict} DNC wherever DNC is not zero"
         ]
 
     def minimiser(self, problem: Problem, backend: Backend) -> Params:
@@ -281,23 +393,21 @@ class DeepNeuralCollapse(Claim):
         )
 
     def search(self, problem: Problem, backend: Backend, budget: SearchBudget) -> list[Candidate]:
-        """The triangular-graph witness, where `K = r(r-1)/2`, it fits and it beats DNC."""
-        r = triangular_r(problem.K)
-        if r is None or witness_fits(problem, r) is not None:
+        """The k-subset witness of least constant that fits, where it beats DNC."""
+        code = best_code(problem)
+        if code is None or not witness_wins(code, problem.depth):
             return []
-        if (
-            not witness_wins(r, problem.depth)
-            or gain(problem, c_dnc(problem.K, problem.depth)) == 0
-        ):
+        if gain(problem, c_dnc(problem.K, problem.depth)) == 0:
             return []
         info = {
-            "summary": f"triangular-graph witness (r = {r}): {comparison(r, problem.depth)}",
-            "r": r,
-            "c_witness": str(c_witness(r, problem.depth)),
+            "summary": f"k-subset witness ({code}): {comparison(code, problem.depth)}",
+            "r": code.r,
+            "k": code.k,
+            "c_witness": str(c_witness(code, problem.depth)),
             "c_dnc": str(c_dnc(problem.K, problem.depth)),
         }
-        point = to_backend(witness_point(problem, r), backend)
-        return [Candidate(point, f"triangular-graph witness (r = {r})", info)]
+        point = to_backend(witness_point(problem, code), backend)
+        return [Candidate(point, f"k-subset witness ({code})", info)]
 
     def default_problem(self) -> Problem:
         """`K` classes of `n = 2` samples, `L = 4`, width `max(4, K)`, every lambda `4e-3` (the
@@ -330,9 +440,11 @@ class DeepNeuralCollapse(Claim):
                 "tests/test_dnc.py::test_clipped_pre_activations_never_beat_the_dnc_value",
             ),
             Step(
-                "The triangular-graph witness reaches the scalar problem with C_w = K^3 r^(L-1)/2, "
-                "and psi_C grows with C: it beats DNC iff C_w < C_DNC.",
-                r"\frac{C_w}{C_{\mathrm{DNC}}} = \frac{2^{L-3} r}{(r-1)^{L-2}}",
+                "The k-subset witness (K = C(r, k)) reaches the scalar problem with C_w = "
+                "||B||_*^2 r^(L-3) K^2 s (L >= 3), and psi_C grows with C: it beats DNC iff "
+                "C_w < C_DNC.",
+                r"C_w = \tfrac{K}{r}\big(k + \sqrt{k(r-k)(r-1)}\big)^2 r^{L-3} K^2 "
+                r"\big(\tfrac1k + \tfrac{(r-k)(k-1)^2}{k^2}\big)",
                 "test",
                 "tests/test_dnc.py::test_the_witness_reaches_its_scalar_problem",
             ),

@@ -9,15 +9,17 @@ given by the threshold rule of the linear deep model with $M = L$ layers.
 
 This is the statement that the two-class theorem invites and that Súkeník, Lampert and Mondelli
 (2024) argue against: beyond two classes and two layers, low-rank solutions beat DNC.  The
-claim's search tries the triangular-graph witness (classes = edges of the complete graph on $r$
-vertices, $K = r(r-1)/2$), which beats DNC wherever DNC is not zero iff $L \ge 4$ and $r \ge 4$,
-by an exact comparison of integers; elsewhere only the random-start runs can refute it, and a
-check that finds nothing better says so and no more.
+claim's search tries the k-subset witnesses (classes = the $k$-subsets of $[r]$,
+$K = \binom{r}{k}$; $k = 2$ is the triangular graph), each of which beats DNC wherever DNC is
+not zero iff its constant, a number $a + b\sqrt m$, is below $K^{L+1}$, decided exactly: never at
+$L = 2$, at $L = 3$ first for $K = 70$, at $L \ge 4$ already for $K = 6$.  Elsewhere only the
+claim-agnostic search can refute it, and a check that finds nothing better says so and no more.
 
 Source: Súkeník, Lampert, Mondelli, "Neural Collapse versus Low-rank Bias: Is Deep Neural
 Collapse Really Optimal?", NeurIPS 2024, arXiv 2405.14468 (its strongly-regular-graph
-construction; the triangular graph is the line graph of the complete graph); the witness's
-constants and where it wins, derived and tested here: docs/theory/dnc.md.
+construction; the triangular graph is the line graph of the complete graph); the k-subset
+family, its constants and where it wins are this project's own derivation, tested here:
+docs/theory/dnc.md#witness.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ class DNCMulticlass(DeepNeuralCollapse):
     classes = (3, None)
     classes_rule = "there must be at least three classes (K >= 3; see dnc-binary)"
     truth_region = TruthRegion.empty(
-        "no theorem and no certificate for a ReLU head: refuted at L >= 4 (the triangular-graph "
-        "witness, random-start runs), only not refuted at L = 2, 3",
+        "no theorem and no certificate for a ReLU head: refuted at L >= 4 and at L = 3 (the "
+        "k-subset witnesses, the search), only not refuted at L = 2",
         reference="docs/theory/dnc.md#status",
     )
 
