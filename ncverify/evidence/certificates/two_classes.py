@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import mpmath
-from scipy.optimize import minimize_scalar
 
 from ncverify.evidence.certificates.certificate import Certificate
 from ncverify.model.intervals import ends, interval_precision, round_down
@@ -213,7 +212,10 @@ def _branch_and_bound(kappa: Any, q: Any, iv: Any) -> ScalarMinimum:
 
 def _proposed_minimiser(kappa: float, q: float, s_max: float) -> float:
     """Where a float minimisation of `phi` on `(0, S]` ends: only a proposal, which seeds the
-    upper bound of the branch and bound."""
+    upper bound of the branch and bound (scipy is imported here: a check that needs no
+    certificate at depth starts without it)."""
+    from scipy.optimize import minimize_scalar
+
     res = minimize_scalar(
         lambda s: math.log1p(math.exp(-s)) + kappa * s**q,
         bounds=(1e-12, max(s_max, 1e-9)),
