@@ -248,6 +248,31 @@ def test_enclosure_contains_the_scalar_minimum(k: int, depth: int, log_c: float)
         assert (mm.regime == "collapsed") == (ref >= math.log(k) - 1e-12)
 
 
+@given(k=st.integers(2, 10), depth=st.integers(2, 6), log_c=st.floats(0.0, 70.0))
+def test_large_decays_collapse_to_zero(k: int, depth: int, log_c: float) -> None:
+    """Up to c = e^70 (lambda ~ 1e30): where a dense grid finds nothing below f(0) = log K,
+    the rule says collapsed, with the value log K enclosed.  At such c the peak of `g` lies so
+    close to 0 that a rule resting on it alone once called it a tie, and the check refuted its
+    own claim."""
+    n_p = Fraction(math.exp(log_c * (depth + 1))).limit_denominator(10**15)
+    c = float(n_p) ** (1 / (depth + 1))
+    ref = reference_scalar_min(k, depth, c)
+    assume(ref >= math.log(k) - 1e-12)
+    mm = margin_minimum(k, depth, n_p)
+    assert mm.regime == "collapsed" and float(mm.alpha_mid) == 0.0
+    assert float(mm.value[0]) <= math.log(k) <= float(mm.value[1])
+
+
+def test_a_huge_decay_is_not_a_refutation() -> None:
+    """lambda = 1e30 at M = 3: zero is the minimiser, the claim says so, and the check does not
+    refute it (it once did, from a predicted point with a positive margin)."""
+    problem = Problem.build(
+        classes=4, samples=1, depth=3, width=4, lambda_w="1e30", lambda_h="1e30", loss="ce"
+    )
+    report = verify(claim, problem, settings=Settings(restarts=2))
+    assert report.prediction.zero and report.verdict != "refuted", report.notes
+
+
 @given(k=st.integers(2, 10), n=st.integers(1, 500), lam_w=LAMBDAS, lam_h=LAMBDAS)
 def test_one_layer_margin_matches_zhu(k: int, n: int, lam_w: Fraction, lam_h: Fraction) -> None:
     """M = 1 (Zhu et al. 2021): `alpha = log((1 - (K-1) s)/s)`, `s = sqrt(n lambda_W lambda_H)`,

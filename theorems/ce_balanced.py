@@ -191,6 +191,8 @@ def _margin_minimum(sc: _Scalar, k: int, depth: int, n_p: Fraction) -> MarginMin
             return collapsed  # g < 0 on (0, inf): f increases, zero wins
         peak = mpmath.mpf(0)
     else:
+        if _never_positive(sc):
+            return collapsed  # g < 0 on (0, inf): f increases, zero wins
         # the peak of g: g' is strictly decreasing, from +inf at 0+ to -inf
         lo, hi = mpmath.mpf(1), mpmath.mpf(1)
         while sc.dg(lo) <= 0:
@@ -223,6 +225,18 @@ def _margin_minimum(sc: _Scalar, k: int, depth: int, n_p: Fraction) -> MarginMin
     lo_v = min(ends(fr)[0], ends(f0)[0])
     hi_v = min(ends(fr)[1], ends(f0)[1])
     return MarginMinimum((lo_v, hi_v), ends(alpha), Regime.TIE, ends(fr), stationary)
+
+
+def _never_positive(sc: _Scalar) -> bool:
+    """A bound that needs no peak (`M >= 2`): `e^alpha >= 1 + alpha` gives
+    `g(alpha) <= alpha^{1-q} - c alpha - c K`, whose maximum over `alpha > 0` is
+    `q ((1-q)/c)^{(1-q)/q} - c K`.  Where that is proven negative, `g < 0` everywhere.  It
+    decides large `c`, where the peak sits so close to 0 that the tangent bound of
+    `_at_the_peak` cannot resolve it."""
+    iv = mpmath.iv
+    q, c = sc.iv_q, sc.iv_c
+    top = q * iv.exp((1 - q) / q * iv.log((1 - q) / c)) - c * iv.mpf(sc.k)
+    return bool(top.b < 0)
 
 
 def _at_the_peak(sc: _Scalar, peak: mpmath.mpf, f0: Any, collapsed: MarginMinimum) -> MarginMinimum:
