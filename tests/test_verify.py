@@ -333,3 +333,24 @@ def test_geometry_is_judged_on_the_run_that_matches_it_best() -> None:
     e4 = next(c for c in report.checks if c.name == "E4 geometry")
     assert e4.passed is not False
     assert e4.value is not None and e4.value <= report.tolerances.geometry_refutes
+
+
+def test_a_geometry_between_the_two_tolerances_neither_passes_nor_refutes() -> None:
+    """E4 grades the best run's geometry error: within `geometry` it matches, beyond
+    `geometry_refutes` it is another geometry, and in between (runs stopped short on a flat
+    landscape) it decides nothing.  `ce-balanced` at K = 3, M = 2, lambda = 1e-8 used to be
+    refuted by an error of 2e-5 from runs that all reached the claimed value."""
+    from ncverify.evidence.geometry import _graded
+    from ncverify.evidence.results import Tolerances
+
+    tol = Tolerances.for_eps(2.0**-52)
+    assert _graded(tol.geometry / 2, "d", tol).passed is True
+    assert _graded(math.sqrt(tol.geometry * tol.geometry_refutes), "d", tol).passed is None
+    assert _graded(2 * tol.geometry_refutes, "d", tol).passed is False
+    problem = Problem.build(
+        classes=3, samples=2, depth=2, width=4, lambda_w="1e-8", lambda_h="1e-8", loss="ce"
+    )
+    report = verify(theorems.get("ce-balanced"), problem, settings=Settings(restarts=4))
+    e4 = next(c for c in report.checks if c.name == "E4 geometry")
+    if report.counterexample is None and e4.value <= tol.geometry_refutes:
+        assert report.verdict != "refuted", failure_reason(report)

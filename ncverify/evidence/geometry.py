@@ -74,15 +74,28 @@ def _judge(rows: list[dict], pred: Prediction, best: Run, tol: Tolerances) -> tu
     if pred.zero:
         size = max((r.get("norm_WH") or 0.0) for r in rows) if rows else 0.0
         detail = "the best run should be the zero solution: largest ||W Hbar||"
-        ok = size <= tol.geometry
-        return (Check(Evidence.GEOMETRY, "E4 geometry", ok, size, tol.geometry, detail),)
+        return (_graded(size, detail, tol),)
     d, r = worst(rows, "nc_"), worst(rows, "rel_")
     value = max(v for v in (d, r) if v is not None) if (d is not None or r is not None) else None
-    ok = value is not None and value <= tol.geometry
+    if value is None:
+        return (Check(Evidence.GEOMETRY, "E4 geometry", False, None, tol.geometry, "no metric"),)
     detail = (
         f"largest NC2/NC3 distance ({d:.2e}) and relative error ({r:.2e}) over all layers "
         f"against the claimed {pred.geometry}"
-        if value is not None
-        else "no metric defined"
     )
-    return (Check(Evidence.GEOMETRY, "E4 geometry", ok, value, tol.geometry, detail),)
+    return (_graded(value, detail, tol),)
+
+
+def _graded(value: float, detail: str, tol: Tolerances) -> Check:
+    """Within `tol.geometry` the geometry matches; beyond `tol.geometry_refutes` the run has
+    another one (a refutation); in between the runs are not accurate enough to tell, and the
+    check neither passes nor fails."""
+    if value <= tol.geometry:
+        return Check(Evidence.GEOMETRY, "E4 geometry", True, value, tol.geometry, detail)
+    if value > tol.geometry_refutes:
+        return Check(Evidence.GEOMETRY, "E4 geometry", False, value, tol.geometry_refutes, detail)
+    undecided = (
+        f"{detail}: above {tol.geometry:.0e} but within {tol.geometry_refutes:.0e}, the runs "
+        "are not accurate enough to tell"
+    )
+    return Check(Evidence.GEOMETRY, "E4 geometry", None, value, tol.geometry, undecided)
