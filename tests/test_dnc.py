@@ -377,9 +377,9 @@ def test_the_map_page_is_regenerated_by_its_command(tmp_path: Path) -> None:
 
 
 def bracketing_cells() -> list[dict]:
-    """For each depth of the committed map: the cell at the smallest refuting K, and the cell at
-    the largest K below it where that check took under a minute in the sweep (what decides "the
-    smallest K on the grid"; the page says which are re-run)."""
+    """For each depth of the committed map where a check refutes: the cell at the smallest
+    refuting K, and the cell at the largest K below it where that check took under a minute in
+    the sweep (what decides "the smallest K on the grid"; the page says which are re-run)."""
     cells = json.loads(
         (Path(__file__).resolve().parents[1] / "docs" / "theory" / "dnc-map.json").read_text()
     )
@@ -387,8 +387,7 @@ def bracketing_cells() -> list[dict]:
     for depth in sorted({c["depth"] for c in cells}):
         row = sorted((c for c in cells if c["depth"] == depth), key=lambda c: c["classes"])
         first = next((i for i, c in enumerate(row) if c["verdict"] == "refuted"), None)
-        if first is None:  # nothing refutes: the largest K whose check takes under a minute
-            chosen += [c for c in row if c["seconds"] < 60][-1:]
+        if first is None:  # nothing refutes at this depth: no K decides anything
             continue
         below = row[first - 1 : first] if first > 0 and row[first - 1]["seconds"] < 60 else []
         chosen += [*below, row[first]]
