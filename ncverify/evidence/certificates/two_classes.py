@@ -83,7 +83,9 @@ def two_class_scalar(problem: Problem) -> Certificate | None:
 
 def _constant(problem: Problem, iv: Any) -> Any:
     """`kappa = ((M+1)/2) (n P)^{1/(M+1)}` as an interval (`n = 1` for the max-margin problem,
-    whose counts enter through `D`)."""
+    whose counts enter through `D`).  Written out here rather than taken from
+    `ncverify.model.max_margin.factor_constant`, which `maxmargin-sel`'s closed form uses: the
+    certificate shares no code with the value it is compared with."""
     m1 = problem.depth + 1
     n = problem.counts[0] if problem.loss == Loss.CE else 1
     p = n * problem.lambda_product
