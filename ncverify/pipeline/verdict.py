@@ -101,7 +101,7 @@ def verdict(ev: Evidences) -> tuple[Verdict, GeometryEvidence | None]:
         return Verdict.REFUTED, None
     if ev.contradiction:
         return Verdict.INCONCLUSIVE, None
-    return _holding(ev, bool(at), ev.searched_to_prediction)
+    return _holding(ev, bool(at))
 
 
 def _against_certificate(ev: Evidences) -> Verdict:
@@ -117,12 +117,10 @@ def _against_certificate(ev: Evidences) -> Verdict:
     return Verdict.INCONCLUSIVE  # a loose bound proves nothing either way
 
 
-def _holding(
-    ev: Evidences, at: bool, searched: bool = False
-) -> tuple[Verdict, GeometryEvidence | None]:
+def _holding(ev: Evidences, at: bool) -> tuple[Verdict, GeometryEvidence | None]:
     """Nothing refutes the claim: how much the evidence supports it.  `at`: a random-start run
-    reached the prediction (E4 can compare its geometry); `searched`: a start of the batched
-    search did (its end supports the value, not the geometry)."""
+    reached the prediction (E4 can compare its geometry); `ev.searched_to_prediction`: a start
+    of the batched search did (its end supports the value, not the geometry)."""
     unique = ev.prediction.unique
     geometry_seen = any(c.evidence == Evidence.GEOMETRY and c.passed for c in ev.checks)
     if at and (geometry_seen or not unique):  # E4 matched a run at the prediction
@@ -131,8 +129,10 @@ def _holding(
     # no run reached the prediction (or none matched its geometry closely enough to tell), or
     # none ran: only a certificate can still decide the claim
     proven = value_proven(ev)
-    if (at or searched) and not proven:  # the search reaches the claimed value, nothing beats
-        return Verdict.CONSISTENT, None  # it; neither geometry nor value is proven
+    # the search reaches the claimed value and nothing beats it; neither geometry nor value is
+    # proven
+    if (at or ev.searched_to_prediction) and not proven:
+        return Verdict.CONSISTENT, None
     if ev.runs and (not proven or any(r.outcome == "failed" for r in ev.runs)):
         return Verdict.INCONCLUSIVE, None
     if not proven and not ev.e1_ok:  # E1 skipped (too large), no runs: no evidence either way
