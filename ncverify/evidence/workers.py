@@ -61,6 +61,8 @@ def stop(executor: ProcessPoolExecutor) -> None:
     this process (`initialise`), only later.
     """
     processes = tuple((getattr(executor, "_processes", None) or {}).values())
+    # read before `shutdown`, which drops the executor's reference to its manager thread
+    manager = getattr(executor, "_executor_manager_thread", None)
     executor.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         with contextlib.suppress(OSError, ValueError):  # already gone, or already closed
@@ -71,7 +73,6 @@ def stop(executor: ProcessPoolExecutor) -> None:
     # let the pool's manager thread see the dead workers and close its wake-up pipe; the
     # interpreter's exit would otherwise write to that pipe after it closed and print an
     # "Exception ignored" traceback (it did, under load, in 1 run of a few dozen)
-    manager = getattr(executor, "_executor_manager_thread", None)
     if manager is not None:
         manager.join(timeout=5)
 
