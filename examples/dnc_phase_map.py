@@ -215,8 +215,9 @@ The smallest K on the grid at which a check refutes DNC, for each depth:
 
 In brackets: the best value the check found over the DNC value.  `tests/test_dnc.py` (heavy)
 re-runs, for each depth where a check refutes, the check at the smallest refuting K, and the
-not-refuted check at the K below it where that check took under a minute; the other rows are
-what the sweeps recorded.
+not-refuted check at the K below it where that check took under a minute (a search's refutation
+that `tests/test_observations.py` re-runs with the claim's candidates off is not run twice); the
+other rows are what the sweeps recorded.
 
 How to read a cell:
 

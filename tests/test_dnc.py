@@ -28,6 +28,7 @@ from tests.test_activation import pre_activations, reference_value
 from theorems import _dnc
 
 NCVERIFY = str(Path(sys.executable).with_name("ncverify"))
+THEORY = Path(__file__).resolve().parents[1] / "docs" / "theory"
 
 
 def relu_problem(k: int, depth: int, n: int, lam: str, width: int | None = None) -> Problem:
@@ -376,13 +377,24 @@ def test_the_map_page_is_regenerated_by_its_command(tmp_path: Path) -> None:
     assert (tmp_path / "dnc-map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def _rerun_by_the_observations(cell: dict) -> bool:
+    """Whether `tests/test_observations.py` re-runs this cell's refutation by search: the same
+    check with the claim's candidates off, recorded refuted by the same search start (the
+    candidates only add points to the search, so the cell's verdict follows)."""
+    records = json.loads((THEORY / "observations.json").read_text())
+    alone = [*shlex.split(cell["command"])[2:], "--no-claim-candidates"]
+    return cell["outcome"] == "search" and any(
+        r["command"] == alone and r["verdict"] == "refuted" and r["origin"] == cell["origin"]
+        for r in records
+    )
+
+
 def bracketing_cells() -> list[dict]:
     """For each depth of the committed map where a check refutes: the cell at the smallest
     refuting K, and the cell at the largest K below it where that check took under a minute in
-    the sweep (what decides "the smallest K on the grid"; the page says which are re-run)."""
-    cells = json.loads(
-        (Path(__file__).resolve().parents[1] / "docs" / "theory" / "dnc-map.json").read_text()
-    )
+    the sweep (what decides "the smallest K on the grid"; the page says which are re-run), less
+    those the observations re-run."""
+    cells = json.loads((THEORY / "dnc-map.json").read_text())
     chosen = []
     for depth in sorted({c["depth"] for c in cells}):
         row = sorted((c for c in cells if c["depth"] == depth), key=lambda c: c["classes"])
@@ -390,7 +402,7 @@ def bracketing_cells() -> list[dict]:
         if first is None:  # nothing refutes at this depth: no K decides anything
             continue
         below = row[first - 1 : first] if first > 0 and row[first - 1]["seconds"] < 60 else []
-        chosen += [*below, row[first]]
+        chosen += [c for c in (*below, row[first]) if not _rerun_by_the_observations(c)]
     return chosen
 
 
