@@ -208,22 +208,23 @@ def exact_objective(problem: Problem, p: Params) -> mpmath.mpf:
         return total / problem.N + mpmath.mpf(reg.numerator) / reg.denominator
 
 
-@given(
-    problems(
-        loss=None,
-        bias=None,
-        max_classes=3,
-        max_depth=3,
-        max_width=3,
-        max_samples=3,
-        allow_bottleneck=True,
-        min_lambda="1e-3",
-        max_lambda="10",
-    ),
-    seeds,
-    st.sampled_from([0.1, 1.0, 8.0]),
-    st.sampled_from(["float64", "float32"]),
+#: Problems small enough for an exact evaluation, any loss and bias, lambdas up to 10; points
+#: drawn at three scales.
+exact_problems = problems(
+    loss=None,
+    bias=None,
+    max_classes=3,
+    max_depth=3,
+    max_width=3,
+    max_samples=3,
+    allow_bottleneck=True,
+    min_lambda="1e-3",
+    max_lambda="10",
 )
+point_scales = st.sampled_from([0.1, 1.0, 8.0])
+
+
+@given(exact_problems, seeds, point_scales, st.sampled_from(["float64", "float32"]))
 def test_error_bound_bounds_the_rounding_error(
     problem: Problem, seed: int, scale: float, dtype: str
 ) -> None:
@@ -239,3 +240,22 @@ def test_error_bound_bounds_the_rounding_error(
     # and the bound is a rounding-error bound, not a vacuous one: a modest multiple of eps |F|
     # (the sum of magnitudes it accumulates can exceed |F|, hence the factor)
     assert bound <= 1e4 * backend.eps * max(1.0, abs(float(truth)))
+
+
+@given(exact_problems, seeds, point_scales, st.sampled_from([1e-6, 2.0**-53 * 64]))
+def test_perturbation_bound_bounds_the_change_of_every_entry_within_it(
+    problem: Problem, seed: int, scale: float, relative: float
+) -> None:
+    """Moving every entry of `p` by at most `relative` of itself (the worst case of rounding a
+    point to float64) moves the exact `F` by at most `perturbation_bound(p, relative)`."""
+    obj = Objective(problem, NUMPY.xp)
+    rng = np.random.default_rng(seed)
+    x = random_vector(problem, rng, scale)
+    # the extremes of the box as well as its inside: the worst case sits at a corner
+    theta = relative * rng.choice([-1.0, 1.0, 0.5, -0.3], size=x.size)
+    p, q = unflatten(problem, x), unflatten(problem, x * (1 + theta))
+    change = abs(exact_objective(problem, q) - exact_objective(problem, p))
+    bound = obj.perturbation_bound(p, relative)
+    assert change <= bound, (float(change), bound)
+    # not a vacuous bound: a modest multiple of relative |F| (sums of magnitudes, as above)
+    assert bound <= 1e4 * relative * max(1.0, float(abs(exact_objective(problem, p))))

@@ -66,7 +66,7 @@ def _judge(rows: list[dict], pred: Prediction, best: Run, tol: Tolerances) -> tu
         if not pred.unique
         else "the best run did not reach the prediction"
         if best.outcome != "at-prediction"
-        else None
+        else _unresolved(best, pred, tol)
     )
     if skipped is not None:
         detail = f"skipped: {skipped}"
@@ -84,6 +84,22 @@ def _judge(rows: list[dict], pred: Prediction, best: Run, tol: Tolerances) -> tu
         f"against the claimed {pred.geometry}"
     )
     return (_graded(value, detail, tol),)
+
+
+def _unresolved(run: Run, pred: Prediction, tol: Tolerances) -> str | None:
+    """Why the run's geometry says nothing, where its value is not resolved: its evaluation
+    error exceeds the precision (`tol.at_prediction`, relative) to which a run must reach the
+    claimed optimum for its geometry to be that of a minimiser.  At a tiny lambda the optimum
+    is far below the size of the loss's own terms, and runs whose values all agree within
+    rounding end at geometries that differ by up to 1 (a false refutation, before)."""
+    claimed = abs(float(pred.objective))
+    if run.error_bound <= tol.at_prediction * claimed:
+        return None
+    return (
+        f"the runs' values are not resolved: the evaluation error bound "
+        f"{run.error_bound:.2e} is {run.error_bound / claimed:.1e} of the claimed optimum, above "
+        f"the {tol.at_prediction:.0e} to which a run must reach it for its geometry to count"
+    )
 
 
 def _graded(value: float, detail: str, tol: Tolerances) -> Check:

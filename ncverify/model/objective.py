@@ -420,29 +420,20 @@ class Objective:
             err = gamma(w.shape[1]) * (aw @ xp.abs(feats[m])) + aw @ err
         if p.b is not None:
             err = err + u * xp.abs(z)
-        n = self.problem.N
         # the weights `n_k / N` are rounded once and multiplied in once more than the full
         # problem's `1 / N`: two more roundings per term than there
-        weight = (lambda a: a / n) if self.weights is None else (lambda a: a * self.weights[0, :])
         extra = 0 if self.weights is None else 2
         if self.problem.loss == "mse":
             r = xp.abs(z - self.Y)
-            e = err + u * r
-            loss_err = float(xp.sum(weight(xp.sum(2 * r * e + e * e, axis=0)))) / 2
-            loss_err += (
-                gamma(z.shape[0] * z.shape[1] + 2 + extra)
-                * float(xp.sum(weight(xp.sum(r * r, axis=0))))
-                / 2
-            )
+            loss_err = self._loss_deviation(z, err + u * r)  # the subtraction rounds once more
+            loss_err += gamma(z.shape[0] * z.shape[1] + 2 + extra) * self._weighted(r * r) / 2
         else:
             zmax = xp.max(z, axis=0)
             lse_abs = xp.abs(xp.log(xp.sum(xp.exp(z - zmax[None, :]), axis=0)) + zmax)
             zy = xp.abs(xp.sum(z * self.Y, axis=0))
-            col_err = 2 * xp.max(err, axis=0) + gamma(z.shape[0] + 4) * (
-                lse_abs + xp.abs(zmax) + zy
-            )
-            loss_err = float(xp.sum(weight(col_err)))
-            loss_err += gamma(z.shape[1] + 2 + extra) * float(xp.sum(weight(lse_abs + zy)))
+            loss_err = self._loss_deviation(z, err)
+            loss_err += gamma(z.shape[0] + 4) * self._weighted(lse_abs + xp.abs(zmax) + zy)
+            loss_err += gamma(z.shape[1] + 2 + extra) * self._weighted(lse_abs + zy)
         reg_err = 0.0
         for lam, w in zip(self.lambda_w, p.Ws, strict=True):
             reg_err += gamma(w.shape[0] * w.shape[1] + 2) * lam / 2 * float(xp.sum(w * w))
@@ -452,6 +443,54 @@ class Objective:
         total = loss_err + reg_err
         total += gamma(len(p.Ws) + 4) * abs(self.value(p))
         return 2.0 * total
+
+    def perturbation_bound(self, p: Params, relative: float) -> float:
+        """A bound on `|F(q) - F(p)|` over every point `q` whose entries are each within
+        `relative` of `p`'s (`|q_i - p_i| <= relative |p_i|`): how much rounding a point's
+        entries to float64 can move its value.
+
+        Why: a claim's minimiser is exact, its float64 image is not.  Where the optimum is far
+        below the size of the loss's own terms (a nearly interpolating MSE fit at a tiny lambda),
+        that rounding moves `F` by more than the optimum itself, and no comparison of the two in
+        float64 can tell a right claimed value from a wrong one.
+
+        The logits move by at most `dz` entrywise, propagated as in `error_bound` (a ReLU is
+        1-Lipschitz); the loss by `_loss_deviation(z, dz)`; the regulariser, a weighted sum of
+        squares, by `(2 relative + relative^2)` of itself.  First order in `relative` through the
+        products, then doubled.
+        """
+        xp = self.xp
+        feats, z = self._forward(p)
+        dz = relative * xp.abs(feats[0])
+        for m, w in enumerate(p.Ws):
+            aw = xp.abs(w)
+            dz = relative * (aw @ xp.abs(feats[m])) + aw @ dz
+        if p.b is not None:
+            dz = dz + relative * xp.abs(p.b)[:, None]
+        regulariser = (2 * relative + relative**2) * float(self.regulariser(p))
+        return 2.0 * (self._loss_deviation(z, dz) + regulariser)
+
+    def _loss_deviation(self, z: Array, dz: Array) -> float:
+        """A bound on how far the loss moves when each logit moves by at most `dz` (entrywise).
+
+        MSE: `|r'^2 - r^2| <= 2 |r| d + d^2` for a residual `r` that moves by `d`.  CE: the
+        log-sum-exp is 1-Lipschitz in the max-norm and the label's logit moves by at most as
+        much, so a column's loss moves by at most `2 max_k dz_k`.
+        """
+        xp = self.xp
+        if self.problem.loss == "mse":
+            r = xp.abs(z - self.Y)
+            return self._weighted(2 * r * dz + dz * dz) / 2
+        return self._weighted(2 * xp.max(dz, axis=0))
+
+    def _weighted(self, terms: Array) -> float:
+        """`sum_i w_i sum_k terms_ki` with the loss's sample weights (`1/N`, or `n_k / N` on the
+        class means); `terms` is K x columns, or one value per column."""
+        xp = self.xp
+        per_column = xp.sum(terms, axis=0) if terms.ndim == 2 else terms
+        if self.weights is None:
+            return float(xp.sum(per_column)) / self.problem.N
+        return float(xp.sum(per_column * self.weights[0, :]))
 
     def logits(self, p: Params) -> Array:
         """`Z` without the bias: `W_M H_M`, the map that the weights and features realise."""
