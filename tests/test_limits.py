@@ -46,6 +46,13 @@ def test_a_lambda_outside_the_float_range_is_bad_input(lam: str) -> None:
         Problem.build(counts="3,3", depth=1, width=2, lambda_h=lam)
 
 
+def test_the_ends_of_the_lambda_range_as_printed_are_accepted() -> None:
+    # the message says "between 1e-100 and 1e+100": both ends, typed as printed, are inside
+    low, high = (f"{end:.0e}" for end in LAMBDA_RANGE)
+    for lam in (low, high):
+        assert Problem.build(counts="3,3", depth=1, width=2, lambda_w="1", lambda_h=lam)
+
+
 def test_the_product_of_the_lambdas_must_stay_in_float_range() -> None:
     # each lambda is fine, but lambda_H prod lambda_W = 1e-6^61 = 1e-366 vanishes in float64
     assert Problem.build(counts="3,3", depth=2, width=2, lambda_w="1e-6", lambda_h="1e-6")

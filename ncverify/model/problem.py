@@ -243,7 +243,9 @@ def _in_float_range(value: Fraction, bounds: tuple[float, float], what: str) -> 
     """Every numerical step computes in float64: a lambda (or the product of them that the closed
     forms take roots of) far from 1 overflows or vanishes there (`ncverify.limits.LAMBDA_RANGE`)."""
     low, high = bounds
-    if not Fraction(low) <= value <= Fraction(high):
+    # the ends as the decimals the message prints (the float 1e-100 is a little above 10^-100,
+    # and a user who typed the printed end was refused)
+    if not Fraction(repr(low)) <= value <= Fraction(repr(high)):
         raise ProblemError(
             f"{what} must lie between {low:.0e} and {high:.0e} (float64 must represent it and "
             f"its products), not about 1e{_decade(value)}."
