@@ -133,6 +133,21 @@ def test_where_no_code_wins_the_report_says_what_it_has(k: int) -> None:
     assert report["verdict"] != "certified" and code == 0
 
 
+def test_a_sweep_over_the_depth_runs_every_check(tmp_path: Path) -> None:
+    # a grid over anything but lambda means something for the max-margin problem
+    out = tmp_path / "points.jsonl"
+    sweep = ncverify(
+        "sweep", "maxmargin-sel", "--classes", "3", "--samples", "1", "--depth", "1:2:2",
+        "--width", "3", "--restarts", "2", "--search-starts", "16", "--workers", "1",
+        "--out", str(out), "--quiet",
+    )  # fmt: skip
+    assert sweep.returncode == 0, sweep.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["problem"]["depth"] for r in records) == [1, 2]
+    # each point is the check its command names (exit 0: none was inconclusive or failed)
+    assert all(f"--depth {r['problem']['depth']} " in r["sweep"]["command"] for r in records)
+
+
 def test_what_the_max_margin_problem_has_no_meaning_for_is_refused() -> None:
     sweep = ncverify("sweep", "maxmargin-sel", "--lambda-w", "1e-3:1e-1:3:log")
     assert sweep.returncode == 2 and "no phase over lambda" in sweep.stderr

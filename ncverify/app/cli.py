@@ -789,16 +789,20 @@ def sweep(
     from ncverify.app import sweep as sw
 
     claim = get_claim(claim_id)
-    _penalised_only(
-        claim,
-        None if options.loss is None else str(options.loss),
-        "{problem} has no phase over lambda ({why}); check instances with ncverify check.",
-    )
+    given = options.given()
+    tied = given["lambda_h"] is not None and given["lambda_h"].strip().lower() == "tied"
+    if tied or any(sw.is_range(given.get(name)) for name in ("lambda_w", "lambda_h", "lambda_b")):
+        # a grid over the classes or the depth means something for every problem; one over
+        # lambda does not where the lambdas do not weigh a loss
+        _penalised_only(
+            claim,
+            None if options.loss is None else str(options.loss),
+            "{problem} has no phase over lambda ({why}); sweep another parameter, or check "
+            "instances with ncverify check.",
+        )
     settings = run.settings()
     check_outputs(save_counterexample=run.save_counterexample)
     make_backend(*run.spec)
-    given = options.given()
-    tied = given["lambda_h"] is not None and given["lambda_h"].strip().lower() == "tied"
     if tied and given["lambda_w"] is None:
         given["lambda_w"] = _one_or_list(claim.default_problem().lambda_w)
     if tied:

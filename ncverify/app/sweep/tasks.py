@@ -122,15 +122,17 @@ def run_point(task: PointTask) -> dict[str, Any]:
 def best_run_classes(report: Any) -> dict[str, Any] | None:
     """Per class, at the best random-start run (lowest objective): the gain `(W Hbar)_{kk}`,
     `||w_k||` (row k of `W_M ... W_1`) and `||hbar_k||` (class mean at layer 1); None without
-    runs.  A class counts as alive in the run when its gain exceeds `ALIVE_GAIN`."""
+    runs or without a penalised objective (the max-margin and normalised problems).  A class
+    counts as alive in the run when its gain exceeds `ALIVE_GAIN`."""
     import numpy as np
 
     from ncverify.evidence.metrics import layer_geometry
     from ncverify.model.objective import Objective
+    from ncverify.model.problem import Loss
     from ncverify.report import clean
 
     runs = [r for r in report.runs if math.isfinite(r.objective)]
-    if not runs:
+    if not runs or not Loss(report.problem.loss).penalised:  # no objective F to read gains from
         return None
     best = min(runs, key=lambda r: r.objective)
     be = report.backend
