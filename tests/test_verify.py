@@ -379,3 +379,31 @@ def test_where_float64_does_not_resolve_the_optimum_rounding_refutes_nothing(
     if lam == "1e-40":  # F at the float64 point is rounding, 1e11 times the optimum
         assert checks["E1 objective"].passed is None
         assert checks["E1 objective"].value > 1e6 * float(report.prediction.objective)
+
+
+def test_a_certificate_whose_bracket_is_wider_than_the_tolerance_decides_nothing_above_it() -> None:
+    """E3 against a rigorous certificate: a claimed value below its lower bound is refuted; one
+    above a bound that pins the optimum (bracket [bound, primal] within tolerance) too; above a
+    loose bound (MSE at lambda_W = 1e-100, where the convex-dual bound is 0 below an optimum of
+    4e-50) the certificate decides nothing, and a check said `inconclusive` for it."""
+    import mpmath
+
+    from ncverify.evidence.certificates import Certificate
+    from ncverify.evidence.results import Tolerances
+    from ncverify.pipeline.verdict import compare_certificate
+
+    tol = Tolerances.for_eps(2.0**-52)
+
+    def cert(bound: float, primal: float) -> Certificate:
+        gap = (primal - bound) / primal
+        return Certificate("convex-dual", bound, primal, gap, "test", "optimal", True, exact=True)
+
+    loose, tight = cert(0.0, 1.0), cert(1.0, 1.0)
+    assert compare_certificate(loose, mpmath.mpf("0.5"), tol).check.passed is None
+    assert compare_certificate(loose, mpmath.mpf("-0.1"), tol).check.passed is False
+    assert compare_certificate(tight, mpmath.mpf("1.5"), tol).check.passed is False
+    assert compare_certificate(tight, mpmath.mpf(1), tol).check.passed is True
+    problem = Problem.build(classes=3, samples=2, depth=1, width=4, lambda_w="1e-100", lambda_h="1")
+    report = verify(theorems.get("mse-balanced-biasfree"), problem, settings=Settings(restarts=4))
+    e3 = next(c for c in report.checks if c.name == "E3 certificate")
+    assert e3.passed is None and report.verdict != "refuted"

@@ -33,14 +33,27 @@ class Compared:
 
 
 def compare_certificate(cert: Certificate, claimed: mpmath.mpf, tol: Tolerances) -> Compared:
+    """E3: the claimed optimum matches the certificate's bound; it fails below the bound, or
+    above a bound that pins the optimum (`pins`); above a looser bound it decides nothing."""
     exact = cert.bound_exact if cert.bound_exact is not None else mpmath.mpf(cert.bound)
     diff = float(claimed - exact)
     allowed = tol.certificate * abs(float(exact))
     detail = f"claimed optimum minus the {cert.kind} optimum ({mpmath.nstr(exact, 17)})"
-    check = Check(
-        Evidence.CERTIFICATE, "E3 certificate", abs(diff) <= allowed, diff, allowed, detail
-    )
+    passed: bool | None = abs(diff) <= allowed
+    if not passed and diff > 0 and not pins(cert, tol):
+        passed = None
+        detail = (
+            f"{detail}: above this bound, but the certificate's bracket [bound, primal] is wider "
+            f"than the tolerance (relative gap {cert.gap:.2e}), so it decides nothing"
+        )
+    check = Check(Evidence.CERTIFICATE, "E3 certificate", passed, diff, allowed, detail)
     return Compared(check, diff)
+
+
+def pins(cert: Certificate, tol: Tolerances) -> bool:
+    """An exact certificate pins the optimum only when its own bracket [bound, primal] is
+    narrower than the tolerance (a convex-dual bound with a loose gap pins nothing)."""
+    return cert.exact and (cert.gap is None or cert.gap <= tol.certificate)
 
 
 def contradiction(runs: Sequence[Run], cert: Certificate | None) -> str | None:
@@ -108,10 +121,7 @@ def _against_certificate(ev: Evidences) -> Verdict:
     cert = ev.certificate
     assert cert is not None
     below_bound = ev.claimed_minus_bound is not None and ev.claimed_minus_bound < 0
-    # an exact certificate pins the optimum only when its own bracket [bound, primal] is
-    # narrower than the tolerance (a convex-dual bound with a loose gap pins nothing)
-    pinned = cert.exact and (cert.gap is None or cert.gap <= ev.tol.certificate)
-    if cert.rigorous and (below_bound or pinned):
+    if cert.rigorous and (below_bound or pins(cert, ev.tol)):
         # a rigorous lower bound above the claimed value, or an exact optimum that differs
         return Verdict.REFUTED
     return Verdict.INCONCLUSIVE  # a loose bound proves nothing either way
