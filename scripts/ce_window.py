@@ -17,7 +17,7 @@ better point), not a proof that the ETF is optimal there.  The result is written
 `docs/theory/ce-window.json`, which docs/theory/ce.md renders and `tests/test_ce_window.py`
 re-runs (heavy).
 
-    python scripts/ce_window.py            # every (K, M), 28 sweeps: about 5 minutes on 2 cores
+    python scripts/ce_window.py            # every (K, M), 26 sweeps: about 5 minutes on 2 cores
 """
 
 from __future__ import annotations
