@@ -206,6 +206,8 @@ class TruthRegion:
     #: the radii of a normalised problem (`Loss.NORMALISED_CE`), drawn log-uniformly like lambdas
     radius_w: LambdaRange | None = None
     radius_h: LambdaRange | None = None
+    #: label smoothing's alpha (`Loss.LS`), drawn log-uniformly like the lambdas
+    smoothing: LambdaRange | None = None
 
     def __post_init__(self) -> None:
         wrong = self._inconsistencies()
@@ -238,6 +240,8 @@ class TruthRegion:
         normalised = self.loss == Loss.NORMALISED_CE
         if normalised != (self.radius_w is not None and self.radius_h is not None):
             out.append("radii are ranges exactly when the loss is normalised-ce")
+        if (self.loss == Loss.LS) != (self.smoothing is not None):
+            out.append("smoothing is a range exactly when the loss is ls")
         return out
 
     def _lambda_ranges(self) -> list[tuple[str, LambdaRange]]:
@@ -276,7 +280,7 @@ class TruthRegion:
         out += _lambda_out_of("lambda_H", p.lambda_h, self.lambda_h)
         if p.lambda_b is not None and self.lambda_b is not None:
             out += _lambda_out_of("lambda_b", p.lambda_b, self.lambda_b)
-        for name in ("radius_w", "radius_h"):
+        for name in ("radius_w", "radius_h", "smoothing"):
             given, span = getattr(p, name), getattr(self, name)
             if given is not None and span is not None:
                 out += _lambda_out_of(name, given, span)
@@ -312,6 +316,7 @@ class TruthRegion:
         )
         radius_w = None if self.radius_w is None else _log_uniform(rng, self.radius_w)
         radius_h = None if self.radius_h is None else _log_uniform(rng, self.radius_h)
+        smoothing = None if self.smoothing is None else _log_uniform(rng, self.smoothing)
         return Problem(
             counts=counts,
             depth=depth,
@@ -324,6 +329,7 @@ class TruthRegion:
             activation=self.activation if depth > 1 else "linear",
             radius_w=radius_w,
             radius_h=radius_h,
+            smoothing=smoothing,
         )
 
     # ---- description ------------------------------------------------------------------------
@@ -349,6 +355,8 @@ class TruthRegion:
             parts.append(f"activation {self.activation}")
         if self.radius_w is not None and self.radius_h is not None:
             parts.append(f"r_W {_span(self.radius_w)}, r_H {_span(self.radius_h)}")
+        if self.smoothing is not None:
+            parts.append(f"smoothing {_span(self.smoothing)}")
         return ", ".join(parts)
 
     def describe(self) -> dict[str, object]:

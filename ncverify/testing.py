@@ -139,6 +139,8 @@ def _problem(
         lambda_w = tuple(draw(st.lists(lam, min_size=depth, max_size=depth)))
         lambda_h = draw(lam)
     lambda_b = draw(lam) if bias_v == "regularised" else None
+    # label smoothing's alpha: any rational strictly between 0 and 1
+    smoothing = Fraction(draw(st.integers(1, 99)), 100) if loss_v == "ls" else None
     return Problem(
         counts=counts,
         depth=depth,
@@ -148,6 +150,7 @@ def _problem(
         loss=loss_v,
         bias=bias_v,
         lambda_b=lambda_b,
+        smoothing=smoothing,
     )
 
 
@@ -171,7 +174,8 @@ def problems(
     """Valid `Problem`s with exact rational lambdas, filtered by keyword.
 
     Args:
-        loss: `"mse"`, `"ce"`, or `None` for either.
+        loss: `"mse"`, `"ce"`, `"ls"` (label smoothing, with an alpha drawn in (0, 1)), or
+            `None` for any of them.
         bias: `"none"`, `"free"`, `"regularised"`, or `None` for any bias mode.
         balanced: `True` for equal counts, `False` for unequal ones, `None` for either.
         min_classes, max_classes: range of `K` (at least 2).

@@ -90,6 +90,36 @@ OBSERVATIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = tuple(
             (16, ("--no-claim-candidates",), ", the claim-agnostic search alone"),
         )
     ),
+    *(
+        (
+            "ls-depth",
+            f"K = {k}, M = {m}, n = 1, width {k}, every decay {lam}, alpha = {alpha}",
+            (
+                "ls-balanced",
+                "--classes",
+                str(k),
+                "--samples",
+                "1",
+                "--depth",
+                str(m),
+                "--width",
+                str(k),
+                "--lambda-w",
+                lam,
+                "--lambda-h",
+                lam,
+                "--smoothing",
+                alpha,
+            ),
+        )  # fmt: skip
+        for k, m, lam, alpha in (
+            (6, 2, "1e-4", "0.01"),
+            (6, 2, "1e-4", "0.1"),
+            (4, 3, "1e-4", "0.01"),
+            (4, 3, "1e-4", "0.1"),
+            (8, 3, "1e-3", "0.01"),
+        )
+    ),
 )
 
 

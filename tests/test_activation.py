@@ -31,6 +31,13 @@ def relu_problems() -> st.SearchStrategy[Problem]:
     return deep.map(lambda p: p.with_(activation="relu"))
 
 
+def targets(problem: Problem, y: np.ndarray) -> np.ndarray:
+    """The one-hot labels `y`, smoothed for label smoothing: `(1 - alpha) y + alpha / K`."""
+    if problem.loss != "ls":
+        return y
+    return (1 - float(problem.smoothing)) * y + float(problem.smoothing) / problem.K
+
+
 def reference_value(problem: Problem, p: Params) -> float:
     """F written out directly, layer by layer (`np.maximum` for a ReLU), independently of
     `Objective`."""
@@ -38,7 +45,7 @@ def reference_value(problem: Problem, p: Params) -> float:
     for w in p.Ws[:-1]:
         h = np.maximum(w @ h, 0.0) if problem.activation == "relu" else w @ h
     z = p.Ws[-1] @ h + (0.0 if p.b is None else p.b[:, None])
-    y = np.eye(problem.K)[:, problem.labels()]
+    y = targets(problem, np.eye(problem.K)[:, problem.labels()])
     if problem.loss == "mse":
         loss = float(np.sum((z - y) ** 2)) / (2 * problem.N)
     else:
@@ -261,7 +268,7 @@ def test_given_the_weights_each_class_is_best_served_by_its_best_column(
         for w in p.Ws[:-1]:
             z = np.maximum(w @ z, 0.0)
         z = p.Ws[-1] @ z + (0.0 if p.b is None else p.b[:, None])
-        y = np.eye(problem.K)[:, labels]
+        y = targets(problem, np.eye(problem.K)[:, labels])
         if problem.loss == "mse":
             loss = np.sum((z - y) ** 2, axis=0) / (2 * problem.N)
         else:

@@ -77,6 +77,9 @@ def test_lemma1_nc1(problem: Problem, seed: int) -> None:
     w = product(ws)  # K x d
     b = rng.standard_normal(problem.K) if problem.bias != "none" else np.zeros(problem.K)
     y = one_hot(problem)
+    if problem.loss == "ls":  # cross-entropy against the smoothed labels
+        alpha = float(problem.smoothing)
+        y = (1 - alpha) * y + alpha / problem.K
     n, lam = problem.N, float(problem.lambda_h)
     d = problem.widths[0]
     if problem.loss == "mse":

@@ -162,7 +162,8 @@ def test_value_at_zero(problem: Problem) -> None:
 # ---- the rounding-error bound ------------------------------------------------------------------
 def exact_objective(problem: Problem, p: Params) -> mpmath.mpf:
     """`F(p)` for the float entries of `p` taken as exact numbers, with the exact rational lambdas:
-    Fractions throughout for MSE, 60-digit mpmath for the logarithms of cross-entropy."""
+    Fractions throughout for MSE, 60-digit mpmath for the logarithms of cross-entropy (against
+    one-hot or smoothed labels, written here as `-sum_k q_k log softmax(z)_k`)."""
 
     def frac(a: np.ndarray) -> list[list[Fraction]]:
         a2 = np.atleast_2d(np.asarray(a, dtype=np.float64))
@@ -201,10 +202,15 @@ def exact_objective(problem: Problem, p: Params) -> mpmath.mpf:
                 mpmath.mpf(loss.numerator) / loss.denominator
                 + mpmath.mpf(reg.numerator) / reg.denominator
             )
+        # label smoothing: the cross-entropy of the softmax against the smoothed labels
+        smoothing = problem.smoothing or Fraction(0)
+        alpha = mpmath.mpf(smoothing.numerator) / smoothing.denominator
         total = mpmath.mpf(0)
         for i in range(problem.N):
             col = [mpmath.mpf(z[k][i].numerator) / z[k][i].denominator for k in range(problem.K)]
-            total += mpmath.log(mpmath.fsum(mpmath.exp(c) for c in col)) - col[labels[i]]
+            logp = [c - mpmath.log(mpmath.fsum(mpmath.exp(v) for v in col)) for c in col]
+            q = [(1 - alpha) * (k == labels[i]) + alpha / problem.K for k in range(problem.K)]
+            total -= mpmath.fsum(qk * lk for qk, lk in zip(q, logp, strict=True))
         return total / problem.N + mpmath.mpf(reg.numerator) / reg.denominator
 
 

@@ -188,6 +188,7 @@ def test_derived_quantities(problem: Problem) -> None:
         lambda_b=described["lambda_b_exact"],
         loss=described["loss"],
         bias=described["bias"],
+        smoothing=described["smoothing_exact"],
     )
     assert rebuilt == problem
 

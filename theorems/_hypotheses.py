@@ -9,6 +9,7 @@ from ncverify.model.problem import Problem
 LOSS = {
     "mse": "the loss must be MSE",
     "ce": "the loss must be cross-entropy",
+    "ls": "the loss must be label smoothing (--loss ls --smoothing alpha)",
     "max-margin": "the problem must be the max-margin one (--loss max-margin)",
 }
 BIAS = {

@@ -139,6 +139,14 @@ RadiusHOpt = Annotated[
     str | None,
     _opt("--radius-h", metavar="DECIMAL", help="Norm of every feature (normalised-ce)."),
 ]
+SmoothingOpt = Annotated[
+    str | None,
+    _opt(
+        "--smoothing",
+        metavar="DECIMAL",
+        help="Label smoothing's alpha in (0, 1): targets (1 - alpha) e_y + alpha/K (--loss ls).",
+    ),
+]
 # ---- the same as ranges (sweep: `ncverify.app.sweep.RANGE_OPTIONS`) -------------------------------
 ClassesRangeOpt = Annotated[
     str | None,
@@ -256,6 +264,7 @@ class ProblemOptions:
     activation: ActivationOpt = None
     radius_w: RadiusWOpt = None
     radius_h: RadiusHOpt = None
+    smoothing: SmoothingOpt = None
 
     def given(self) -> dict[str, Any]:
         """Every option by name: the keyword arguments of `build_problem`."""
@@ -531,10 +540,11 @@ def build_problem(claim, activation: str | None = None, **given: str | None) -> 
             g["width"] = str(default.widths[0])
     if g["lambda_b"] is None and g["bias"] in (None, "regularised") and default.lambda_b:
         g["lambda_b"] = str(default.lambda_b)  # the default's weight-decayed bias
-    for radius in ("radius_w", "radius_h"):  # the default's radii, where the loss keeps them
+    # the default's radii and smoothing, where the loss keeps them
+    for name in ("radius_w", "radius_h", "smoothing"):
         kept = g["loss"] is None or g["loss"] == str(default.loss)
-        if g[radius] is None and kept and getattr(default, radius) is not None:
-            g[radius] = str(getattr(default, radius))
+        if g[name] is None and kept and getattr(default, name) is not None:
+            g[name] = str(getattr(default, name))
     return Problem.build(
         counts=g["counts"],
         classes=g["classes"],
@@ -550,6 +560,7 @@ def build_problem(claim, activation: str | None = None, **given: str | None) -> 
         activation=default.activation,
         radius_w=g["radius_w"],
         radius_h=g["radius_h"],
+        smoothing=g["smoothing"],
     )
 
 

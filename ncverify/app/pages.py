@@ -92,6 +92,7 @@ def example_problem(claim):  # noqa: ANN001, ANN201
         activation=d.activation,
         radius_w=d.radius_w,
         radius_h=d.radius_h,
+        smoothing=d.smoothing,
     )
 
 
@@ -255,6 +256,8 @@ def _hypotheses(claim, assets, info) -> str:  # noqa: ANN001
     own.update({"lambda_b": "1e-3"} if d.bias == "regularised" else {"bias": d.bias})
     if d.radius_w is not None:  # a normalised problem keeps its radii
         own.update(radius_w=d.radius_w, radius_h=d.radius_h)
+    if d.smoothing is not None:  # label smoothing keeps its alpha
+        own.update(smoothing=d.smoothing)
     variants = list(VARIANTS) + [
         ("the claim's loss and bias, one layer (M = 1)", {"counts": "4,4,4", "depth": 1, **own}),
         ("the claim's loss and bias, width 1 < K - 1 = 2", {"counts": "4,4,4", "width": 1, **own}),
@@ -489,6 +492,7 @@ def _tied(d, lam: str):  # noqa: ANN001, ANN202
         activation=d.activation,
         radius_w=d.radius_w,
         radius_h=d.radius_h,
+        smoothing=d.smoothing,
     )
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from array_api_compat import device as array_device
 
-from ncverify.model.losses import softmax_and_lse
+from ncverify.model.losses import softmax_and_lse, targets
 from ncverify.model.problem import Problem
 
 Array = Any
@@ -84,7 +84,7 @@ class BatchedObjective:
     """`F` and its gradient for a batch of class-mean points (rows of `x`), on `xp`."""
 
     def __init__(self, problem: Problem, xp: Any, *, dtype: Any = None, device: Any = None) -> None:
-        if not problem.loss.penalised or problem.loss not in ("mse", "ce"):
+        if not problem.loss.penalised:
             raise ValueError(f"no batched objective for the {problem.loss} problem.")
         self.problem, self.xp = problem, xp
         self.dtype = dtype if dtype is not None else xp.float64
@@ -92,7 +92,7 @@ class BatchedObjective:
         n = [float(c) for c in problem.counts]
         self.weights = xp.asarray([[c / problem.N for c in n]], dtype=self.dtype, device=device)
         self.scale = xp.asarray([[1 / math.sqrt(c) for c in n]], dtype=self.dtype, device=device)
-        self.Y = xp.eye(problem.K, dtype=self.dtype, device=device)
+        self.Y = targets(problem, xp.eye(problem.K, dtype=self.dtype, device=device))
         self.lambda_w = [float(lam) for lam in problem.lambda_w]
         self.lambda_h = float(problem.lambda_h)
         self.lambda_b = 0.0 if problem.lambda_b is None else float(problem.lambda_b)
@@ -135,7 +135,7 @@ class BatchedObjective:
             r = z - self.Y
             return xp.sum(r * r * w, axis=(1, 2)) / 2, r * w
         prob, lse = softmax_and_lse(xp, z)
-        true = xp.sum(z * self.Y, axis=1)  # (B, K): each class's logit of its own label
+        true = xp.sum(z * self.Y, axis=1)  # (B, K): each class's logits against its targets
         return xp.sum((lse[:, 0, :] - true) * w, axis=1), (prob - self.Y) * w
 
 

@@ -165,9 +165,17 @@ def _cross_entropy(problem: Problem, z: np.ndarray, ez: int, iv: Any) -> Any:
         terms = iv.mpf(0)
         for v in col:
             terms += iv.exp(iv.mpf(v - top) * two)
-        ce = iv.mpf(top - col[k]) * two + iv.log(terms)
+        # the targets' logit `q^T z` (the label's own, or the smoothed labels'), exactly
+        target = sum((q * v for q, v in zip(_targets(problem, k), col, strict=True)), Fraction(0))
+        ce = _iv_of(top - target) * two + iv.log(terms)
         loss += _iv_of(Fraction(n)) * ce
     return loss / iv.mpf(problem.N)
+
+
+def _targets(problem: Problem, k: int) -> list[Fraction]:
+    """The exact targets of class `k`: `e_k`, or `(1 - alpha) e_k + (alpha / K) 1`."""
+    alpha = problem.smoothing if problem.loss == "ls" else Fraction(0)
+    return [(1 - alpha) * (j == k) + alpha / problem.K for j in range(problem.K)]
 
 
 def _regulariser(

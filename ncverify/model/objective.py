@@ -27,7 +27,7 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from ncverify.model.losses import softmax_and_lse
+from ncverify.model.losses import softmax_and_lse, targets
 from ncverify.model.problem import Problem
 from ncverify.model.reduction import PARAMETERISATIONS, Parameterisation
 
@@ -131,13 +131,13 @@ class Objective:
         self.weights: Array | None = None
         self.scale: Array | None = None
         if parameterisation == "full":
-            self.Y = one_hot(problem, xp, dtype=self.dtype, device=device)
+            self.Y = targets(problem, one_hot(problem, xp, dtype=self.dtype, device=device))
             self.columns = problem.N
             #: samples per feature column of each class: the divisor of a class mean
             self.class_sizes = problem.counts
         else:
             n = xp.asarray([float(c) for c in problem.counts], dtype=self.dtype, device=device)
-            self.Y = xp.eye(problem.K, dtype=self.dtype, device=device)
+            self.Y = targets(problem, xp.eye(problem.K, dtype=self.dtype, device=device))
             self.columns = problem.K
             self.class_sizes = (1,) * problem.K
             self.weights = xp.reshape(n / problem.N, (1, problem.K))
@@ -433,6 +433,8 @@ class Objective:
             zy = xp.abs(xp.sum(z * self.Y, axis=0))
             loss_err = self._loss_deviation(z, err)
             loss_err += gamma(z.shape[0] + 4) * self._weighted(lse_abs + xp.abs(zmax) + zy)
+            if self.problem.loss == "ls":  # each smoothed target is itself rounded once
+                loss_err += u * self._weighted(xp.max(xp.abs(z), axis=0))
             loss_err += gamma(z.shape[1] + 2 + extra) * self._weighted(lse_abs + zy)
         reg_err = 0.0
         for lam, w in zip(self.lambda_w, p.Ws, strict=True):

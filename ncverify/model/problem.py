@@ -46,6 +46,9 @@ class Loss(StrEnum):
 
     MSE = "mse"
     CE = "ce"
+    #: cross-entropy against smoothed labels `(1 - alpha) e_y + (alpha / K) 1`, with
+    #: `alpha = smoothing` in (0, 1) (docs/theory/label-smoothing.md)
+    LS = "ls"
     #: the limit of "ce" as every lambda tends to zero: minimise the weighted norms subject to
     #: every margin `(w_{y_i} - w_j)^T h_i >= 1` (docs/theory/ce.md#max-margin)
     MAX_MARGIN = "max-margin"
@@ -58,7 +61,7 @@ class Loss(StrEnum):
         """A data term plus weight decay, with an objective `F` to descend (the max-margin
         problem is constrained instead, and its lambdas only scale its value; a normalised
         problem fixes the norms, and its lambdas do not enter)."""
-        return self in (Loss.MSE, Loss.CE)
+        return self in PENALISED_LOSSES
 
 
 class BiasMode(StrEnum):
@@ -79,7 +82,7 @@ class Activation(StrEnum):
 
 LOSSES: tuple[str, ...] = tuple(Loss)
 #: the losses with an objective `F` (`ncverify.model.objective`): a data term plus weight decay
-PENALISED_LOSSES: tuple[Loss, ...] = (Loss.MSE, Loss.CE)
+PENALISED_LOSSES: tuple[Loss, ...] = (Loss.MSE, Loss.CE, Loss.LS)
 BIAS_MODES: tuple[str, ...] = tuple(BiasMode)
 ACTIVATIONS: tuple[str, ...] = tuple(Activation)
 
@@ -278,8 +281,9 @@ class Problem:
         widths: `(d, d_1, ..., d_{M-1})`: feature dimension, then hidden widths.
         lambda_w: `(lambda_{W_1}, ..., lambda_{W_M})`, exact.
         lambda_h: `lambda_H`, exact.
-        loss: `Loss.MSE`, `Loss.CE` or `Loss.MAX_MARGIN` (the constrained limit of CE: minimise
-            the regulariser subject to every margin at least 1; the lambdas weight its norms).
+        loss: `Loss.MSE`, `Loss.CE`, `Loss.LS` (cross-entropy against smoothed labels, with
+            `smoothing`) or `Loss.MAX_MARGIN` (the constrained limit of CE: minimise the
+            regulariser subject to every margin at least 1; the lambdas weight its norms).
         bias: `"none"`, `"free"` (unregularised) or `"regularised"` (with `lambda_b`).
         lambda_b: the bias weight decay when `bias == "regularised"`, else `None`.
         activation: `"linear"` (the default) or `"relu"` between consecutive layers:
@@ -298,6 +302,8 @@ class Problem:
     #: the radii of the classifier rows and of the features (`Loss.NORMALISED_CE` only)
     radius_w: Fraction | None = None
     radius_h: Fraction | None = None
+    #: label smoothing's `alpha` in (0, 1) (`Loss.LS` only)
+    smoothing: Fraction | None = None
 
     def __post_init__(self) -> None:
         if len(self.counts) < 2:
@@ -338,12 +344,27 @@ class Problem:
         ):
             raise ProblemError("the max-margin problem has no bias and linear layers.")
         self._check_radii()
+        self._check_smoothing()
         if self.bias == "regularised":
             if self.lambda_b is None or self.lambda_b <= 0:
                 raise ProblemError("a regularised bias needs a positive lambda_b.")
             _in_float_range(self.lambda_b, REPRESENTABLE_LAMBDA, "lambda_b")
         elif self.lambda_b is not None:
             raise ProblemError("lambda_b is only meaningful with a regularised bias.")
+
+    def _check_smoothing(self) -> None:
+        """Label smoothing, and only it, has its `alpha`: strictly between 0 (cross-entropy)
+        and 1 (uniform targets, which no logits can tell apart)."""
+        if self.loss != Loss.LS:
+            if self.smoothing is not None:
+                raise ProblemError("a smoothing belongs to label smoothing (--loss ls).")
+            return
+        if self.smoothing is None:
+            raise ProblemError("label smoothing needs its alpha (--smoothing, between 0 and 1).")
+        if not isinstance(self.smoothing, Fraction) or not 0 < self.smoothing < 1:
+            raise ProblemError(
+                f"the smoothing alpha must lie strictly between 0 and 1, not {self.smoothing}."
+            )
 
     def _check_radii(self) -> None:
         """Radii belong to the normalised problem, which has one layer, no bias and both radii."""
@@ -378,6 +399,7 @@ class Problem:
         activation: str = "linear",
         radius_w: object = None,
         radius_h: object = None,
+        smoothing: object = None,
     ) -> Problem:
         """Build from loose user input (strings from the CLI, numbers from Python).
 
@@ -398,6 +420,7 @@ class Problem:
         _input_ranges(lw, lh, lb)
         rw = None if radius_w is None else exact(radius_w, "radius_w")
         rh = None if radius_h is None else exact(radius_h, "radius_h")
+        alpha = None if smoothing is None else exact(smoothing, "the smoothing alpha")
         return cls(
             counts=counts_t,
             depth=m,
@@ -410,6 +433,7 @@ class Problem:
             activation=activation,
             radius_w=rw,
             radius_h=rh,
+            smoothing=alpha,
         )
 
     def with_(self, **changes: object) -> Problem:
@@ -444,6 +468,7 @@ class Problem:
                 if self.radius_w is not None
                 else ""
             )
+            + (f" smoothing={self.smoothing}" if self.smoothing is not None else "")
         )
 
     @property
@@ -513,4 +538,6 @@ class Problem:
             "radius_w_exact": None if self.radius_w is None else str(self.radius_w),
             "radius_h": None if self.radius_h is None else float(self.radius_h),
             "radius_h_exact": None if self.radius_h is None else str(self.radius_h),
+            "smoothing": None if self.smoothing is None else float(self.smoothing),
+            "smoothing_exact": None if self.smoothing is None else str(self.smoothing),
         }

@@ -1164,7 +1164,8 @@ def convex_dual(
         force: lift the size limits (default: `forced()`, i.e. `check --force` or the
             `NCVERIFY_FORCE_CERTIFICATE` variable).
 
-    Returns None where it does not apply or cannot prove anything: depth `M > 1`, no solution,
+    Returns None where it does not apply or cannot prove anything: depth `M > 1`, label
+    smoothing (its conjugate is not written here yet), no solution,
     or no provably feasible dual point (so the verifier tries the next certificate kind); every
     certificate it does return is rigorous.
 
@@ -1172,7 +1173,7 @@ def convex_dual(
         StepSkipped: `K` above the size limit of §6 (before any work).
     """
 
-    if problem.depth != 1:
+    if problem.depth != 1 or problem.loss == "ls":  # label smoothing: no dual written yet
         return None
     if reduction == "samples":
         method = "cvxpy"

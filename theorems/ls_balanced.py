@@ -1,0 +1,297 @@
+r"""Balanced data, label smoothing: every global minimiser is a simplex ETF at every layer (claimed).
+
+With $K$ classes of $n$ samples each, $M$ linear layers $W_1, \dots, W_M$ on free features and
+cross-entropy against the smoothed labels $(1-\alpha) e_y + (\alpha/K)\mathbf 1$ with
+$0 < \alpha < 1$ (`--loss ls --smoothing alpha`), every global minimiser has NC1 and, at every
+layer, the simplex-ETF geometry of `ce-balanced` (needs $R \ge K - 1$).  The logit margin $m$
+solves
+$\min_{m \ge 0} \log(1 + (K-1)e^{-m}) + \alpha\frac{K-1}{K} m + (K-1)\frac{M+1}{2} c\, m^q$
+with $c = (nP)^{1/(M+1)}$, $q = 2/(M+1)$, the zero solution included: smoothing adds a cost
+linear in the margin, so the margin stays bounded as the weight decays vanish, where
+cross-entropy's grows like $\log(1/\lambda)$.  Here $P$ is the product of the weight decays,
+$R$ the bottleneck and $C = I_K - \mathbf 1\mathbf 1^T/K$, as in `ce-balanced`.
+
+At one layer the claim is the result of Zhou et al. (NeurIPS 2022) for label smoothing; the
+theory page derives it for this model from convexity (docs/theory/label-smoothing.md).  At
+depth it is checked like `ce-balanced`: the claim-agnostic search of the class-mean problem
+looks for lower points, and a point below the claimed optimum is certified in interval
+arithmetic.  No certificate covers label smoothing yet, so no verdict is `certified`.
+
+Source: J. Zhou, C. You, X. Li, K. Liu, S. Liu, Q. Qu, Z. Zhu, "Are All Losses Created Equal:
+A Neural Collapse Perspective", NeurIPS 2022, arXiv 2210.02192 (one layer); the deep model of
+H. Dang et al., ICML 2023, arXiv 2301.00437; docs/theory/label-smoothing.md.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from ncverify.claim import Regime, Step, TruthRegion
+from ncverify.model.intervals import ends, interval_precision
+from ncverify.model.problem import Problem
+from theorems import _balanced as bal
+from theorems._etf import PREC, BalancedETF, MarginMinimum
+from theorems._hypotheses import model_hypotheses
+from theorems.ce_balanced import _etf_spectrum_identity as _spectrum_identity
+from theorems.ce_balanced import _scale_identity
+
+#: the branch and bound stops refining once a box's lower bound is this close (relative) to the
+#: best value found, or the box is this narrow (relative to its position)
+TARGET_GAP = mpmath.mpf(2) ** -140
+NARROWEST = mpmath.mpf(2) ** -150
+
+
+# ---- the ETF scalar problem ----------------------------------------------------------------------
+class _Smoothed:
+    """`f(m) = log(1 + (K-1) e^{-m}) + a m + b m^q` and `f'` in interval arithmetic, with
+    `a = alpha (K-1)/K`, `b = (K-1)(M+1)/2 c`; `m^q` as `exp(q log m)`, which is right on boxes
+    that contain 0 too (`log 0 = -inf`)."""
+
+    def __init__(self, k: int, depth: int, n_p: Fraction, alpha: Fraction) -> None:
+        iv = mpmath.iv
+        self.k, self.depth = k, depth
+        self.q = iv.mpf(2) / iv.mpf(depth + 1)
+        c = iv.exp(iv.log(iv.mpf(n_p.numerator) / iv.mpf(n_p.denominator)) / iv.mpf(depth + 1))
+        self.a = iv.mpf(alpha.numerator) / iv.mpf(alpha.denominator) * iv.mpf(k - 1) / iv.mpf(k)
+        self.b = iv.mpf(k - 1) * iv.mpf(depth + 1) / 2 * c
+
+    def f(self, m: Any) -> Any:
+        iv = mpmath.iv
+        return iv.log(1 + iv.mpf(self.k - 1) * iv.exp(-m)) + self.a * m + self.b * self._power(m)
+
+    def df(self, m: Any) -> Any:
+        iv = mpmath.iv
+        # d/dm b m^q = b q m^(q-1), written as an exponential (right where the box holds 0)
+        slope = self.b * self.q * iv.exp((self.q - 1) * iv.log(m)) if self.depth > 1 else self.b
+        return -iv.mpf(self.k - 1) / (iv.exp(m) + iv.mpf(self.k - 1)) + self.a + slope
+
+    def _power(self, m: Any) -> Any:
+        iv = mpmath.iv
+        return iv.exp(self.q * iv.log(m)) if self.depth > 1 else m
+
+    def beyond(self) -> mpmath.mpf:
+        """A margin beyond which `f > f(0) = log K`: there `a m` alone exceeds `log K`."""
+        return mpmath.mpf(ends(mpmath.iv.log(self.k) / self.a)[1]) + 1
+
+
+@lru_cache(maxsize=1024)
+def smoothed_margin_minimum(k: int, depth: int, n_p: Fraction, alpha: Fraction) -> MarginMinimum:
+    """The rigorous global minimum of the scalar problem over `m >= 0`, by interval branch and
+    bound on `[0, beyond]`: a box on which `f'` is positive (negative) has its minimum at its
+    left (right) end; any other is bounded below by the mean-value form
+    `f(mid) + f'(box)(box - mid)`, split until its bound is within `TARGET_GAP` of the best value
+    found, and dropped once its bound exceeds it.  Zero wins, a positive margin wins, or the
+    enclosures cannot separate them (a tie)."""
+    with interval_precision(PREC), mpmath.workprec(PREC + 20):
+        sc = _Smoothed(k, depth, n_p, alpha)
+        final, positive_upper = _branch_and_bound(sc)
+        return _regime(sc, final, positive_upper)
+
+
+Box = tuple[mpmath.mpf, mpmath.mpf, mpmath.mpf]  # (lower bound, left end, right end)
+
+
+def _branch_and_bound(sc: _Smoothed) -> tuple[list[Box], mpmath.mpf]:
+    """The boxes that may hold the minimum (each with its lower bound), and the least value
+    proven at a positive margin (`inf` where no box midpoint was evaluated)."""
+    iv = mpmath.iv
+    upper, positive = ends(sc.f(iv.mpf(0)))[1], mpmath.inf
+    stack, final = [(mpmath.mpf(0), sc.beyond())], []
+    while stack:
+        a, b = stack.pop()
+        box = iv.mpf([a, b])
+        d = sc.df(box)
+        rising, falling = ends(d)[0] > 0, ends(d)[1] < 0
+        if rising or falling:
+            lower = ends(sc.f(iv.mpf(a if rising else b)))[0]
+        else:
+            mid = (a + b) / 2
+            at_mid = sc.f(iv.mpf(mid))
+            positive = min(positive, ends(at_mid)[1])
+            upper = min(upper, positive)
+            lower = ends(at_mid + d * (box - mid))[0]
+        if lower > upper:
+            continue
+        settled = upper - lower <= TARGET_GAP * abs(upper) or b - a <= NARROWEST * (1 + b)
+        if rising or falling or settled:
+            final.append((lower, a, b))
+        else:
+            stack += [(a, (a + b) / 2), ((a + b) / 2, b)]
+    return [x for x in final if x[0] <= upper], positive
+
+
+def _regime(sc: _Smoothed, final: list[Box], positive_upper: mpmath.mpf) -> MarginMinimum:
+    """Zero against the best positive margin, from the boxes that survived."""
+    iv = mpmath.iv
+    f0 = ends(sc.f(iv.mpf(0)))
+    zero = (mpmath.mpf(0), mpmath.mpf(0))
+    # a box rising from 0 has its minimum at 0 itself: the others hold the positive candidates
+    candidates = sorted(
+        (x for x in final if x[1] > 0 or ends(sc.df(iv.mpf([x[1], x[2]])))[0] <= 0),
+        key=lambda x: x[1],
+    )
+    if not candidates or min(x[0] for x in candidates) > f0[1]:
+        return MarginMinimum(f0, zero, Regime.COLLAPSED, None, 0)
+    low = min(x[0] for x in candidates)
+    hull = (candidates[0][1], max(x[2] for x in candidates))
+    clusters = 1 + sum(1 for x, y in zip(candidates, candidates[1:], strict=False) if y[1] > x[2])
+    value = (low, positive_upper)
+    if positive_upper < f0[0]:
+        return MarginMinimum(value, hull, Regime.ALIVE, value, clusters)
+    return MarginMinimum((min(low, f0[0]), f0[1]), hull, Regime.TIE, value, clusters)
+
+
+@lru_cache(maxsize=256)
+def critical_smoothed_c(k: int, depth: int, alpha: Fraction) -> float:
+    """The `c = (nP)^{1/(M+1)}` beyond which zero wins (informational, located in floats on a
+    grid of margins; the verdict never uses it)."""
+    a = float(alpha) * (k - 1) / k
+    grid = np.geomspace(1e-6, math.log(k) / a + 1, 4000)
+    loss = np.log1p((k - 1) * np.exp(-grid)) + a * grid
+    power = (k - 1) * (depth + 1) / 2 * grid ** (2 / (depth + 1))
+
+    def zero_wins(c: float) -> bool:
+        return bool(np.min(loss + c * power) >= math.log(k))
+
+    lo, hi = 1e-12, 1.0
+    while not zero_wins(hi):
+        hi *= 2
+    for _ in range(80):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (lo, mid) if zero_wins(mid) else (mid, hi)
+    return math.sqrt(lo * hi)
+
+
+# ---- derivation identities -----------------------------------------------------------------------
+_m, _alpha = sp.symbols("m alpha", positive=True)
+
+
+def _smoothed_etf_loss_identity() -> sp.Expr:
+    """Label smoothing at the ETF logits `m (e_k - 1/K)`: `log(1 + (K-1) e^{-m}) +
+    alpha (K-1) m / K`, K = 2..8 (the targets' logit `q^T z` is `(1 - alpha)(K-1) m / K`)."""
+    total = sp.Integer(0)
+    for k in range(2, 9):
+        z_own, z_other = _m * sp.Rational(k - 1, k), -_m / k
+        lse = z_own + sp.log(1 + (k - 1) * sp.exp(z_other - z_own))
+        target = (1 - _alpha) * z_own + _alpha / k * (z_own + (k - 1) * z_other)
+        claimed = sp.log(1 + (k - 1) * sp.exp(-_m)) + _alpha * sp.Rational(k - 1, k) * _m
+        total += sp.simplify(lse - target - claimed)
+    return sp.simplify(total)
+
+
+# ---- the claim -----------------------------------------------------------------------------------
+class LSBalanced(BalancedETF):
+    id = "ls-balanced"
+    title = "Balanced label smoothing: simplex ETF at every layer (claimed)"
+    source = (
+        'Zhou, You, Li, Liu, Liu, Qu, Zhu, "Are All Losses Created Equal: A Neural Collapse '
+        f'Perspective", NeurIPS 2022, arXiv 2210.02192 (one layer); the deep model: {bal.DANG_2023}'
+    )
+    status = "true for M = 1 (Zhou et al. 2022); checked at depth (docs/theory/label-smoothing.md)"
+    loss = "ls"
+    bias = "none"
+    certificates = ()
+    truth_region = TruthRegion(
+        basis="proven",
+        reference="Zhou et al. 2022, one layer (docs/theory/label-smoothing.md#one-layer)",
+        loss="ls",
+        depth=(1, 1),
+        wide=True,
+        smoothing=("0.01", "0.5"),
+    )
+
+    def hypotheses(self, problem: Problem) -> list[str]:
+        return model_hypotheses(problem, loss="ls", balanced=True, bottleneck=1)
+
+    def default_problem(self) -> Problem:
+        return Problem.build(
+            classes=4, samples=100, depth=3, width=64, lambda_w="5e-4", lambda_h="5e-4",
+            loss="ls", smoothing="0.1",
+        )  # fmt: skip
+
+    def margin(self, problem: Problem) -> MarginMinimum:
+        n_p = Fraction(problem.counts[0]) * problem.lambda_product
+        alpha = problem.smoothing or Fraction(1, 10)  # outside the hypotheses (a probe): 0.1
+        return smoothed_margin_minimum(problem.K, problem.depth, n_p, alpha)
+
+    def critical(self, problem: Problem) -> float:
+        alpha = problem.smoothing or Fraction(1, 10)
+        return critical_smoothed_c(problem.K, problem.depth, alpha)
+
+    def _objective_form(self, problem: Problem, alpha: mpmath.mpf) -> str:
+        k, m = problem.K, problem.depth
+        smoothing = problem.smoothing or Fraction(1, 10)
+        return (
+            f"min(log K, f(m)) with f(m) = log(1 + {k - 1} e^-m) + {smoothing}*{k - 1}/{k} m + "
+            f"{k - 1}*{m + 1}/2 c m^(2/{m + 1}), c = (nP)^(1/{m + 1}); m = {mpmath.nstr(alpha, 20)}"
+        )
+
+    def _limit_notes(self, problem: Problem) -> list[str]:
+        return [
+            "smoothing keeps the margin bounded as the lambdas vanish: the max-margin limit of "
+            "cross-entropy (docs/theory/ce.md#max-margin) says nothing about this claim"
+        ]
+
+    def derivation(self) -> list[Step]:
+        return _derivation()
+
+
+def _derivation() -> list[Step]:
+    return [
+        Step(
+            "At a minimiser all samples of a class share one feature vector (NC1): label smoothing "
+            "is convex in the logits, so given the weights F is strictly convex in H.",
+            r"h_{k,i} = \bar h_k \quad \forall i",
+            "lemma",
+            "tests/test_lemmas.py::test_lemma1_nc1",
+        ),
+        Step(
+            "Lemma 2 bounds the regulariser of any factorisation of A = W_M ... W_1 Hbar D by "
+            "((M+1)/2) c sum_i sigma_i(Z)^q with Z = A / sqrt(n), c = (nP)^{1/(M+1)}.",
+            r"P^{1/(M+1)}(\sqrt n\, s)^q = (nP)^{1/(M+1)} s^q",
+            "sympy",
+            "theorems/ce_balanced.py::_scale_identity",
+            _scale_identity,
+        ),
+        Step(
+            "Within ETF configurations Z = m C the smoothed loss of every class is "
+            "log(1 + (K-1) e^{-m}) plus alpha (K-1) m / K ...",
+            r"\ell_\alpha(m(e_k - \tfrac1K\mathbf 1), k) = \log(1 + (K-1)e^{-m}) + "
+            r"\alpha\tfrac{K-1}{K} m",
+            "sympy",
+            "theorems/ls_balanced.py::_smoothed_etf_loss_identity",
+            _smoothed_etf_loss_identity,
+        ),
+        Step(
+            "... and m C has K - 1 singular values m, so the ETF value is the scalar problem f(m).",
+            r"f(m) = \log(1 + (K-1)e^{-m}) + \alpha\tfrac{K-1}{K} m + (K-1)\tfrac{M+1}{2}c\,m^q",
+            "sympy",
+            "theorems/ce_balanced.py::_etf_spectrum_identity",
+            _spectrum_identity,
+        ),
+        Step(
+            "f is minimised over [0, log K / (alpha (K-1)/K)] (beyond it the linear term alone "
+            "exceeds f(0) = log K) by interval branch and bound; the enclosure contains the "
+            "minimum.",
+            r"\min_{m\ge0} f \in [\underline F, \overline F]",
+            "test",
+            "tests/test_ls_balanced.py::test_the_enclosure_contains_the_scalar_minimum",
+        ),
+        Step(
+            "The balanced factorisation of A = sqrt(n) m C is a simplex ETF at every layer with "
+            "the claimed value.",
+            r"W\bar H = m C,\; \bar H^T\bar H \propto C,\; WW^T \propto C",
+            "test",
+            "tests/test_ls_balanced.py::test_predicted_point_has_the_claimed_value",
+        ),
+    ]
+
+
+claim = LSBalanced()
