@@ -407,3 +407,26 @@ def test_a_certificate_whose_bracket_is_wider_than_the_tolerance_decides_nothing
     report = verify(theorems.get("mse-balanced-biasfree"), problem, settings=Settings(restarts=4))
     e3 = next(c for c in report.checks if c.name == "E3 certificate")
     assert e3.passed is None and report.verdict != "refuted"
+
+
+def test_a_geometry_error_that_the_runs_excess_value_explains_refutes_nothing() -> None:
+    """Along the directions only the weight decay sees the curvature is the smallest lambda: at
+    lambda = 1e-8 runs 3e-13 above the optimum ended 1.7e-3 off the ETF (label smoothing,
+    K = 6, M = 2), which refuted the claim with no point below it.  Such an error is now within
+    what the excess explains, and E4 neither passes nor fails; the line it must cross to refute
+    grows as sqrt(excess / lambda)."""
+    from ncverify.evidence.geometry import EXPLAINED_MARGIN, _graded
+    from ncverify.evidence.results import Tolerances
+
+    tol = Tolerances.for_eps(2.0**-52)
+    far = 2 * tol.geometry_refutes
+    assert _graded(far, "d", tol, explained=0.0).passed is False
+    assert _graded(far, "d", tol, explained=far / EXPLAINED_MARGIN * 2).passed is None
+    problem = Problem.build(
+        classes=6, samples=1, depth=2, width=6, lambda_w="1e-8", lambda_h="1e-8", loss="ls",
+        smoothing="0.01",
+    )  # fmt: skip
+    report = verify(theorems.get("ls-balanced"), problem, settings=Settings(restarts=8))
+    e4 = next(c for c in report.checks if c.name == "E4 geometry")
+    assert report.verdict != "refuted" or report.counterexample is not None, failure_reason(report)
+    assert e4.passed is not False
