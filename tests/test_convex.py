@@ -90,9 +90,12 @@ def objective_upper_end(problem: Problem, p: Params) -> mpmath.mpf:
             total = _iv(loss + reg)
         else:
             total = _iv(reg)
+            # label smoothing: the targets' logit is (1 - alpha) z_y + (alpha / K) sum_i z_i
+            alpha = problem.smoothing or Fraction(0)
             for c, z in enumerate(logits):
                 lse = iv.log(sum(iv.exp(_iv(v)) for v in z))
-                total += (lse - _iv(z[labels[c]])) / n
+                target = (1 - alpha) * z[labels[c]] + alpha / k * sum(z)
+                total += (lse - _iv(target)) / n
         with mpmath.workprec(BITS):
             return mpmath.mpf(total.b)
     finally:
@@ -120,8 +123,9 @@ def one_layer(
     else:
         counts = tuple(draw(st.lists(st.integers(1, max_samples), min_size=k, max_size=k)))
     d = draw(st.integers(k, k + 1) if wide else st.integers(1, k + 1))
-    loss = loss or draw(st.sampled_from(["mse", "ce"]))
+    loss = loss or draw(st.sampled_from(["mse", "ce", "ls"]))
     bias = bias or draw(st.sampled_from(["none", "free", "regularised"]))
+    smoothing = Fraction(draw(st.integers(1, 99)), 100) if loss == "ls" else None
     return Problem(
         counts=counts,
         depth=1,
@@ -131,6 +135,7 @@ def one_layer(
         loss=loss,
         bias=bias,
         lambda_b=draw(st.sampled_from(LAMBDAS)) if bias == "regularised" else None,
+        smoothing=smoothing,
     )
 
 
@@ -153,7 +158,12 @@ def test_bound_never_exceeds_any_feasible_objective(problem: Problem, seed: int)
 
 
 @given(
-    st.one_of(one_layer(bias="none"), one_layer(bias="regularised"), one_layer(loss="mse")),
+    st.one_of(
+        one_layer(bias="none"),
+        one_layer(bias="regularised"),
+        one_layer(loss="mse"),
+        one_layer(loss="ls", bias="none"),
+    ),
     st.integers(0, 2**16),
 )
 def test_any_dual_point_gives_a_lower_bound(problem: Problem, seed: int) -> None:
@@ -209,7 +219,8 @@ def test_verified_feasibility_is_exact_feasibility(
 
 def _direct_dual_value(problem: Problem, theta: list[list[Fraction]]):  # noqa: ANN202
     """The dual objective of §3 at the columns `theta`, straight from its definition: rational
-    MSE terms, a 200-bit interval for the CE entropies."""
+    MSE terms, a 200-bit interval for the CE entropies (`p_c = t_c - theta_c / w_c` with the
+    targets `t_c`, one-hot or smoothed)."""
     k, n = problem.K, problem.N
     w = [Fraction(c, n) for c in problem.counts]
     g = [sum(theta[c][j] for c in range(k)) for j in range(k)]
@@ -225,9 +236,11 @@ def _direct_dual_value(problem: Problem, theta: list[list[Fraction]]):  # noqa: 
             exact += sum(theta[c][c] - sum(v * v for v in theta[c]) / (2 * w[c]) for c in range(k))
             return _iv(exact)
         total = _iv(exact)
+        alpha = problem.smoothing or Fraction(0)  # label smoothing's targets, else one-hot
         for c in range(k):
             for j in range(k):
-                p = (1 if j == c else 0) - theta[c][j] / w[c]
+                target = (1 - alpha) * (1 if j == c else 0) + alpha / k
+                p = target - theta[c][j] / w[c]
                 assert p >= 0
                 if p > 0:
                     total -= _iv(w[c]) * _iv(p) * iv.log(_iv(p))
@@ -244,8 +257,8 @@ def test_bound_value_is_the_dual_objective(problem: Problem, seed: int) -> None:
     logits = means.logits(sol.product, means.beta_of(sol.bias))
     logits = logits + 1e-3 * np.random.default_rng(seed).normal(size=logits.shape)
     bound = dual_bound(problem, logits)
-    if bound is None:
-        assert problem.loss == "ce" and problem.bias == "free"
+    if bound is None:  # only the free bias's shift can leave the simplex
+        assert problem.loss in ("ce", "ls") and problem.bias == "free"
         return
     direct = _direct_dual_value(problem, bound.theta)
     with mpmath.workprec(BITS):

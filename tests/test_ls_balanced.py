@@ -130,12 +130,17 @@ def test_at_eight_classes_and_three_layers_a_certified_point_beats_the_etf(tmp_p
     assert recheck.returncode == 1, recheck.stdout + recheck.stderr
 
 
-def test_at_one_layer_nothing_beats_the_etf() -> None:
+@pytest.mark.parametrize("bias", ["none", "free"])
+def test_at_one_layer_the_convex_certificate_proves_the_etf_value(bias: str) -> None:
     code, report = check(
         "--classes", "5", "--samples", "2", "--depth", "1", "--width", "5",
-        "--lambda-w", "1e-3", "--lambda-h", "1e-3", "--smoothing", "0.3",
+        "--lambda-w", "1e-3", "--lambda-h", "1e-3", "--smoothing", "0.3", "--bias", bias,
     )  # fmt: skip
     assert report["counterexample"] is None and code == 0
+    cert, claimed = report["certificate"], report["prediction"]["objective"]
+    assert cert["kind"] == "convex-dual" and cert["rigorous"] and cert["exact"]
+    # a proven lower bound that meets the claimed value: nothing can lie below the ETF
+    assert cert["bound"] <= claimed <= cert["bound"] * (1 + report["tolerances"]["certificate"])
     assert report["prediction"]["objective"] <= min(
         r["objective"] + r["error_bound"] for r in report["numerical"]["runs"]
     )

@@ -12,10 +12,11 @@ cross-entropy's grows like $\log(1/\lambda)$.  Here $P$ is the product of the we
 $R$ the bottleneck and $C = I_K - \mathbf 1\mathbf 1^T/K$, as in `ce-balanced`.
 
 At one layer the claim is the result of Zhou et al. (NeurIPS 2022) for label smoothing; the
-theory page derives it for this model from convexity (docs/theory/label-smoothing.md).  At
-depth it is checked like `ce-balanced`: the claim-agnostic search of the class-mean problem
-looks for lower points, and a point below the claimed optimum is certified in interval
-arithmetic.  No certificate covers label smoothing yet, so no verdict is `certified`.
+theory page derives it for this model from convexity (docs/theory/label-smoothing.md), and the
+`convex-dual` certificate, written for smoothed targets too, proves the optimum of each
+one-layer instance.  At depth it is checked like `ce-balanced`: the claim-agnostic search of the
+class-mean problem looks for lower points, and a point below the claimed optimum is certified
+in interval arithmetic.
 
 Source: J. Zhou, C. You, X. Li, K. Liu, S. Liu, Q. Qu, Z. Zhu, "Are All Losses Created Equal:
 A Neural Collapse Perspective", NeurIPS 2022, arXiv 2210.02192 (one layer); the deep model of
@@ -197,7 +198,7 @@ class LSBalanced(BalancedETF):
     status = "true for M = 1 (Zhou et al. 2022); checked at depth (docs/theory/label-smoothing.md)"
     loss = "ls"
     bias = "none"
-    certificates = ()
+    certificates = ("convex-dual",)
     truth_region = TruthRegion(
         basis="proven",
         reference="Zhou et al. 2022, one layer (docs/theory/label-smoothing.md#one-layer)",

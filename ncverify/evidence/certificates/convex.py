@@ -10,7 +10,9 @@ arithmetic, is.
 ## 1. The convex program
 
 Write `s = sqrt(lambda_W lambda_H)`, `w_k = n_k / N` (the class weights) and the per-sample
-losses `l_k(u) = ||u - e_k||^2 / 2` (MSE) or `l_k(u) = logsumexp(u) - u_k` (CE), so that
+losses `l_k(u) = ||u - e_k||^2 / 2` (MSE) or `l_k(u) = logsumexp(u) - t_k^T u` (CE, with the
+targets `t_k = e_k`, or label smoothing, `t_k = (1 - alpha) e_k + alpha / K`; every `e_k` of
+the cross-entropy steps below is `t_k` there, `exact_targets`), so that
 `L(Z + b 1^T) = (1/N) sum_i l_{y_i}(z_i + b)`.  For any factorisation `Z = W H`,
 
 $$\tfrac{\lambda_W}{2}\|W\|_F^2 + \tfrac{\lambda_H}{2}\|H\|_F^2 \ge
@@ -302,6 +304,31 @@ def _lse(u: np.ndarray) -> np.ndarray:
     return softmax_and_lse(np, u)[1][0]
 
 
+def exact_targets(problem: Problem) -> tuple[list[list[int]], int]:
+    """The targets of the class-level losses as integers over a common denominator: column `c`
+    is `e_c` (MSE, CE) or the smoothed `(1 - alpha) e_c + alpha / K` (label smoothing), i.e.
+    `tau[c][j] / denominator` (columns as lists, like `_DualPoint`)."""
+    k = problem.K
+    if problem.loss != "ls":
+        return [[int(j == c) for j in range(k)] for c in range(k)], 1
+    alpha = problem.smoothing
+    denominator = alpha.denominator * k
+    off = alpha.numerator  # alpha / K = numerator / (denominator)
+    own = denominator - (k - 1) * off  # (1 - alpha) + alpha / K
+    return [[own if j == c else off for j in range(k)] for c in range(k)], denominator
+
+
+def targets(problem: Problem) -> np.ndarray:
+    """`exact_targets` in floats, as a `K x K` matrix (column `c`: the targets of class `c`)."""
+    tau, denominator = exact_targets(problem)
+    return np.array(tau, dtype=np.float64).T / denominator
+
+
+def _cross_entropy(problem: Problem) -> bool:
+    """Cross-entropy against one-hot or smoothed targets: the loss of softmax and entropies."""
+    return problem.loss in ("ce", "ls")
+
+
 def _s(problem: Problem) -> float:
     return float(np.sqrt(float(problem.lambda_w[0] * problem.lambda_h)))
 
@@ -326,7 +353,8 @@ class Factorised:
         self.lam_h = float(problem.lambda_h)
         self.lam_b = 0.0 if problem.lambda_b is None else float(problem.lambda_b)
         self.has_bias = problem.bias != "none"
-        self.ce = problem.loss == "ce"
+        self.ce = _cross_entropy(problem)
+        self.targets = targets(problem)
         self.size = 2 * self.K * rank + (self.K if self.has_bias else 0)
 
     def split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -349,8 +377,8 @@ class Factorised:
     def loss_terms(self, u: np.ndarray) -> np.ndarray:
         """`l_k(u_k)` for every class."""
         if self.ce:
-            return _lse(u) - np.diag(u)
-        r = u - np.eye(self.K)
+            return _lse(u) - np.sum(self.targets * u, axis=0)
+        r = u - self.targets
         return 0.5 * np.sum(r * r, axis=0)
 
     def value(self, x: np.ndarray) -> float:
@@ -363,7 +391,7 @@ class Factorised:
 
     def loss_gradient(self, u: np.ndarray) -> np.ndarray:
         """`dL/dU`: column k is `w_k grad l_k(u_k)`."""
-        grad = (_softmax(u) if self.ce else u) - np.eye(self.K)
+        grad = (_softmax(u) if self.ce else u) - self.targets
         return grad * self.w[None, :]
 
     def gradient(self, x: np.ndarray) -> np.ndarray:
@@ -541,14 +569,14 @@ class ClassMeans:
         self.w = counts / self.N
         self.sqrt_n = np.sqrt(counts)
         self.root_n = np.sqrt(self.N)
-        self.ce = problem.loss == "ce"
+        self.ce = _cross_entropy(problem)
         self.has_bias = problem.bias != "none"
         self.lam_b = float(problem.lambda_b) if problem.bias == "regularised" else 0.0
         if self.ce:
             self.lipschitz = (1.0 + self.lam_b) / self.N if self.has_bias else 0.5 / self.N
         else:
             self.lipschitz = (2.0 + self.lam_b) / self.N if self.has_bias else 1.0 / self.N
-        self.eye = np.eye(self.K)
+        self.eye = targets(problem)  # the targets: the identity but for label smoothing
 
     def beta_of(self, bias: np.ndarray | None) -> np.ndarray | None:
         return None if bias is None or not self.has_bias else np.asarray(bias) * self.root_n
@@ -565,7 +593,7 @@ class ClassMeans:
     def value(self, a: np.ndarray, beta: np.ndarray | None) -> float:
         u = self.logits(a, beta)
         if self.ce:
-            loss = float(np.sum(self.w * (_lse(u) - np.diag(u))))
+            loss = float(np.sum(self.w * (_lse(u) - np.sum(self.eye * u, axis=0))))
         else:
             d = u - self.eye
             loss = 0.5 * float(np.sum(self.w * np.sum(d * d, axis=0)))
@@ -578,7 +606,7 @@ class ClassMeans:
     ) -> tuple[float, np.ndarray, np.ndarray | None]:
         u = self.logits(a, beta)
         if self.ce:
-            value = float(np.sum(self.w * (_lse(u) - np.diag(u))))
+            value = float(np.sum(self.w * (_lse(u) - np.sum(self.eye * u, axis=0))))
             g = (_softmax(u) - self.eye) * self.w[None, :]
         else:
             d = u - self.eye
@@ -794,13 +822,13 @@ def solve_cvxpy(
         cols, weights = problem.N, np.full(problem.N, 1.0 / problem.N)
         labels = np.asarray(problem.labels())
     z = cp.Variable((k, cols))
-    targets = np.eye(k)[:, labels]
+    wanted = targets(problem)[:, labels]
     b = cp.Variable(k) if problem.bias != "none" else None
     logits = z if b is None else z + cp.reshape(b, (k, 1), order="F") @ np.ones((1, cols))
     if problem.loss == "mse":
-        loss = 0.5 * cp.sum_squares((logits - targets) @ np.diag(np.sqrt(weights)))
+        loss = 0.5 * cp.sum_squares((logits - wanted) @ np.diag(np.sqrt(weights)))
     else:
-        picked = cp.sum(cp.multiply(logits, targets), axis=0)
+        picked = cp.sum(cp.multiply(logits, wanted), axis=0)
         loss = cp.sum(cp.multiply(weights, cp.log_sum_exp(logits, axis=0) - picked))
     scaled = z @ np.diag(np.sqrt(counts)) if reduction == "class-means" else z
     objective = loss + s * cp.normNuc(scaled)
@@ -841,11 +869,12 @@ def solve_cvxpy(
 # ---- the float estimate of the duality gap (steps 2-6 in float64, no rigour) --------------------
 def _theta_float(problem: Problem, logits: np.ndarray) -> np.ndarray | None:
     w = class_weights(problem)
-    ce = problem.loss == "ce"
+    ce = _cross_entropy(problem)
+    aims = targets(problem)
     q = _softmax(logits) if ce else np.array(logits, dtype=np.float64)
     if ce and problem.bias == "free":
-        q = q + (w - q @ w)[:, None]
-    theta = (np.eye(problem.K) - q) * w[None, :]
+        q = q + (aims @ w - q @ w)[:, None]
+    theta = (aims - q) * w[None, :]
     if not ce and problem.bias == "free":
         theta = theta - np.mean(theta, axis=1, keepdims=True)
     if not np.all(np.isfinite(theta)) or (ce and np.any(q < 0)):
@@ -855,8 +884,8 @@ def _theta_float(problem: Problem, logits: np.ndarray) -> np.ndarray | None:
 
 def _dual_value_float(problem: Problem, theta: np.ndarray) -> float:
     w = class_weights(problem)
-    if problem.loss == "ce":
-        p = np.eye(problem.K) - theta / w[None, :]
+    if _cross_entropy(problem):
+        p = targets(problem) - theta / w[None, :]
         safe = np.where(p > 0, p, 1.0)
         value = float(np.sum(w * -np.sum(p * np.log(safe), axis=0)))
     else:
@@ -917,7 +946,7 @@ def dual_point(problem: Problem, logits: np.ndarray) -> _DualPoint | None:
     k = problem.K
     counts = list(problem.counts)
     n_total = problem.N
-    ce = problem.loss == "ce"
+    ce = _cross_entropy(problem)
     q_float = _softmax(logits) if ce else np.asarray(logits, dtype=np.float64)
     if not np.all(np.isfinite(q_float)):
         return None
@@ -926,23 +955,7 @@ def dual_point(problem: Problem, logits: np.ndarray) -> _DualPoint | None:
     if q is None:
         return None
     if ce:
-        for col in q:  # the rounding residual goes to the largest entry: each column sums to 1
-            top = max(range(k), key=col.__getitem__)
-            col[top] += one - sum(col)
-            if min(col) < 0:
-                return None
-        q_denom = one
-        if problem.bias == "free":  # q_c + r, r = w - sum_c w_c q_c, over N 2^GRID_BITS
-            mix = [sum(counts[c] * q[c][j] for c in range(k)) for j in range(k)]
-            shift = [counts[j] * one - mix[j] for j in range(k)]
-            q = [[n_total * q[c][j] + shift[j] for j in range(k)] for c in range(k)]
-            q_denom = n_total * one
-            if any(v < 0 for col in q for v in col):
-                return None
-        numer = [
-            [counts[c] * ((q_denom if j == c else 0) - q[c][j]) for j in range(k)] for c in range(k)
-        ]
-        return _DualPoint(numer, n_total * q_denom, q, q_denom)
+        return _entropy_point(problem, q, one)
     numer = [[counts[c] * ((one if j == c else 0) - q[c][j]) for j in range(k)] for c in range(k)]
     denom = n_total * one
     if problem.bias == "free":  # subtract the row means: Theta 1 = 0 exactly
@@ -950,6 +963,31 @@ def dual_point(problem: Problem, logits: np.ndarray) -> _DualPoint | None:
         numer = [[k * numer[c][j] - rows[j] for j in range(k)] for c in range(k)]
         denom *= k
     return _DualPoint(numer, denom)
+
+
+def _entropy_point(problem: Problem, q: list[list[int]], one: int) -> _DualPoint | None:
+    """The cross-entropy branch of `dual_point`: `q` (softmax columns over `one`) put exactly on
+    the simplex, shifted for a free bias, and `theta_c = w_c (t_c - q_c)` with the targets
+    `t_c = tau_c / T` (`exact_targets`); every quantity an integer over `q_denom`, which `T`
+    divides."""
+    k, counts, n_total = problem.K, list(problem.counts), problem.N
+    tau, t_denom = exact_targets(problem)
+    for col in q:  # the rounding residual goes to the largest entry: each column sums to 1
+        top = max(range(k), key=col.__getitem__)
+        col[top] += one - sum(col)
+        if min(col) < 0:
+            return None
+    q = [[v * t_denom for v in col] for col in q]
+    q_denom, unit = one * t_denom, one  # unit = q_denom / T
+    if problem.bias == "free":  # q_c + r, r = sum_c w_c (t_c - q_c), over N q_denom
+        mix = [sum(counts[c] * q[c][j] for c in range(k)) for j in range(k)]
+        aim = [sum(counts[c] * tau[c][j] for c in range(k)) * one for j in range(k)]
+        q = [[n_total * q[c][j] + aim[j] - mix[j] for j in range(k)] for c in range(k)]
+        q_denom, unit = n_total * q_denom, n_total * one
+        if any(v < 0 for col in q for v in col):
+            return None
+    numer = [[counts[c] * (tau[c][j] * unit - q[c][j]) for j in range(k)] for c in range(k)]
+    return _DualPoint(numer, n_total * q_denom, q, q_denom)
 
 
 def _s_squared(problem: Problem) -> Fraction:
@@ -1080,18 +1118,20 @@ def _bound_value(problem: Problem, point: _DualPoint, t: Fraction) -> mpmath.mpf
         exact_part += t * Fraction(diag, denom) - t * t * squares / (denom * denom)
         with mpmath.workprec(INTERVAL_BITS), interval_precision(INTERVAL_BITS):
             return _lower(_iv_fraction(exact_part))
-    # CE: p_c = (1 - t) e_c + t q_c = a_c / (2^e q_denom) with integers a_c >= 0 summing to it
+    # CE: p_c = (1 - t) t_c + t q_c = a_c / (2^e q_denom) with integers a_c >= 0 summing to it
+    # (the targets t_c = tau_c / T: e_c, or smoothed)
     assert point.probs is not None
     t_num, t_den = t.numerator, t.denominator  # t_den a power of two
     whole = t_den * point.q_denom
-    gap = (t_den - t_num) * point.q_denom
+    tau, t_denom = exact_targets(problem)
+    gap = (t_den - t_num) * (point.q_denom // t_denom)
     with mpmath.workprec(INTERVAL_BITS), interval_precision(INTERVAL_BITS) as iv:
         weighted = iv.mpf(0)  # sum_c n_c sum_j a_cj log a_cj
         for c in range(k):
             col = point.probs[c]
             inner = iv.mpf(0)
             for j in range(k):
-                a = t_num * col[j] + (gap if j == c else 0)
+                a = t_num * col[j] + gap * tau[c][j]
                 if a < 0:
                     return None
                 if a > 0:
@@ -1164,8 +1204,7 @@ def convex_dual(
         force: lift the size limits (default: `forced()`, i.e. `check --force` or the
             `NCVERIFY_FORCE_CERTIFICATE` variable).
 
-    Returns None where it does not apply or cannot prove anything: depth `M > 1`, label
-    smoothing (its conjugate is not written here yet), no solution,
+    Returns None where it does not apply or cannot prove anything: depth `M > 1`, no solution,
     or no provably feasible dual point (so the verifier tries the next certificate kind); every
     certificate it does return is rigorous.
 
@@ -1173,7 +1212,7 @@ def convex_dual(
         StepSkipped: `K` above the size limit of §6 (before any work).
     """
 
-    if problem.depth != 1 or problem.loss == "ls":  # label smoothing: no dual written yet
+    if problem.depth != 1:
         return None
     if reduction == "samples":
         method = "cvxpy"
@@ -1299,7 +1338,7 @@ def _detail(problem: Problem, sol: ConvexSolution, bound: DualBound, polish_note
         f"(margin {bound.margin:.1e}), feasibility proven in {feasibility}, bound "
         + (
             f"evaluated by {INTERVAL_BITS}-bit interval arithmetic"
-            if problem.loss == "ce"
+            if _cross_entropy(problem)
             else "exact (rational)"
         )
     )
