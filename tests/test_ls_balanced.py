@@ -141,6 +141,7 @@ def test_at_one_layer_the_convex_certificate_proves_the_etf_value(bias: str) -> 
     assert cert["kind"] == "convex-dual" and cert["rigorous"] and cert["exact"]
     # a proven lower bound that meets the claimed value: nothing can lie below the ETF
     assert cert["bound"] <= claimed <= cert["bound"] * (1 + report["tolerances"]["certificate"])
+    assert report["verdict"] == "certified"  # what the theory page says a one-layer check is
     assert report["prediction"]["objective"] <= min(
         r["objective"] + r["error_bound"] for r in report["numerical"]["runs"]
     )
