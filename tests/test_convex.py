@@ -592,6 +592,7 @@ def _instance(claim_id: str, lam_w: Fraction, lam_h: Fraction) -> Problem:
             loss=claim.loss,
             bias=claim.bias,
             lambda_b=Fraction(1, 10) if claim.bias == "regularised" else None,
+            smoothing=claim.default_problem().smoothing,  # label smoothing's alpha, or none
         )
         if not claim.hypotheses(problem):
             return problem
