@@ -145,3 +145,13 @@ def test_at_one_layer_the_convex_certificate_proves_the_etf_value(bias: str) -> 
     assert report["prediction"]["objective"] <= min(
         r["objective"] + r["error_bound"] for r in report["numerical"]["runs"]
     )
+
+
+def test_a_probe_on_cross_entropy_predicts_cross_entropys_value() -> None:
+    # alpha = 0 is cross-entropy: without a smoothing the claim's scalar problem is CE's
+    problem = Problem.build(
+        classes=4, samples=2, depth=2, width=4, lambda_w="1e-3", lambda_h="1e-3", loss="ce"
+    )
+    ls, ce = CLAIM.closed_form(problem), theorems.get("ce-balanced").closed_form(problem)
+    assert ls.objective == ce.objective
+    assert ls.phase.boundaries == ce.phase.boundaries

@@ -41,7 +41,7 @@ from theorems import _balanced as bal
 from theorems._etf import PREC, BalancedETF, MarginMinimum
 from theorems._hypotheses import model_hypotheses
 from theorems.ce_balanced import _etf_spectrum_identity as _spectrum_identity
-from theorems.ce_balanced import _scale_identity
+from theorems.ce_balanced import _scale_identity, critical_c, margin_minimum
 
 #: the branch and bound stops refining once a box's lower bound is this close (relative) to the
 #: best value found, or the box is this narrow (relative to its position)
@@ -219,16 +219,18 @@ class LSBalanced(BalancedETF):
 
     def margin(self, problem: Problem) -> MarginMinimum:
         n_p = Fraction(problem.counts[0]) * problem.lambda_product
-        alpha = problem.smoothing or Fraction(1, 10)  # outside the hypotheses (a probe): 0.1
-        return smoothed_margin_minimum(problem.K, problem.depth, n_p, alpha)
+        if problem.smoothing is None:  # a probe of another loss: alpha = 0 is cross-entropy
+            return margin_minimum(problem.K, problem.depth, n_p)
+        return smoothed_margin_minimum(problem.K, problem.depth, n_p, problem.smoothing)
 
     def critical(self, problem: Problem) -> float:
-        alpha = problem.smoothing or Fraction(1, 10)
-        return critical_smoothed_c(problem.K, problem.depth, alpha)
+        if problem.smoothing is None:
+            return critical_c(problem.K, problem.depth)
+        return critical_smoothed_c(problem.K, problem.depth, problem.smoothing)
 
     def _objective_form(self, problem: Problem, alpha: mpmath.mpf) -> str:
         k, m = problem.K, problem.depth
-        smoothing = problem.smoothing or Fraction(1, 10)
+        smoothing = problem.smoothing or 0
         return (
             f"min(log K, f(m)) with f(m) = log(1 + {k - 1} e^-m) + {smoothing}*{k - 1}/{k} m + "
             f"{k - 1}*{m + 1}/2 c m^(2/{m + 1}), c = (nP)^(1/{m + 1}); m = {mpmath.nstr(alpha, 20)}"
