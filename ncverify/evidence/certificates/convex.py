@@ -576,7 +576,7 @@ class ClassMeans:
             self.lipschitz = (1.0 + self.lam_b) / self.N if self.has_bias else 0.5 / self.N
         else:
             self.lipschitz = (2.0 + self.lam_b) / self.N if self.has_bias else 1.0 / self.N
-        self.eye = targets(problem)  # the targets: the identity but for label smoothing
+        self.targets = targets(problem)  # column k: class k's targets (e_k, or smoothed)
 
     def beta_of(self, bias: np.ndarray | None) -> np.ndarray | None:
         return None if bias is None or not self.has_bias else np.asarray(bias) * self.root_n
@@ -593,9 +593,9 @@ class ClassMeans:
     def value(self, a: np.ndarray, beta: np.ndarray | None) -> float:
         u = self.logits(a, beta)
         if self.ce:
-            loss = float(np.sum(self.w * (_lse(u) - np.sum(self.eye * u, axis=0))))
+            loss = float(np.sum(self.w * (_lse(u) - np.sum(self.targets * u, axis=0))))
         else:
-            d = u - self.eye
+            d = u - self.targets
             loss = 0.5 * float(np.sum(self.w * np.sum(d * d, axis=0)))
         if beta is not None and self.lam_b:
             loss += self.lam_b / (2 * self.N) * float(beta @ beta)
@@ -606,10 +606,10 @@ class ClassMeans:
     ) -> tuple[float, np.ndarray, np.ndarray | None]:
         u = self.logits(a, beta)
         if self.ce:
-            value = float(np.sum(self.w * (_lse(u) - np.sum(self.eye * u, axis=0))))
-            g = (_softmax(u) - self.eye) * self.w[None, :]
+            value = float(np.sum(self.w * (_lse(u) - np.sum(self.targets * u, axis=0))))
+            g = (_softmax(u) - self.targets) * self.w[None, :]
         else:
-            d = u - self.eye
+            d = u - self.targets
             value = 0.5 * float(np.sum(self.w * np.sum(d * d, axis=0)))
             g = d * self.w[None, :]
         grad_a = g / self.sqrt_n[None, :]
