@@ -208,6 +208,8 @@ class TruthRegion:
     radius_h: LambdaRange | None = None
     #: label smoothing's alpha (`Loss.LS`), drawn log-uniformly like the lambdas
     smoothing: LambdaRange | None = None
+    #: focal loss's gamma (`Loss.FOCAL`), drawn log-uniformly like the lambdas
+    focusing: LambdaRange | None = None
 
     def __post_init__(self) -> None:
         wrong = self._inconsistencies()
@@ -242,6 +244,8 @@ class TruthRegion:
             out.append("radii are ranges exactly when the loss is normalised-ce")
         if (self.loss == Loss.LS) != (self.smoothing is not None):
             out.append("smoothing is a range exactly when the loss is ls")
+        if (self.loss == Loss.FOCAL) != (self.focusing is not None):
+            out.append("focusing is a range exactly when the loss is focal")
         return out
 
     def _lambda_ranges(self) -> list[tuple[str, LambdaRange]]:
@@ -280,7 +284,7 @@ class TruthRegion:
         out += _lambda_out_of("lambda_H", p.lambda_h, self.lambda_h)
         if p.lambda_b is not None and self.lambda_b is not None:
             out += _lambda_out_of("lambda_b", p.lambda_b, self.lambda_b)
-        for name in ("radius_w", "radius_h", "smoothing"):
+        for name in ("radius_w", "radius_h", "smoothing", "focusing"):
             given, span = getattr(p, name), getattr(self, name)
             if given is not None and span is not None:
                 out += _lambda_out_of(name, given, span)
@@ -317,6 +321,7 @@ class TruthRegion:
         radius_w = None if self.radius_w is None else _log_uniform(rng, self.radius_w)
         radius_h = None if self.radius_h is None else _log_uniform(rng, self.radius_h)
         smoothing = None if self.smoothing is None else _log_uniform(rng, self.smoothing)
+        focusing = None if self.focusing is None else _log_uniform(rng, self.focusing)
         return Problem(
             counts=counts,
             depth=depth,
@@ -330,6 +335,7 @@ class TruthRegion:
             radius_w=radius_w,
             radius_h=radius_h,
             smoothing=smoothing,
+            focusing=focusing,
         )
 
     # ---- description ------------------------------------------------------------------------
@@ -357,6 +363,8 @@ class TruthRegion:
             parts.append(f"r_W {_span(self.radius_w)}, r_H {_span(self.radius_h)}")
         if self.smoothing is not None:
             parts.append(f"smoothing {_span(self.smoothing)}")
+        if self.focusing is not None:
+            parts.append(f"focusing {_span(self.focusing)}")
         return ", ".join(parts)
 
     def describe(self) -> dict[str, object]:

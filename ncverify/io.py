@@ -244,6 +244,9 @@ PROBLEM_FIELDS: dict[str, _Field] = {
     # files from before label smoothing have no smoothing (theirs is none)
     "smoothing_exact": _Field(_or_none(_is_str), "an exact rational or null", required=False),
     "smoothing": _Field(_or_none(_is_finite), "a finite number or null", required=False),
+    # files from before focal loss have no focusing (theirs is none)
+    "focusing_exact": _Field(_or_none(_is_str), "an exact rational or null", required=False),
+    "focusing": _Field(_or_none(_is_finite), "a finite number or null", required=False),
 }
 
 
@@ -298,6 +301,7 @@ def saved_problem(meta: dict[str, Any]) -> Problem:
             radius_w=p.get("radius_w_exact"),
             radius_h=p.get("radius_h_exact"),
             smoothing=p.get("smoothing_exact"),
+            focusing=p.get("focusing_exact"),
         )
     except ProblemError as exc:
         raise CounterexampleFileError(f"the saved problem is invalid: {exc}") from None

@@ -141,6 +141,8 @@ def _problem(
     lambda_b = draw(lam) if bias_v == "regularised" else None
     # label smoothing's alpha: any rational strictly between 0 and 1
     smoothing = Fraction(draw(st.integers(1, 99)), 100) if loss_v == "ls" else None
+    # focal loss's gamma: quarters from 1 to 10
+    focusing = Fraction(draw(st.integers(4, 40)), 4) if loss_v == "focal" else None
     return Problem(
         counts=counts,
         depth=depth,
@@ -151,6 +153,7 @@ def _problem(
         bias=bias_v,
         lambda_b=lambda_b,
         smoothing=smoothing,
+        focusing=focusing,
     )
 
 
@@ -174,8 +177,8 @@ def problems(
     """Valid `Problem`s with exact rational lambdas, filtered by keyword.
 
     Args:
-        loss: `"mse"`, `"ce"`, `"ls"` (label smoothing, with an alpha drawn in (0, 1)), or
-            `None` for any of them.
+        loss: `"mse"`, `"ce"`, `"ls"` (label smoothing, with an alpha drawn in (0, 1)),
+            `"focal"` (focal loss, with a gamma drawn in [1, 10]), or `None` for any of them.
         bias: `"none"`, `"free"`, `"regularised"`, or `None` for any bias mode.
         balanced: `True` for equal counts, `False` for unequal ones, `None` for either.
         min_classes, max_classes: range of `K` (at least 2).

@@ -38,6 +38,20 @@ def targets(problem: Problem, y: np.ndarray) -> np.ndarray:
     return (1 - float(problem.smoothing)) * y + float(problem.smoothing) / problem.K
 
 
+def column_losses(problem: Problem, z: np.ndarray) -> np.ndarray:
+    """The loss of each column of the logits `z` (samples in label order), from the definitions."""
+    y = targets(problem, np.eye(problem.K)[:, problem.labels()])
+    if problem.loss == "mse":
+        return np.sum((z - y) ** 2, axis=0) / 2
+    top = z.max(axis=0)
+    lse = np.log(np.exp(z - top).sum(axis=0)) + top
+    per_sample = lse - np.sum(z * y, axis=0)  # -log p_y, or the smoothed cross-entropy
+    if problem.loss == "focal":  # -(1 - p_y)^gamma log p_y, 1 - p_y the others' share
+        others = np.sum(np.exp(z - lse) * (1 - y), axis=0)
+        per_sample = others ** float(problem.focusing) * per_sample
+    return per_sample
+
+
 def reference_value(problem: Problem, p: Params) -> float:
     """F written out directly, layer by layer (`np.maximum` for a ReLU), independently of
     `Objective`."""
@@ -45,13 +59,7 @@ def reference_value(problem: Problem, p: Params) -> float:
     for w in p.Ws[:-1]:
         h = np.maximum(w @ h, 0.0) if problem.activation == "relu" else w @ h
     z = p.Ws[-1] @ h + (0.0 if p.b is None else p.b[:, None])
-    y = targets(problem, np.eye(problem.K)[:, problem.labels()])
-    if problem.loss == "mse":
-        loss = float(np.sum((z - y) ** 2)) / (2 * problem.N)
-    else:
-        top = z.max(axis=0)
-        lse = np.log(np.exp(z - top).sum(axis=0)) + top
-        loss = float(np.sum(lse - np.sum(z * y, axis=0))) / problem.N
+    loss = float(np.sum(column_losses(problem, z))) / problem.N
     reg = sum(
         float(lam) / 2 * float(np.sum(w * w)) for lam, w in zip(problem.lambda_w, p.Ws, strict=True)
     )
@@ -268,13 +276,7 @@ def test_given_the_weights_each_class_is_best_served_by_its_best_column(
         for w in p.Ws[:-1]:
             z = np.maximum(w @ z, 0.0)
         z = p.Ws[-1] @ z + (0.0 if p.b is None else p.b[:, None])
-        y = targets(problem, np.eye(problem.K)[:, labels])
-        if problem.loss == "mse":
-            loss = np.sum((z - y) ** 2, axis=0) / (2 * problem.N)
-        else:
-            top = z.max(axis=0)
-            lse = np.log(np.exp(z - top).sum(axis=0)) + top
-            loss = (lse - np.sum(z * y, axis=0)) / problem.N
+        loss = column_losses(problem, z) / problem.N
         return loss + float(problem.lambda_h) / 2 * np.sum(h * h, axis=0)
 
     terms = column_terms(p.H)

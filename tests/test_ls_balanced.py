@@ -11,11 +11,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import mpmath
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.optimize import minimize_scalar
+from scalars import grid_minimum
 
 import theorems
 from ncverify.claim import Regime
@@ -36,17 +35,10 @@ def scalar(k: int, depth: int, c: float, alpha: float, m: float) -> float:
 
 
 def float_minimum(k: int, depth: int, c: float, alpha: float) -> float:
-    """A dense grid of margins refined by a bounded scalar search: an independent estimate."""
-    top = math.log(k) / (alpha * (k - 1) / k) + 1
-    grid = np.concatenate([[0.0], np.geomspace(1e-8, top, 3000)])
-    values = [scalar(k, depth, c, alpha, m) for m in grid]
-    i = int(np.argmin(values))
-    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-    found = minimize_scalar(
-        lambda m: scalar(k, depth, c, alpha, m), bounds=(lo, hi), method="bounded",
-        options={"xatol": 1e-12},
-    )  # fmt: skip
-    return min(values[i], float(found.fun), scalar(k, depth, c, alpha, 0.0))
+    """An independent estimate of the scalar problem's minimum (`scalars.grid_minimum`)."""
+    return grid_minimum(
+        lambda m: scalar(k, depth, c, alpha, m), math.log(k) / (alpha * (k - 1) / k) + 1
+    )
 
 
 @settings(max_examples=25, deadline=None)

@@ -151,9 +151,12 @@ def test_hvp_is_symmetric(problem: Problem, seed: int) -> None:
 # ---- known values ----------------------------------------------------------------------------------
 @given(problems(loss=None, bias=None, allow_bottleneck=True, max_depth=4))
 def test_value_at_zero(problem: Problem) -> None:
-    # at W = 0, H = 0, b = 0: MSE is ||Y||^2/(2N) = 1/2, cross-entropy is log K per sample
+    # at W = 0, H = 0, b = 0: MSE is ||Y||^2/(2N) = 1/2, cross-entropy is log K per sample,
+    # focal loss ((K - 1)/K)^gamma log K (p_y = 1/K)
     obj = Objective(problem, NUMPY.xp)
     expected = 0.5 if problem.loss == "mse" else math.log(problem.K)
+    if problem.loss == "focal":
+        expected *= ((problem.K - 1) / problem.K) ** float(problem.focusing)
     assert math.isclose(obj.value(obj.zeros()), expected, rel_tol=1e-15)
     loss, reg = obj.parts(obj.zeros())
     assert reg == 0.0 and math.isclose(loss, expected, rel_tol=1e-15)
@@ -202,6 +205,18 @@ def exact_objective(problem: Problem, p: Params) -> mpmath.mpf:
                 mpmath.mpf(loss.numerator) / loss.denominator
                 + mpmath.mpf(reg.numerator) / reg.denominator
             )
+        if problem.loss == "focal":  # -(1 - p_y)^gamma log p_y, 1 - p_y the others' share
+            gamma = mpmath.mpf(problem.focusing.numerator) / problem.focusing.denominator
+            total = mpmath.mpf(0)
+            for i in range(problem.N):
+                col = [
+                    mpmath.mpf(z[k][i].numerator) / z[k][i].denominator for k in range(problem.K)
+                ]
+                logp = [c - mpmath.log(mpmath.fsum(mpmath.exp(v) for v in col)) for c in col]
+                y = labels[i]
+                q = mpmath.fsum(mpmath.exp(lk) for k, lk in enumerate(logp) if k != y)
+                total -= q**gamma * logp[y]
+            return total / problem.N + mpmath.mpf(reg.numerator) / reg.denominator
         # label smoothing: the cross-entropy of the softmax against the smoothed labels
         smoothing = problem.smoothing or Fraction(0)
         alpha = mpmath.mpf(smoothing.numerator) / smoothing.denominator

@@ -189,6 +189,7 @@ def test_derived_quantities(problem: Problem) -> None:
         loss=described["loss"],
         bias=described["bias"],
         smoothing=described["smoothing_exact"],
+        focusing=described["focusing_exact"],
     )
     assert rebuilt == problem
 

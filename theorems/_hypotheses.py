@@ -10,6 +10,7 @@ LOSS = {
     "mse": "the loss must be MSE",
     "ce": "the loss must be cross-entropy",
     "ls": "the loss must be label smoothing (--loss ls --smoothing alpha)",
+    "focal": "the loss must be focal loss (--loss focal --focusing gamma)",
     "max-margin": "the problem must be the max-margin one (--loss max-margin)",
 }
 BIAS = {

@@ -57,7 +57,13 @@ from ncverify.model.intervals import ends, interval_precision
 from ncverify.model.problem import Problem
 from theorems import _balanced as bal
 from theorems import _ce_search as ce_search
-from theorems._etf import PREC, BalancedETF, MarginMinimum
+from theorems._etf import (
+    PREC,
+    BalancedETF,
+    MarginMinimum,
+    etf_spectrum_identity,
+    scale_identity,
+)
 from theorems._hypotheses import model_hypotheses
 from theorems._max_margin import witness as max_margin_witness
 
@@ -273,7 +279,7 @@ def critical_c(k: int, depth: int) -> float:
 
 
 # ---- derivation identities -------------------------------------------------------------------------
-_a, _c, _n, _P, _s, _k = sp.symbols("alpha c n P s K", positive=True)
+_a, _c, _k = sp.symbols("alpha c K", positive=True)
 
 
 def _etf_loss_identity() -> sp.Expr:
@@ -285,27 +291,6 @@ def _etf_loss_identity() -> sp.Expr:
         lse = sp.log(sp.exp(z_own) + (k - 1) * sp.exp(z_other))
         # log(X) - z_own = log(1 + (K-1) e^{-alpha})  <=>  X e^{-z_own} = 1 + (K-1) e^{-alpha}
         total += sp.simplify(sp.expand(sp.exp(lse - z_own)) - (1 + (k - 1) * sp.exp(-_a)))
-    return sp.simplify(total)
-
-
-def _etf_spectrum_identity() -> sp.Expr:
-    """`alpha C` has `K - 1` singular values `alpha` and one zero, K = 2..8."""
-    total = sp.Integer(0)
-    for k in range(2, 9):
-        cmat = sp.eye(k) - sp.ones(k, k) / k
-        eig = (_a * cmat).eigenvals()
-        total += (eig.get(_a, 0) - (k - 1)) ** 2 + (eig.get(sp.Integer(0), 0) - 1) ** 2
-    return total
-
-
-def _scale_identity() -> sp.Expr:
-    """`P^{1/(M+1)} (sqrt(n) s)^q = (n P)^{1/(M+1)} s^q`, M = 1..6 (A = sqrt(n) Z)."""
-    total = sp.Integer(0)
-    for m in range(1, 7):
-        q = sp.Rational(2, m + 1)
-        lhs = _P ** sp.Rational(1, m + 1) * (sp.sqrt(_n) * _s) ** q
-        rhs = (_n * _P) ** sp.Rational(1, m + 1) * _s**q
-        total += sp.simplify(sp.expand_power_base(lhs - rhs, force=True))
     return sp.simplify(total)
 
 
@@ -464,8 +449,8 @@ class CEBalanced(BalancedETF):
                 "With A = sqrt(n) Z the bound is ((M+1)/2) c sum_i sigma_i(Z)^q, c = (nP)^{1/(M+1)}.",
                 r"P^{1/(M+1)}(\sqrt n\, s)^q = (nP)^{1/(M+1)} s^q",
                 "sympy",
-                "theorems/ce_balanced.py::_scale_identity",
-                _scale_identity,
+                "theorems/_etf.py::scale_identity",
+                scale_identity,
             ),
             Step(
                 "Hence the full problem equals the K x K reduction, and any Z of rank at most R lifts "
@@ -488,8 +473,8 @@ class CEBalanced(BalancedETF):
                 "problem f(alpha).",
                 r"f(\alpha) = \log(1 + (K-1)e^{-\alpha}) + (K-1)\tfrac{M+1}{2} c\,\alpha^q",
                 "sympy",
-                "theorems/ce_balanced.py::_etf_spectrum_identity",
-                _etf_spectrum_identity,
+                "theorems/_etf.py::etf_spectrum_identity",
+                etf_spectrum_identity,
             ),
             Step(
                 "f'(alpha) has the sign of -g(alpha), g(alpha) = alpha^{1-q} - c(e^alpha + K - 1).",

@@ -34,19 +34,21 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from ncverify.claim import Regime, Step, TruthRegion
+from ncverify.claim import Step, TruthRegion
 from ncverify.model.intervals import ends, interval_precision
 from ncverify.model.problem import Problem
 from theorems import _balanced as bal
-from theorems._etf import PREC, BalancedETF, MarginMinimum
+from theorems._etf import (
+    PREC,
+    BalancedETF,
+    MarginMinimum,
+    critical_c_on_grid,
+    factorisation_step,
+    scalar_minimum,
+    spectrum_step,
+)
 from theorems._hypotheses import model_hypotheses
-from theorems.ce_balanced import _etf_spectrum_identity as _spectrum_identity
-from theorems.ce_balanced import _scale_identity, critical_c, margin_minimum
-
-#: the branch and bound stops refining once a box's lower bound is this close (relative) to the
-#: best value found, or the box is this narrow (relative to its position)
-TARGET_GAP = mpmath.mpf(2) ** -140
-NARROWEST = mpmath.mpf(2) ** -150
+from theorems.ce_balanced import critical_c, margin_minimum
 
 
 # ---- the ETF scalar problem ----------------------------------------------------------------------
@@ -91,62 +93,7 @@ def smoothed_margin_minimum(k: int, depth: int, n_p: Fraction, alpha: Fraction) 
     found, and dropped once its bound exceeds it.  Zero wins, a positive margin wins, or the
     enclosures cannot separate them (a tie)."""
     with interval_precision(PREC), mpmath.workprec(PREC + 20):
-        sc = _Smoothed(k, depth, n_p, alpha)
-        final, positive_upper = _branch_and_bound(sc)
-        return _regime(sc, final, positive_upper)
-
-
-Box = tuple[mpmath.mpf, mpmath.mpf, mpmath.mpf]  # (lower bound, left end, right end)
-
-
-def _branch_and_bound(sc: _Smoothed) -> tuple[list[Box], mpmath.mpf]:
-    """The boxes that may hold the minimum (each with its lower bound), and the least value
-    proven at a positive margin (`inf` where no box midpoint was evaluated)."""
-    iv = mpmath.iv
-    upper, positive = ends(sc.f(iv.mpf(0)))[1], mpmath.inf
-    stack, final = [(mpmath.mpf(0), sc.beyond())], []
-    while stack:
-        a, b = stack.pop()
-        box = iv.mpf([a, b])
-        d = sc.df(box)
-        rising, falling = ends(d)[0] > 0, ends(d)[1] < 0
-        if rising or falling:
-            lower = ends(sc.f(iv.mpf(a if rising else b)))[0]
-        else:
-            mid = (a + b) / 2
-            at_mid = sc.f(iv.mpf(mid))
-            positive = min(positive, ends(at_mid)[1])
-            upper = min(upper, positive)
-            lower = ends(at_mid + d * (box - mid))[0]
-        if lower > upper:
-            continue
-        settled = upper - lower <= TARGET_GAP * abs(upper) or b - a <= NARROWEST * (1 + b)
-        if rising or falling or settled:
-            final.append((lower, a, b))
-        else:
-            stack += [(a, (a + b) / 2), ((a + b) / 2, b)]
-    return [x for x in final if x[0] <= upper], positive
-
-
-def _regime(sc: _Smoothed, final: list[Box], positive_upper: mpmath.mpf) -> MarginMinimum:
-    """Zero against the best positive margin, from the boxes that survived."""
-    iv = mpmath.iv
-    f0 = ends(sc.f(iv.mpf(0)))
-    zero = (mpmath.mpf(0), mpmath.mpf(0))
-    # a box rising from 0 has its minimum at 0 itself: the others hold the positive candidates
-    candidates = sorted(
-        (x for x in final if x[1] > 0 or ends(sc.df(iv.mpf([x[1], x[2]])))[0] <= 0),
-        key=lambda x: x[1],
-    )
-    if not candidates or min(x[0] for x in candidates) > f0[1]:
-        return MarginMinimum(f0, zero, Regime.COLLAPSED, None, 0)
-    low = min(x[0] for x in candidates)
-    hull = (candidates[0][1], max(x[2] for x in candidates))
-    clusters = 1 + sum(1 for x, y in zip(candidates, candidates[1:], strict=False) if y[1] > x[2])
-    value = (low, positive_upper)
-    if positive_upper < f0[0]:
-        return MarginMinimum(value, hull, Regime.ALIVE, value, clusters)
-    return MarginMinimum((min(low, f0[0]), f0[1]), hull, Regime.TIE, value, clusters)
+        return scalar_minimum(_Smoothed(k, depth, n_p, alpha))
 
 
 @lru_cache(maxsize=256)
@@ -156,18 +103,7 @@ def critical_smoothed_c(k: int, depth: int, alpha: Fraction) -> float:
     a = float(alpha) * (k - 1) / k
     grid = np.geomspace(1e-6, math.log(k) / a + 1, 4000)
     loss = np.log1p((k - 1) * np.exp(-grid)) + a * grid
-    power = (k - 1) * (depth + 1) / 2 * grid ** (2 / (depth + 1))
-
-    def zero_wins(c: float) -> bool:
-        return bool(np.min(loss + c * power) >= math.log(k))
-
-    lo, hi = 1e-12, 1.0
-    while not zero_wins(hi):
-        hi *= 2
-    for _ in range(80):
-        mid = math.sqrt(lo * hi)
-        lo, hi = (lo, mid) if zero_wins(mid) else (mid, hi)
-    return math.sqrt(lo * hi)
+    return critical_c_on_grid(k, depth, grid, loss, math.log(k))
 
 
 # ---- derivation identities -----------------------------------------------------------------------
@@ -255,14 +191,7 @@ def _derivation() -> list[Step]:
             "lemma",
             "tests/test_lemmas.py::test_lemma1_nc1",
         ),
-        Step(
-            "Lemma 2 bounds the regulariser of any factorisation of A = W_M ... W_1 Hbar D by "
-            "((M+1)/2) c sum_i sigma_i(Z)^q with Z = A / sqrt(n), c = (nP)^{1/(M+1)}.",
-            r"P^{1/(M+1)}(\sqrt n\, s)^q = (nP)^{1/(M+1)} s^q",
-            "sympy",
-            "theorems/ce_balanced.py::_scale_identity",
-            _scale_identity,
-        ),
+        factorisation_step(),
         Step(
             "Within ETF configurations Z = m C the smoothed loss of every class is "
             "log(1 + (K-1) e^{-m}) plus alpha (K-1) m / K ...",
@@ -272,12 +201,8 @@ def _derivation() -> list[Step]:
             "theorems/ls_balanced.py::_smoothed_etf_loss_identity",
             _smoothed_etf_loss_identity,
         ),
-        Step(
-            "... and m C has K - 1 singular values m, so the ETF value is the scalar problem f(m).",
-            r"f(m) = \log(1 + (K-1)e^{-m}) + \alpha\tfrac{K-1}{K} m + (K-1)\tfrac{M+1}{2}c\,m^q",
-            "sympy",
-            "theorems/ce_balanced.py::_etf_spectrum_identity",
-            _spectrum_identity,
+        spectrum_step(
+            r"f(m) = \log(1 + (K-1)e^{-m}) + \alpha\tfrac{K-1}{K} m + (K-1)\tfrac{M+1}{2}c\,m^q"
         ),
         Step(
             "f is minimised over [0, log K / (alpha (K-1)/K)] (beyond it the linear term alone "

@@ -147,6 +147,14 @@ SmoothingOpt = Annotated[
         help="Label smoothing's alpha in (0, 1): targets (1 - alpha) e_y + alpha/K (--loss ls).",
     ),
 ]
+FocusingOpt = Annotated[
+    str | None,
+    _opt(
+        "--focusing",
+        metavar="DECIMAL",
+        help="Focal loss's gamma in [1, 10]: the loss -(1 - p_y)^gamma log p_y (--loss focal).",
+    ),
+]
 # ---- the same as ranges (sweep: `ncverify.app.sweep.RANGE_OPTIONS`) -------------------------------
 ClassesRangeOpt = Annotated[
     str | None,
@@ -265,6 +273,7 @@ class ProblemOptions:
     radius_w: RadiusWOpt = None
     radius_h: RadiusHOpt = None
     smoothing: SmoothingOpt = None
+    focusing: FocusingOpt = None
 
     def given(self) -> dict[str, Any]:
         """Every option by name: the keyword arguments of `build_problem`."""
@@ -540,8 +549,8 @@ def build_problem(claim, activation: str | None = None, **given: str | None) -> 
             g["width"] = str(default.widths[0])
     if g["lambda_b"] is None and g["bias"] in (None, "regularised") and default.lambda_b:
         g["lambda_b"] = str(default.lambda_b)  # the default's weight-decayed bias
-    # the default's radii and smoothing, where the loss keeps them
-    for name in ("radius_w", "radius_h", "smoothing"):
+    # the default's radii, smoothing and focusing, where the loss keeps them
+    for name in ("radius_w", "radius_h", "smoothing", "focusing"):
         kept = g["loss"] is None or g["loss"] == str(default.loss)
         if g[name] is None and kept and getattr(default, name) is not None:
             g[name] = str(getattr(default, name))
@@ -561,6 +570,7 @@ def build_problem(claim, activation: str | None = None, **given: str | None) -> 
         radius_w=g["radius_w"],
         radius_h=g["radius_h"],
         smoothing=g["smoothing"],
+        focusing=g["focusing"],
     )
 
 

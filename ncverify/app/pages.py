@@ -93,6 +93,7 @@ def example_problem(claim):  # noqa: ANN001, ANN201
         radius_w=d.radius_w,
         radius_h=d.radius_h,
         smoothing=d.smoothing,
+        focusing=d.focusing,
     )
 
 
@@ -258,6 +259,8 @@ def _hypotheses(claim, assets, info) -> str:  # noqa: ANN001
         own.update(radius_w=d.radius_w, radius_h=d.radius_h)
     if d.smoothing is not None:  # label smoothing keeps its alpha
         own.update(smoothing=d.smoothing)
+    if d.focusing is not None:  # focal loss keeps its gamma
+        own.update(focusing=d.focusing)
     variants = list(VARIANTS) + [
         ("the claim's loss and bias, one layer (M = 1)", {"counts": "4,4,4", "depth": 1, **own}),
         ("the claim's loss and bias, width 1 < K - 1 = 2", {"counts": "4,4,4", "width": 1, **own}),
@@ -493,6 +496,7 @@ def _tied(d, lam: str):  # noqa: ANN001, ANN202
         radius_w=d.radius_w,
         radius_h=d.radius_h,
         smoothing=d.smoothing,
+        focusing=d.focusing,
     )
 
 

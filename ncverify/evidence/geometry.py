@@ -52,7 +52,7 @@ def geometry_evidence(
 
 
 def _error(rows: list[dict], pred: Prediction) -> float | None:
-    """The largest NC2/NC3 distance and relative error over all layers (`||W Hbar||` where the
+    """The largest NC1 spread, NC2/NC3 distance and relative error over all layers (`||W Hbar||` where the
     claim predicts the zero solution)."""
     if pred.zero:
         return max((r.get("norm_WH") or 0.0) for r in rows) if rows else 0.0
@@ -99,8 +99,8 @@ def _judge(
     if value is None:
         return (Check(Evidence.GEOMETRY, "E4 geometry", False, None, tol.geometry, "no metric"),)
     detail = (
-        f"largest NC2/NC3 distance ({d:.2e}) and relative error ({r:.2e}) over all layers "
-        f"against the claimed {pred.geometry}"
+        f"largest NC1 spread and NC2/NC3 distance ({d:.2e}) and relative error ({r:.2e}) over "
+        f"all layers against the claimed {pred.geometry}"
     )
     return (_graded(value, detail, tol, explained),)
 

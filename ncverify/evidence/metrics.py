@@ -11,11 +11,14 @@ Conventions (published code disagrees on each; these are ours, stated once):
   read off the prediction: diagonal for the frames of the bias-free claims, `∝ I` or `∝ C` for
   balanced ones, a combination of `C` and `1 1^T` where two modes have different gains), with
   the target `T` computed from the claim's predicted point; the relative errors `||A - T|| / ||T||` are reported too, since every
-  claim here fixes the scale.  Both are `None` where `T = 0`; then `norm` (`||A||`) is given.
+  claim here fixes the scale.  Both are `None` where `T = 0`; then `norm` (`||A||`) is given;
+- `nc_within = |sqrt(NC1) - sqrt(NC1 of the prediction)|`: the within-class spread against the
+  claim's, a relative distance like the others (zero wherever the run holds class means only).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,6 +139,11 @@ def nc_metrics(
             row[f"nc_{key}"] = d
             row[f"rel_{key}"] = rel
             row[f"norm_{key}"] = na
+        # NC1 of the run against the prediction's, as a relative spread (NC1 is quadratic in
+        # the within-class spread): zero in the class-means parameterisation, where every
+        # class is collapsed; in the full one it tests the samples' collapse
+        if o.nc1 is not None and t.nc1 is not None:
+            row["nc_within"] = abs(math.sqrt(max(o.nc1, 0.0)) - math.sqrt(max(t.nc1, 0.0)))
         lam = _same(xp, classifier_map(t), o.W)
         d, _, _ = distance(o.W, lam @ o.Hbar.T)
         row["nc_W_Hbar"] = d if float(xp.max(xp.abs(lam))) > 0 else None

@@ -37,7 +37,7 @@ from typing import Any
 
 from array_api_compat import device as array_device
 
-from ncverify.model.losses import softmax_and_lse, targets
+from ncverify.model.losses import focal, softmax_and_lse, targets
 from ncverify.model.problem import Problem
 
 Array = Any
@@ -134,6 +134,9 @@ class BatchedObjective:
         if self.problem.loss == "mse":
             r = z - self.Y
             return xp.sum(r * r * w, axis=(1, 2)) / 2, r * w
+        if self.problem.loss == "focal":
+            terms = focal(xp, z, self.Y, float(self.problem.focusing))
+            return xp.sum(terms.value[:, 0, :] * w, axis=1), terms.gradient(self.Y) * w
         prob, lse = softmax_and_lse(xp, z)
         true = xp.sum(z * self.Y, axis=1)  # (B, K): each class's logits against its targets
         return xp.sum((lse[:, 0, :] - true) * w, axis=1), (prob - self.Y) * w

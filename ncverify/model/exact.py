@@ -113,6 +113,8 @@ def enclose_objective(problem: Problem, point: Params) -> Any | None:
             loss = iv.mpf(0)
         elif problem.loss == "mse":
             loss = _iv_of(_squared_error(problem, z, scale))
+        elif problem.loss == "focal":
+            loss = _focal(problem, z, ez, iv)
         else:
             loss = _cross_entropy(problem, z, ez, iv)
         reg = _regulariser(problem, hbar, ws, b, shrink)  # type: ignore[arg-type]
@@ -169,6 +171,26 @@ def _cross_entropy(problem: Problem, z: np.ndarray, ez: int, iv: Any) -> Any:
         target = sum((q * v for q, v in zip(_targets(problem, k), col, strict=True)), Fraction(0))
         ce = _iv_of(top - target) * two + iv.log(terms)
         loss += _iv_of(Fraction(n)) * ce
+    return loss / iv.mpf(problem.N)
+
+
+def _focal(problem: Problem, z: np.ndarray, ez: int, iv: Any) -> Any:
+    """The mean focal loss `-(1 - p_y)^gamma log p_y` in interval arithmetic, with
+    `1 - p_y` summed from the other classes' exponentials (no cancellation) and
+    `q^gamma = exp(gamma log q)`."""
+    two = iv.mpf(mpmath.ldexp(1, ez))
+    gamma = _iv_of(problem.focusing)  # type: ignore[arg-type]
+    loss = iv.mpf(0)
+    for k, n in enumerate(problem.counts):
+        col = [int(v) for v in z[:, k]]
+        top = max(col)
+        exps = [iv.exp(iv.mpf(v - top) * two) for v in col]
+        others = sum((e for j, e in enumerate(exps) if j != k), iv.mpf(0))
+        terms = others + exps[k]
+        log_p = iv.mpf(col[k] - top) * two - iv.log(terms)
+        q = others / terms
+        weight = iv.exp(gamma * iv.log(q))  # q > 0: mpmath's exponents do not underflow
+        loss += _iv_of(Fraction(n)) * (-weight * log_p)
     return loss / iv.mpf(problem.N)
 
 

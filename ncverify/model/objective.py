@@ -21,13 +21,14 @@ moves data to the host.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from array_api_compat import array_namespace
 
-from ncverify.model.losses import softmax_and_lse, targets
+from ncverify.model.losses import FocalTerms, focal, softmax_and_lse, targets
 from ncverify.model.problem import Problem
 from ncverify.model.reduction import PARAMETERISATIONS, Parameterisation
 
@@ -176,20 +177,35 @@ class Objective:
             z = z + p.b[:, None]
         return feats, z
 
-    def _loss(self, z: Array) -> tuple[Array, Array, Array | None]:
-        """Loss value, `G = dL/dZ`, and softmax probabilities for CE (None for MSE)."""
+    def _loss(self, z: Array) -> tuple[Array, Array, Callable[[Array], Array]]:
+        """Loss value, `G = dL/dZ`, and the map `dZ -> dG` (the loss's Hessian in the logits)."""
         xp, n, w = self.xp, self.problem.N, self.weights
+
+        def weighted(a: Array) -> Array:
+            return a / n if w is None else a * w
+
         if self.problem.loss == "mse":
             r = z - self.Y
-            if w is None:
-                return xp.sum(r * r) / (2 * n), r / n, None
-            return xp.sum(r * r * w) / 2, r * w, None
+            value = xp.sum(r * r) / (2 * n) if w is None else xp.sum(r * r * w) / 2
+            return value, weighted(r), weighted
+        if self.problem.loss == "focal":
+            terms = self._focal(z)
+            value = xp.sum(weighted(terms.value))
+            return (
+                value,
+                weighted(terms.gradient(self.Y)),
+                lambda dz: weighted(terms.tangent(xp, self.Y, dz)),
+            )
         prob, lse = softmax_and_lse(xp, z)
         if w is None:
             value = (xp.sum(lse) - xp.sum(z * self.Y)) / n
-            return value, (prob - self.Y) / n, prob
-        value = xp.sum((lse - xp.sum(z * self.Y, axis=0)) * w[0, :])
-        return value, (prob - self.Y) * w, prob
+        else:
+            value = xp.sum((lse - xp.sum(z * self.Y, axis=0)) * w[0, :])
+
+        def tangent(dz: Array) -> Array:
+            return weighted(prob * dz - prob * xp.sum(prob * dz, axis=0, keepdims=True))
+
+        return value, weighted(prob - self.Y), tangent
 
     def regulariser(self, p: Params) -> Array:
         xp = self.xp
@@ -320,7 +336,7 @@ class Objective:
             return self._hvp_product_first(p, v)
         xp = self.xp
         feats, z = self._forward(p)
-        _, g, prob = self._loss(z)
+        _, g, loss_tangent = self._loss(z)
         # forward tangents dH_{m+1} = V_m H_m + W_m dH_m
         dfeats = [self.first_features(v.H)]
         last = len(p.Ws) - 1
@@ -332,7 +348,7 @@ class Objective:
         dz = dfeats[-1]
         if p.b is not None:
             dz = dz + v.b[:, None]
-        dg = self._loss_tangent(dz, prob)
+        dg = loss_tangent(dz)
         back, dback = g, dg
         hws = [None] * len(p.Ws)
         for m in range(len(p.Ws) - 1, -1, -1):
@@ -344,14 +360,6 @@ class Objective:
         hh = self._to_parameter(dback) + self.lambda_h * v.H
         hb = None if p.b is None else xp.sum(dg, axis=1) + self.lambda_b * v.b
         return Params(tuple(hws), hh, hb)
-
-    def _loss_tangent(self, dz: Array, prob: Array | None) -> Array:
-        """`dG`, the derivative of `G = dL/dZ` along `dZ`."""
-        xp, w = self.xp, self.weights
-        tangent = (
-            dz if prob is None else prob * dz - prob * xp.sum(prob * dz, axis=0, keepdims=True)
-        )
-        return tangent / self.problem.N if w is None else tangent * w
 
     def _hvp_product_first(self, p: Params, v: Params) -> Params:
         """As the layer-by-layer `hvp`, with the products reassociated around `P = W_M ... W_1`.
@@ -378,8 +386,8 @@ class Objective:
         if p.b is not None:
             z = z + p.b[:, None]
             dz = dz + v.b[:, None]
-        _, g, prob = self._loss(z)
-        dg = self._loss_tangent(dz, prob)
+        _, g, loss_tangent = self._loss(z)
+        dg = loss_tangent(dz)
         e = g @ h1.T
         de = dg @ h1.T + g @ v1.T
         hws = []
@@ -427,6 +435,9 @@ class Objective:
             r = xp.abs(z - self.Y)
             loss_err = self._loss_deviation(z, err + u * r)  # the subtraction rounds once more
             loss_err += gamma(z.shape[0] * z.shape[1] + 2 + extra) * self._weighted(r * r) / 2
+        elif self.problem.loss == "focal":
+            loss_err = self._loss_deviation(z, err) + self._focal_rounding(z, gamma, u)
+            loss_err += gamma(z.shape[1] + 2 + extra) * self._weighted(xp.abs(self._focal(z).value))
         else:
             zmax = xp.max(z, axis=0)
             lse_abs = xp.abs(xp.log(xp.sum(xp.exp(z - zmax[None, :]), axis=0)) + zmax)
@@ -445,6 +456,36 @@ class Objective:
         total = loss_err + reg_err
         total += gamma(len(p.Ws) + 4) * abs(self.value(p))
         return 2.0 * total
+
+    def _focal(self, z: Array) -> FocalTerms:
+        return focal(self.xp, z, self.Y, float(self.problem.focusing))
+
+    def _focal_rounding(self, z: Array, gamma: Callable[[int], float], u: float) -> float:
+        """The rounding of focal loss's own evaluation at the float logits `z`, column by column.
+
+        Each `e_j = exp(z_j - max z)` is off by `2 u a_j` relative, `a_j = |z_j - max z|` (its
+        argument rounds), and its share of `q` (of the sum `s`) is `s_j / q` (`s_j`); the sums
+        and the division add `(2K + 6) u`: so `q` is off by
+        `rho = gamma_{2K+6} (1 + 2 sum_{j != y} s_j a_j / q + 2 sum_j s_j a_j)` relative.
+        `log p = log1p(-q)` moves by `2 q rho` (`q < 1/2`), `z_y - lse` by cross-entropy's bound;
+        `q^gamma` by `gamma rho + 3u` relative; the product by `u`.
+        """
+        xp, k = self.xp, z.shape[0]
+        terms = self._focal(z)
+        zmax = xp.max(z, axis=0)
+        _, lse = softmax_and_lse(xp, z)
+        zy = xp.abs(xp.sum(z * self.Y, axis=0))
+        shares = terms.prob * xp.abs(z - zmax[None, :])
+        others = xp.sum(shares * (1 - self.Y), axis=0)
+        q = terms.q[0]
+        others = xp.where(q > 0, others / xp.where(q > 0, q, 1.0), 0.0)
+        rho = gamma(2 * k + 6) * (1 + 2 * others + 2 * xp.sum(shares, axis=0))
+        log_err = 2 * q * rho + u * xp.abs(terms.log_p[0])
+        log_err = log_err + gamma(k + 4) * (xp.abs(lse[0]) + xp.abs(zmax) + zy)
+        focusing = float(self.problem.focusing)
+        per_column = xp.abs(terms.value[0]) * (focusing * rho + 4 * u)
+        per_column = per_column + q**focusing * log_err
+        return self._weighted(per_column)
 
     def perturbation_bound(self, p: Params, relative: float) -> float:
         """A bound on `|F(q) - F(p)|` over every point `q` whose entries are each within
@@ -477,12 +518,18 @@ class Objective:
 
         MSE: `|r'^2 - r^2| <= 2 |r| d + d^2` for a residual `r` that moves by `d`.  CE: the
         log-sum-exp is 1-Lipschitz in the max-norm and the label's logit moves by at most as
-        much, so a column's loss moves by at most `2 max_k dz_k`.
+        much, so a column's loss moves by at most `2 max_k dz_k`.  Focal loss: its gradient is
+        `w (s - y)` with `0 <= w = q^gamma - gamma q^(gamma-1) p log p <= 1 + gamma/e`
+        (`p |log p| <= 1/e`), so by the mean value theorem a column moves by at most
+        `2 (1 + gamma/e) max_k dz_k`.
         """
         xp = self.xp
         if self.problem.loss == "mse":
             r = xp.abs(z - self.Y)
             return self._weighted(2 * r * dz + dz * dz) / 2
+        if self.problem.loss == "focal":  # |grad| in the 1-norm: w ||s - y||_1 <= 2 (1 + gamma/e)
+            lipschitz = 2 * (1 + float(self.problem.focusing) / math.e)
+            return self._weighted(lipschitz * xp.max(dz, axis=0))
         return self._weighted(2 * xp.max(dz, axis=0))
 
     def _weighted(self, terms: Array) -> float:

@@ -49,6 +49,9 @@ class Loss(StrEnum):
     #: cross-entropy against smoothed labels `(1 - alpha) e_y + (alpha / K) 1`, with
     #: `alpha = smoothing` in (0, 1) (docs/theory/label-smoothing.md)
     LS = "ls"
+    #: focal loss `-(1 - p_y)^gamma log p_y` with `gamma = focusing` in [1, 10]
+    #: (docs/theory/focal.md); not convex in the logits
+    FOCAL = "focal"
     #: the limit of "ce" as every lambda tends to zero: minimise the weighted norms subject to
     #: every margin `(w_{y_i} - w_j)^T h_i >= 1` (docs/theory/ce.md#max-margin)
     MAX_MARGIN = "max-margin"
@@ -82,7 +85,9 @@ class Activation(StrEnum):
 
 LOSSES: tuple[str, ...] = tuple(Loss)
 #: the losses with an objective `F` (`ncverify.model.objective`): a data term plus weight decay
-PENALISED_LOSSES: tuple[Loss, ...] = (Loss.MSE, Loss.CE, Loss.LS)
+PENALISED_LOSSES: tuple[Loss, ...] = (Loss.MSE, Loss.CE, Loss.LS, Loss.FOCAL)
+#: focal loss's gamma: the least and the greatest accepted (`Problem._check_focusing`)
+FOCUSING_RANGE: tuple[Fraction, Fraction] = (Fraction(1), Fraction(10))
 BIAS_MODES: tuple[str, ...] = tuple(BiasMode)
 ACTIVATIONS: tuple[str, ...] = tuple(Activation)
 
@@ -282,7 +287,7 @@ class Problem:
         lambda_w: `(lambda_{W_1}, ..., lambda_{W_M})`, exact.
         lambda_h: `lambda_H`, exact.
         loss: `Loss.MSE`, `Loss.CE`, `Loss.LS` (cross-entropy against smoothed labels, with
-            `smoothing`) or `Loss.MAX_MARGIN` (the constrained limit of CE: minimise the
+            `smoothing`), `Loss.FOCAL` (focal loss, with `focusing`) or `Loss.MAX_MARGIN` (the constrained limit of CE: minimise the
             regulariser subject to every margin at least 1; the lambdas weight its norms).
         bias: `"none"`, `"free"` (unregularised) or `"regularised"` (with `lambda_b`).
         lambda_b: the bias weight decay when `bias == "regularised"`, else `None`.
@@ -304,6 +309,8 @@ class Problem:
     radius_h: Fraction | None = None
     #: label smoothing's `alpha` in (0, 1) (`Loss.LS` only)
     smoothing: Fraction | None = None
+    #: focal loss's `gamma` in [1, 10] (`Loss.FOCAL` only)
+    focusing: Fraction | None = None
 
     def __post_init__(self) -> None:
         if len(self.counts) < 2:
@@ -345,6 +352,7 @@ class Problem:
             raise ProblemError("the max-margin problem has no bias and linear layers.")
         self._check_radii()
         self._check_smoothing()
+        self._check_focusing()
         if self.bias == "regularised":
             if self.lambda_b is None or self.lambda_b <= 0:
                 raise ProblemError("a regularised bias needs a positive lambda_b.")
@@ -364,6 +372,24 @@ class Problem:
         if not isinstance(self.smoothing, Fraction) or not 0 < self.smoothing < 1:
             raise ProblemError(
                 f"the smoothing alpha must lie strictly between 0 and 1, not {self.smoothing}."
+            )
+
+    def _check_focusing(self) -> None:
+        """Focal loss, and only it, has its `gamma`, between 1 and 10: below 1 the loss's
+        curvature is unbounded as `p_y -> 1` (`(1 - p)^(gamma - 1)` blows up), and 10 is far
+        beyond the values the literature uses (0.5 to 5)."""
+        if self.loss != Loss.FOCAL:
+            if self.focusing is not None:
+                raise ProblemError("a focusing gamma belongs to focal loss (--loss focal).")
+            return
+        if self.focusing is None:
+            raise ProblemError("focal loss needs its gamma (--focusing, between 1 and 10).")
+        if (
+            not isinstance(self.focusing, Fraction)
+            or not FOCUSING_RANGE[0] <= self.focusing <= (FOCUSING_RANGE[1])
+        ):
+            raise ProblemError(
+                f"the focusing gamma must lie between 1 and 10, not {self.focusing}."
             )
 
     def _check_radii(self) -> None:
@@ -400,6 +426,7 @@ class Problem:
         radius_w: object = None,
         radius_h: object = None,
         smoothing: object = None,
+        focusing: object = None,
     ) -> Problem:
         """Build from loose user input (strings from the CLI, numbers from Python).
 
@@ -421,6 +448,7 @@ class Problem:
         rw = None if radius_w is None else exact(radius_w, "radius_w")
         rh = None if radius_h is None else exact(radius_h, "radius_h")
         alpha = None if smoothing is None else exact(smoothing, "the smoothing alpha")
+        gamma = None if focusing is None else exact(focusing, "the focusing gamma")
         return cls(
             counts=counts_t,
             depth=m,
@@ -434,6 +462,7 @@ class Problem:
             radius_w=rw,
             radius_h=rh,
             smoothing=alpha,
+            focusing=gamma,
         )
 
     def with_(self, **changes: object) -> Problem:
@@ -469,6 +498,7 @@ class Problem:
                 else ""
             )
             + (f" smoothing={self.smoothing}" if self.smoothing is not None else "")
+            + (f" focusing={self.focusing}" if self.focusing is not None else "")
         )
 
     @property
@@ -540,4 +570,6 @@ class Problem:
             "radius_h_exact": None if self.radius_h is None else str(self.radius_h),
             "smoothing": None if self.smoothing is None else float(self.smoothing),
             "smoothing_exact": None if self.smoothing is None else str(self.smoothing),
+            "focusing": None if self.focusing is None else float(self.focusing),
+            "focusing_exact": None if self.focusing is None else str(self.focusing),
         }

@@ -1,7 +1,7 @@
 """The class-mean reduction: the same problem over one feature column per class.
 
 For fixed weights and bias the objective is a sum over samples of a strictly convex function of
-each feature column `h_i` (`lambda_H > 0`) that depends on the sample only through its label.
+each feature column (for a loss convex in the logits: not focal loss) `h_i` (`lambda_H > 0`) that depends on the sample only through its label.
 Replacing the columns of a class by their mean keeps the logits' mean and, by Jensen's
 inequality, can only lower the loss and the regulariser:
 
@@ -46,8 +46,10 @@ def default_parameterisation(problem: Any) -> Parameterisation:
     """The parameterisation a check of `problem` optimises in: the weights alone for the squared
     loss, the class means for cross-entropy; both exact for linear layers (any counts and bias
     mode).  With a ReLU between the layers every sample's features: there the class-mean problem
-    keeps the global value, but the correspondence of stationary points uses linearity."""
-    if problem.activation != "linear":
+    keeps the global value, but the correspondence of stationary points uses linearity.  Focal
+    loss is not convex in the logits, so Jensen's inequality fails and every sample's features
+    are optimised too."""
+    if problem.activation != "linear" or problem.loss == "focal":
         return "full"
     return "weights" if problem.loss == "mse" else "class-means"
 
@@ -60,6 +62,11 @@ def unavailable(problem: Any, parameterisation: str) -> str | None:
         return (
             f"the {parameterisation} parameterisation is exact for linear layers only; "
             "use --parameterisation full with an activation"
+        )
+    if problem.loss == "focal":
+        return (
+            f"the {parameterisation} parameterisation rests on a loss convex in the logits, and "
+            "focal loss is not; use --parameterisation full"
         )
     if parameterisation == "weights" and problem.loss != "mse":
         return "the weights parameterisation eliminates the features in closed form for MSE only"

@@ -33,6 +33,7 @@ FLAGS = {  # option name -> the CLI flag, for messages and reproducing commands
     "radius_w": "--radius-w",
     "radius_h": "--radius-h",
     "smoothing": "--smoothing",
+    "focusing": "--focusing",
 }
 TASK_PREFIX = "ncverify-point"
 ALIVE_GAIN = 1e-4  # a class is alive in an optimiser run when (W Hbar)_kk exceeds this
