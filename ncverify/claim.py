@@ -133,6 +133,12 @@ class Prediction:
         return float(self.objective)
 
 
+class NoPrediction(ValueError):
+    """Raised by `Claim.closed_form` for a problem outside its hypotheses where the claim has
+    nothing to predict (a probe of a one-layer program at depth): one sentence saying why.  A
+    probe then says `not-applicable` with that sentence, instead of checking a guess."""
+
+
 @dataclass(frozen=True)
 class SearchBudget:
     """What a claim's own counterexample search may do: its seed, and how many random starts

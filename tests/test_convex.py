@@ -580,9 +580,10 @@ CONVEX_CLAIMS = sorted(
 
 
 def _instance(claim_id: str, lam_w: Fraction, lam_h: Fraction) -> Problem:
-    """A depth-1, K = 4 instance the claim applies to: imbalanced if it allows, else balanced."""
+    """A depth-1, K = 4 instance the claim applies to: imbalanced if it allows (two groups of
+    sizes for a claim about two groups), else balanced."""
     claim = theorems.get(claim_id)
-    for counts in ((6, 4, 3, 2), (4, 4, 4, 4)):
+    for counts in ((6, 4, 3, 2), (6, 6, 2, 2), (4, 4, 4, 4)):
         problem = Problem(
             counts=counts,
             depth=1,

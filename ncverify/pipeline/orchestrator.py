@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ncverify.backend import Backend
-from ncverify.claim import Candidate, Claim, Prediction
+from ncverify.claim import Candidate, Claim, NoPrediction, Prediction
 from ncverify.evidence.batched_search import BatchedSearch
 from ncverify.evidence.certificates import CERTIFIERS, Certificate
 from ncverify.evidence.coverage import coverage
@@ -130,7 +130,11 @@ class _Verification:
             self.said.notes.append(mismatch)
             return self._report(Verdict.NOT_APPLICABLE, hypotheses=hypotheses)
         with self._timed("closed_form"):
-            prediction = self.claim.closed_form(self.problem)
+            try:
+                prediction = self.claim.closed_form(self.problem)
+            except NoPrediction as exc:  # a probe where the claim predicts nothing
+                self.said.notes.append(str(exc))
+                return self._report(Verdict.NOT_APPLICABLE, hypotheses=hypotheses)
         return self._evidence(prediction, hypotheses)
 
     def _evidence(self, prediction: Prediction, hypotheses: tuple[str, ...]) -> Report:
