@@ -1,7 +1,8 @@
 """Focal loss (`--loss focal --focusing gamma`): `-(1 - p_y)^gamma log p_y`, evaluated by the
 engine's objective, batched objective and exact enclosure, each against an implementation
 written here from the definition; its gradient and Hessian-vector products against finite
-differences of that definition and against torch's automatic differentiation, on every backend."""
+differences of that definition (torch's automatic differentiation of it, on every backend:
+tests/test_losses_autograd.py)."""
 
 from __future__ import annotations
 
@@ -112,43 +113,6 @@ def test_gradient_and_curvature_match_finite_differences_of_the_definition(
     )
     hv = flat(obj.hvp(p, v))
     assert np.allclose((plus - minus) / (2 * h), hv, rtol=1e-5, atol=1e-6 * np.abs(hv).max())
-
-
-@pytest.mark.skipif(not HAS_TORCH, reason="torch is the independent differentiator")
-@pytest.mark.parametrize("name", NAMESPACES)
-def test_gradient_and_hvp_match_torch_autograd_of_the_definition(name: str) -> None:
-    import torch
-
-    pr = problem("2", bias="regularised", lambda_b="3e-2")
-    rng = np.random.default_rng(2)
-    p, v = random_point(pr, rng, pr.N), random_point(pr, rng, pr.N)
-    p = Params(p.Ws, p.H, rng.standard_normal(pr.K))
-    v = Params(v.Ws, v.H, rng.standard_normal(pr.K))
-    labels = torch.tensor([c for c, n in enumerate(pr.counts) for _ in range(n)])
-
-    def f(*xs: torch.Tensor) -> torch.Tensor:
-        *ws, h, b = xs
-        z = h
-        for w in ws:
-            z = w @ z
-        log_p = torch.log_softmax(z + b[:, None], dim=0)[labels, torch.arange(pr.N)]
-        loss = torch.mean(-((1 - torch.exp(log_p)) ** 2) * log_p)
-        decay = float(pr.lambda_h) / 2 * (h**2).sum() + float(pr.lambda_b) / 2 * (b**2).sum()
-        weights = zip(pr.lambda_w, ws, strict=True)
-        return loss + decay + sum(float(lam) / 2 * (w**2).sum() for lam, w in weights)
-
-    xs = tuple(torch.tensor(a, dtype=torch.float64) for a in p.arrays())
-    vs = tuple(torch.tensor(a, dtype=torch.float64) for a in v.arrays())
-    grad = torch.autograd.functional.vjp(f, xs, torch.tensor(1.0, dtype=torch.float64))[1]
-    hvp = torch.autograd.functional.hvp(f, xs, vs)[1]
-    be = Backend.create(name)
-    obj = Objective(pr, be.xp, dtype=be.dtype, device=be.device)
-    _, g = obj.value_and_grad(p.map(be.asarray))
-    hv = obj.hvp(p.map(be.asarray), v.map(be.asarray))
-    for mine, theirs in ((g, grad), (hv, hvp)):
-        ours = np.concatenate([be.to_numpy(a).ravel() for a in mine.arrays()])
-        ref = np.concatenate([t.numpy().ravel() for t in theirs])
-        np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-12 * np.abs(ref).max())
 
 
 def test_focal_loss_is_not_convex_in_the_logits() -> None:
