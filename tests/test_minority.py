@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from recorded import script
 
 import theorems
 from ncverify.model.problem import Problem
@@ -123,3 +124,55 @@ def test_a_probe_at_depth_says_the_claim_predicts_nothing() -> None:
                           "--depth", "2", "--width", "4", "--probe"])  # fmt: skip
     assert code == 4 and report["verdict"] == "not-applicable"
     assert any("predicts nothing" in note for note in report["notes"])
+
+
+# ---- at depth: what the search finds (docs/theory/minority.md#depth) ---------------------------
+DEPTH = script("minority_depth")
+RECORDED = json.loads((PAGE.parent / "minority-depth.json").read_text())
+
+
+def _rows(depth: int) -> list[dict]:
+    return [r for r in RECORDED if r["depth"] == depth]
+
+
+def test_the_depth_record_covers_the_scripts_grid() -> None:
+    grid = [(d, lam) for d in DEPTH.DEPTHS for lam in DEPTH.LAMBDAS]
+    assert [(r["depth"], r["lambda"]) for r in RECORDED] == grid
+    assert all(r["phase"] == DEPTH.phase(r["spread"], r["size"]) for r in RECORDED)
+
+
+def test_at_one_layer_the_search_finds_the_certified_phases() -> None:
+    """Every one-layer grid point more than 2 % from a located threshold: the search's best end
+    has the phase the claim's convex programs decide."""
+    phase = CLAIM.closed_form(issue_instance("0.016")).phase
+    thresholds = (phase.quantity("s_tied").value, phase.quantity("s_zero").value)
+    for row in _rows(1):
+        lam = float(row["lambda"])
+        if any(abs(lam / t - 1) < 0.02 for t in thresholds):
+            continue
+        assert row["phase"] == phase_at(issue_instance(row["lambda"]), lam), row
+
+
+def test_the_pages_sentences_about_depth_hold_in_the_record() -> None:
+    """At depth 2 and 3 the minority columns vanish at a smaller lambda than at one layer, and
+    at the last distinct point their spread is large (above 0.5), where at one layer it is
+    small (below 0.1): a jump, not a gradual merging."""
+
+    def first_zero(depth: int) -> float:
+        return min(float(r["lambda"]) for r in _rows(depth) if r["phase"] == "zero")
+
+    def last_spread(depth: int) -> float:
+        return [r for r in _rows(depth) if r["phase"] == "distinct"][-1]["spread"]
+
+    assert first_zero(2) < first_zero(1) and first_zero(3) < first_zero(1)
+    assert last_spread(1) < 0.1 and last_spread(2) > 0.5 and last_spread(3) > 0.5
+
+
+@pytest.mark.heavy  # six batched searches
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_the_search_finds_the_recorded_phase_on_either_side_of_the_jump(depth: int) -> None:
+    rows = _rows(depth)
+    last = max(i for i, r in enumerate(rows) if r["phase"] == "distinct")
+    for row in rows[last : last + 2]:
+        again = DEPTH.record(depth, row["lambda"])
+        assert again["phase"] == row["phase"], (again, row)
