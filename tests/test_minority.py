@@ -90,7 +90,7 @@ def test_the_phases_come_in_order_with_the_located_thresholds() -> None:
 def test_each_phase_of_the_issue_instance_is_certified() -> None:
     """The theory page's commands, verbatim: certified, in the phase the page names, with the
     convex-dual bound meeting the structured point's value."""
-    (block,) = re.findall(r"```bash\n(.*?)```", PAGE.read_text(), flags=re.S)
+    block = re.findall(r"```bash\n(.*?)```", PAGE.read_text(), flags=re.S)[0]
     commands = [shlex.split(line) for line in block.strip().splitlines()]
     assert len(commands) == 3
     for argv, expected in zip(commands, ("distinct", "tied", "zero"), strict=True):
@@ -176,3 +176,21 @@ def test_the_search_finds_the_recorded_phase_on_either_side_of_the_jump(depth: i
     for row in rows[last : last + 2]:
         again = DEPTH.record(depth, row["lambda"])
         assert again["phase"] == row["phase"], (again, row)
+
+
+def test_the_sweep_of_the_page_certifies_every_point(tmp_path: Path) -> None:
+    """The page's sweep, verbatim, with its results and plot written aside (later options win):
+    every point certified, each in the phase the claim names, and the plot written."""
+    block = re.findall(r"```bash\n(.*?)```", PAGE.read_text(), flags=re.S)[1]
+    argv = shlex.split(block.strip())
+    assert argv[:3] == ["ncverify", "sweep", "ce-imbalanced-minority"]
+    out, plot = tmp_path / "sweep.jsonl", tmp_path / "sweep.png"
+    proc = subprocess.run(
+        [NCVERIFY, *argv[1:], "--out", str(out), "--plot", str(plot), "--workers", "2",
+         "--quiet"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    points = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(points) == 9 and plot.stat().st_size > 0
+    assert all(p["verdict"] == "certified" for p in points), proc.stdout
