@@ -203,6 +203,9 @@ class TruthRegion:
     classes: Range = (2, 6)
     samples: Range = (1, 20)
     balanced: bool = True
+    #: the counts take exactly two values, the smaller one for at least two classes (a majority
+    #: and a minority group); not with `balanced`
+    two_groups: bool = False
     depth: Range = (1, 4)
     widths: Range = (1, 8)
     wide: bool = False
@@ -243,6 +246,10 @@ class TruthRegion:
                 out.append(f"{name} must be a range 0 < least <= most, not {bounds}")
         if self.wide and self.widths[1] < self.classes[1]:
             out.append("wide regions need widths up to the largest K")
+        if self.two_groups and (
+            self.balanced or self.classes[0] < 3 or self.samples[0] == self.samples[1]
+        ):
+            out.append("two groups need unbalanced counts, K >= 3 and two sample sizes")
         if ("regularised" in self.biases) != (self.lambda_b is not None):
             out.append("lambda_b is a range exactly when a regularised bias is allowed")
         normalised = self.loss == Loss.NORMALISED_CE
@@ -282,6 +289,8 @@ class TruthRegion:
         out += [x for n in sorted(set(p.counts)) for x in _out_of("a class count", n, self.samples)]
         if self.balanced and not p.balanced:
             out.append("the classes must be balanced")
+        if self.two_groups and not _two_groups(p.counts):
+            out.append("the counts must take two values, the smaller one for at least two classes")
         out += _out_of("the depth", p.depth, self.depth)
         out += [x for w in sorted(set(p.widths)) for x in _out_of("a width", w, self.widths)]
         if self.wide and p.bottleneck < p.K:
@@ -311,11 +320,7 @@ class TruthRegion:
             raise ValueError(f"cannot draw from an empty truth region: {self.reason}")
         k = _uniform(rng, self.classes)
         depth = _uniform(rng, self.depth)
-        counts = (
-            (_uniform(rng, self.samples),) * k
-            if self.balanced
-            else tuple(_uniform(rng, self.samples) for _ in range(k))
-        )
+        counts = self._counts(rng, k)
         least = max(self.widths[0], k) if self.wide else self.widths[0]
         widths = tuple(_uniform(rng, (least, self.widths[1])) for _ in range(depth))
         lambda_w = tuple(_log_uniform(rng, self.lambda_w) for _ in range(depth))
@@ -344,12 +349,22 @@ class TruthRegion:
             focusing=focusing,
         )
 
+    def _counts(self, rng: np.random.Generator, k: int) -> tuple[int, ...]:
+        if self.balanced:
+            return (_uniform(rng, self.samples),) * k
+        if not self.two_groups:
+            return tuple(_uniform(rng, self.samples) for _ in range(k))
+        small = _uniform(rng, (self.samples[0], self.samples[1] - 1))
+        large = _uniform(rng, (small + 1, self.samples[1]))
+        minority = _uniform(rng, (2, k - 1))
+        return (large,) * (k - minority) + (small,) * minority
+
     # ---- description ------------------------------------------------------------------------
     def summary(self) -> str:
         """The ranges in one line of words (the region table of docs/reliability.md)."""
         if self.is_empty:
             return "empty"
-        counts = "balanced" if self.balanced else "any counts"
+        counts = "balanced" if self.balanced else "two groups" if self.two_groups else "any counts"
         widths = f"{_span(self.widths)}, every width >= K" if self.wide else _span(self.widths)
         parts = [
             f"K {_span(self.classes)}",
@@ -389,6 +404,11 @@ def _certificate_inconsistencies(region: TruthRegion) -> list[str]:
     if kind in WIDE_CERTIFICATES and not region.wide:
         out.append(f"{kind} is exact only where every width is at least K: set wide")
     return out
+
+
+def _two_groups(counts: tuple[int, ...]) -> bool:
+    sizes = sorted(set(counts))
+    return len(sizes) == 2 and counts.count(sizes[0]) >= 2
 
 
 def _uniform(rng: np.random.Generator, bounds: Range) -> int:

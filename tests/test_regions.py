@@ -108,6 +108,20 @@ def test_membership_names_what_lies_outside() -> None:
     assert any("depth" in why for why in one_layer.outside(deep))
 
 
+def test_a_two_group_region_draws_two_groups_and_knows_them() -> None:
+    """Every draw has two counts, the smaller for at least two classes; other counts are
+    outside, and say why."""
+    region = theorems.get("ce-imbalanced-minority").truth_region
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        problem = region.draw(rng)
+        sizes = sorted(set(problem.counts))
+        assert len(sizes) == 2 and problem.counts.count(sizes[0]) >= 2
+        assert region.contains(problem)
+    three = problem.with_(counts=(9, 5, 3, 3))
+    assert any("two values" in why for why in region.outside(three))
+
+
 @pytest.mark.parametrize(
     "fields",
     [
@@ -122,6 +136,14 @@ def test_membership_names_what_lies_outside() -> None:
         {"basis": "proven", "reference": "x", "biases": ("regularised",)},  # no lambda_b range
         {"basis": "proven", "reference": "x", "classes": (3, 2)},
         {"basis": "proven", "reference": "x", "lambda_h": ("0", "1")},
+        {"basis": "proven", "reference": "x", "two_groups": True},  # balanced by default
+        {
+            "basis": "proven",
+            "reference": "x",
+            "two_groups": True,
+            "balanced": False,
+            "classes": (2, 4),
+        },  # fmt: skip
     ],
 )
 def test_a_declaration_that_cannot_be_right_is_refused(fields: dict[str, Any]) -> None:
