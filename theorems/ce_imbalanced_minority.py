@@ -281,7 +281,12 @@ def _polished(problem: Problem, structure: str, start: Params) -> Params:
     x = shape.pack(start)
     g = value_and_gradient(x)[1]
     for _ in range(NEWTON_STEPS):
-        step, _ = cg(hessian(x), -g, rtol=1e-8, maxiter=10 * x.size)
+        if not np.any(g):  # already stationary (the zero solution): nothing to solve
+            break
+        with np.errstate(all="ignore"):  # a breakdown gives a non-finite step, judged below
+            step, _ = cg(hessian(x), -g, rtol=1e-8, maxiter=10 * x.size)
+        if not np.all(np.isfinite(step)):
+            break
         for _ in range(HALVINGS):  # near a threshold the landscape is flat: shorter steps
             g_trial = value_and_gradient(x + step)[1]
             if np.linalg.norm(g_trial) < np.linalg.norm(g):
