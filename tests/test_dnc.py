@@ -382,11 +382,23 @@ def _rerun_by_the_observations(cell: dict) -> bool:
     check with the claim's candidates off, recorded refuted by the same search start (the
     candidates only add points to the search, so the cell's verdict follows)."""
     records = json.loads((THEORY / "observations.json").read_text())
-    alone = [*shlex.split(cell["command"])[2:], "--no-claim-candidates"]
+    alone = _options([*shlex.split(cell["command"])[2:], "--no-claim-candidates"])
     return cell["outcome"] == "search" and any(
-        r["command"] == alone and r["verdict"] == "refuted" and r["origin"] == cell["origin"]
+        _options(r["command"]) == alone
+        and r["verdict"] == "refuted"
+        and r["origin"] == cell["origin"]
         for r in records
     )
+
+
+def _options(argv: list[str]) -> tuple[str, frozenset]:
+    """The claim and the options of `ncverify check` arguments, in any order."""
+    options, i = set(), 1
+    while i < len(argv):
+        takes_value = i + 1 < len(argv) and not argv[i + 1].startswith("--")
+        options.add((argv[i], argv[i + 1] if takes_value else None))
+        i += 2 if takes_value else 1
+    return argv[0], frozenset(options)
 
 
 def bracketing_cells() -> list[dict]:

@@ -71,8 +71,8 @@ NEARLY_FREE = 1e-6
 #: a structured point is as low as the free minimiser when within this many of their rounding
 #: error bounds of it
 ROUNDINGS = 4
-#: bisection steps in log s for each threshold (a factor 2 bracket to 2^-14, about 4e-5)
-BISECTIONS = 14
+#: bisection steps in log s for each threshold (a factor 2 bracket to 2^-10, about 7e-4)
+BISECTIONS = 10
 #: Newton steps of the polish (each ends the polish unless it lowers the gradient)
 NEWTON_STEPS = 60
 #: singular values of the conic solution below this fraction of the largest are zeros
