@@ -44,6 +44,23 @@ def test_two_class_cross_entropy_is_certified_at_every_depth(depth: int, lam: st
     assert report.verdict == "certified", report.notes
 
 
+def ls(depth: int, lam: str, alpha: str, bias: str = "none") -> Problem:
+    return Problem.build(
+        classes=2, samples=1, depth=depth, width=2, lambda_w=lam, lambda_h=lam, loss="ls",
+        smoothing=alpha, bias=bias,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("depth", [2, 3, 4, 5, 6])
+@pytest.mark.parametrize("alpha", ["0.01", "0.3"])
+def test_two_class_label_smoothing_is_certified_at_every_depth(depth: int, alpha: str) -> None:
+    report = verify(
+        theorems.get("ls-balanced"), ls(depth, "1e-3", alpha), settings=Settings(restarts=2)
+    )
+    assert report.certificate is not None and report.certificate.kind == "two-class-scalar"
+    assert report.verdict == "certified", report.notes
+
+
 @pytest.mark.parametrize("depth", [2, 3, 4, 5, 6])
 def test_two_class_max_margin_is_certified_at_every_depth(depth: int) -> None:
     problem = Problem.build(classes=2, samples=1, depth=depth, width=2, loss="max-margin")
@@ -92,7 +109,7 @@ def values_at_points(problem: Problem, seed: int = 0, count: int = 300) -> np.nd
 
 
 def etf_value(problem: Problem) -> float:
-    claim = theorems.get("ce-balanced")
+    claim = theorems.get("ls-balanced" if problem.loss == "ls" else "ce-balanced")
     point = claim.minimiser(problem, Backend.create())
     return float(Objective(problem, np).value(point.map(np.asarray)))
 
@@ -111,10 +128,15 @@ PROBLEMS = [
     ce(3, "1e-2", samples=3),
     ce(5, "1e-4"),
     ce(4, "1e-3", bias="regularised"),
+    ls(3, "1e-3", "0.2"),
+    ls(4, "1e-2", "0.05", bias="free"),
 ]
+LS_PROBLEMS = [p for p in PROBLEMS if p.loss == "ls"]
 
 
-@pytest.mark.parametrize("problem", PROBLEMS, ids=lambda p: f"M{p.depth}-n{p.counts[0]}-{p.bias}")
+@pytest.mark.parametrize(
+    "problem", PROBLEMS, ids=lambda p: f"{p.loss}-M{p.depth}-n{p.counts[0]}-{p.bias}"
+)
 def test_the_bound_is_below_every_point_and_attained_by_the_etf(problem: Problem) -> None:
     cert = two_class_scalar(problem)
     assert cert is not None and cert.rigorous and cert.exact
@@ -147,6 +169,21 @@ def test_each_constant_falsified_breaks_soundness_or_tightness(name: str) -> Non
             lower = scalar_minimum(kappa, q).lower
         caught = caught or sound_and_tight(problem, lower) != (True, True)
     assert caught, name
+
+
+@pytest.mark.parametrize("linear", ["dropped", "alpha, not alpha / 2"])
+def test_label_smoothings_cost_falsified_breaks_soundness_or_tightness(linear: str) -> None:
+    """The bound recomputed with label smoothing's cost of a margin wrong (left out, or
+    alpha instead of alpha / 2): on some instance it is above a point or off the ETF."""
+    caught = False
+    for problem in LS_PROBLEMS:
+        alpha = problem.smoothing
+        with interval_precision(160) as iv:
+            cost = iv.mpf(0) if linear == "dropped" else iv.mpf(alpha.numerator) / alpha.denominator
+            q = iv.mpf(2) / (problem.depth + 1)
+            lower = scalar_minimum(kappa_of(problem), q, cost).lower
+        caught = caught or sound_and_tight(problem, lower) != (True, True)
+    assert caught, linear
 
 
 # ---- wrong claims are never certified -------------------------------------------------------------
@@ -191,8 +228,10 @@ def test_the_enclosure_keeps_its_precision(problem: Problem) -> None:
     rounded to a double would make them meet, and could round a lower bound up), and by less
     than 1e-24 of the value."""
     cert = two_class_scalar(problem)
+    alpha = problem.smoothing or 0
     with interval_precision(160) as iv:
-        found = scalar_minimum(kappa_of(problem), iv.mpf(2) / (problem.depth + 1))
+        cost = iv.mpf(alpha.numerator) / iv.mpf(2 * alpha.denominator) if alpha else iv.mpf(0)
+        found = scalar_minimum(kappa_of(problem), iv.mpf(2) / (problem.depth + 1), cost)
     assert found.lower < found.upper
     assert (found.upper - found.lower) / found.upper < mpmath.mpf("1e-24")
     assert cert.bound_exact == found.lower and 0 < cert.gap < 1e-24

@@ -14,7 +14,8 @@ $R$ the bottleneck and $C = I_K - \mathbf 1\mathbf 1^T/K$, as in `ce-balanced`.
 At one layer the claim is the result of Zhou et al. (NeurIPS 2022) for label smoothing; the
 theory page derives it for this model from convexity (docs/theory/label-smoothing.md), and the
 `convex-dual` certificate, written for smoothed targets too, proves the optimum of each
-one-layer instance.  At depth it is checked like `ce-balanced`: the claim-agnostic search of the
+one-layer instance, and the `two-class-scalar` certificate each two-class instance at any
+depth.  At depth it is checked like `ce-balanced`: the claim-agnostic search of the
 class-mean problem looks for lower points, and a point below the claimed optimum is certified
 in interval arithmetic.
 
@@ -131,10 +132,13 @@ class LSBalanced(BalancedETF):
         'Zhou, You, Li, Liu, Liu, Qu, Zhu, "Are All Losses Created Equal: A Neural Collapse '
         f'Perspective", NeurIPS 2022, arXiv 2210.02192 (one layer); the deep model: {bal.DANG_2023}'
     )
-    status = "true for M = 1 (Zhou et al. 2022); checked at depth (docs/theory/label-smoothing.md)"
+    status = (
+        "true for M = 1 (Zhou et al. 2022) and for K = 2 at every depth (two-class-scalar); "
+        "checked at depth (docs/theory/label-smoothing.md)"
+    )
     loss = "ls"
     bias = "none"
-    certificates = ("convex-dual",)
+    certificates = ("convex-dual", "two-class-scalar")
     truth_region = TruthRegion(
         basis="proven",
         reference="Zhou et al. 2022, one layer (docs/theory/label-smoothing.md#one-layer)",

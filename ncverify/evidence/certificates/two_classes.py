@@ -24,7 +24,12 @@ $s = \sqrt{(a^2 + b^2)/2}$:
    which leaves their mean alone, and its penalty is not negative.
 
 So $\min_{s \ge 0} \varphi(s)$ is a lower bound, and the simplex ETF scaled to the minimiser
-attains it: the bound is the optimum.  It is enclosed by branch and bound on $s$ in interval
+attains it: the bound is the optimum.  Label smoothing's loss of a margin is
+$f_\alpha(t) = f(t) + \alpha t/2$, convex but not decreasing, so step 4 goes instead through the
+mean margin $\bar m = (a + b)/2$, with $|\bar m| \le s$: $F \ge f_\alpha(\bar m) + \kappa s^q
+\ge f_\alpha(\bar m) + \kappa |\bar m|^q$, which is $\varphi_\alpha(\bar m)$ for $\bar m \ge 0$
+and at least $f_\alpha(0) = \varphi_\alpha(0)$ for $\bar m < 0$ ($f_\alpha$ decreases on
+$t \le 0$, as $f' \le -1/2$ there and $\alpha < 1$).  It is enclosed by branch and bound on $s$ in interval
 arithmetic (`scalar_minimum`).  For the max-margin problem (no bias, counts $n_0, n_1$), the
 margins are at least 1, so $S_q(ZD) \ge \lVert CZD\rVert_F^q = ((n_0 a^2 + n_1 b^2)/2)^{q/2}
 \ge ((n_0 + n_1)/2)^{q/2}$, which the simplex-encoded labels attain.
@@ -70,11 +75,11 @@ class ScalarMinimum:
 
 
 def two_class_scalar(problem: Problem) -> Certificate | None:
-    """The `two-class-scalar` certificate kind: two classes, balanced cross-entropy (any bias
-    mode) or the max-margin problem (no bias), any depth; None elsewhere."""
+    """The `two-class-scalar` certificate kind: two classes, balanced cross-entropy or label
+    smoothing (any bias mode) or the max-margin problem (no bias), any depth; None elsewhere."""
     if problem.K != 2:
         return None
-    if problem.loss == Loss.CE and problem.balanced:
+    if problem.loss in (Loss.CE, Loss.LS) and problem.balanced:
         return _cross_entropy(problem)
     if problem.loss == Loss.MAX_MARGIN and problem.bias == "none":
         return _max_margin(problem)
@@ -87,9 +92,16 @@ def _constant(problem: Problem, iv: Any) -> Any:
     `ncverify.model.max_margin.factor_constant`, which `maxmargin-sel`'s closed form uses: the
     certificate shares no code with the value it is compared with."""
     m1 = problem.depth + 1
-    n = problem.counts[0] if problem.loss == Loss.CE else 1
+    n = problem.counts[0] if problem.loss.penalised else 1
     p = n * problem.lambda_product
     return iv.mpf(m1) / 2 * iv.exp(iv.log(iv.mpf(p.numerator) / iv.mpf(p.denominator)) / m1)
+
+
+def _linear(problem: Problem, iv: Any) -> Any:
+    """Label smoothing's cost of a margin, `alpha / 2` at two classes (0 for cross-entropy):
+    its loss of a margin `t` is `log(1 + e^-t) + alpha t / 2`."""
+    alpha = problem.smoothing if problem.loss == Loss.LS else None
+    return iv.mpf(0) if alpha is None else iv.mpf(alpha.numerator) / iv.mpf(2 * alpha.denominator)
 
 
 def _cross_entropy(problem: Problem) -> Certificate:
@@ -97,7 +109,8 @@ def _cross_entropy(problem: Problem) -> Certificate:
     q = mpmath.mpf(2) / (problem.depth + 1)
     with interval_precision(BITS) as iv:
         kappa = _constant(problem, iv)
-        found = scalar_minimum(kappa, iv.mpf(2) / (problem.depth + 1))
+        linear = _linear(problem, iv)
+        found = scalar_minimum(kappa, iv.mpf(2) / (problem.depth + 1), linear)
     return Certificate(
         kind="two-class-scalar",
         bound=round_down(found.lower),
@@ -107,8 +120,9 @@ def _cross_entropy(problem: Problem) -> Certificate:
         status="optimal",
         rigorous=True,
         detail=(
-            f"F >= min_s log(1 + e^-s) + kappa s^q (q = {float(q):.6g}, Jensen over the two "
-            f"margins), enclosed by {found.boxes} boxes; attained by the simplex ETF at "
+            f"F >= min_s log(1 + e^-s) + a s + kappa s^q (q = {float(q):.6g}, "
+            f"a = {float(linear.mid):.6g}, Jensen over the two margins), enclosed by "
+            f"{found.boxes} boxes; attained by the simplex ETF at "
             f"s = {found.argmin:.12g} ({time.perf_counter() - t0:.2f} s)"
         ),
         bound_exact=found.lower,
@@ -142,22 +156,24 @@ def _max_margin(problem: Problem) -> Certificate:
 
 
 # ---- the scalar problem ---------------------------------------------------------------------------
-def scalar_minimum(kappa: Any, q: Any) -> ScalarMinimum:
-    """A rigorous enclosure of `min_{s >= 0} phi(s)`, `phi(s) = log(1 + e^-s) + kappa s^q`
-    (`kappa > 0`, `0 < q <= 1`, intervals of the current `mpmath.iv` context).
+def scalar_minimum(kappa: Any, q: Any, linear: Any = None) -> ScalarMinimum:
+    """A rigorous enclosure of `min_{s >= 0} phi(s)`, `phi(s) = log(1 + e^-s) + a s +
+    kappa s^q` (`kappa > 0`, `0 < q <= 1`, `a = linear >= 0`, 0 by default; intervals of the
+    current `mpmath.iv` context).
 
     For `s > S = (log 2 / kappa)^{1/q}`, `phi(s) > kappa s^q > log 2 = phi(0)`, so the minimum
     lies in `[0, S]`.  A box `[lo, hi]` has two lower bounds, whichever is larger: the monotone
-    one `f(hi) + kappa lo^q` (`f` decreasing, `s^q` increasing) and the mean-value one
-    `phi(m) - |phi'([lo, hi])| (hi - lo)/2`, with `phi' = f' + kappa q s^{q-1}`, `f'` increasing
-    and `s^{q-1}` decreasing; a box is discarded when its lower bound exceeds the least value
-    found, and split until its bound is within `TARGET_GAP` of it."""
+    one `f(hi) + a lo + kappa lo^q` (`f(s) = log(1 + e^-s)` decreasing, `a s` and `s^q`
+    increasing) and the mean-value one `phi(m) - |phi'([lo, hi])| (hi - lo)/2`, with
+    `phi' = f' + a + kappa q s^{q-1}`, `f'` increasing and `s^{q-1}` decreasing; a box is
+    discarded when its lower bound exceeds the least value found, and split until its bound is
+    within `TARGET_GAP` of it."""
     iv = mpmath.iv
     with mpmath.workprec(iv.prec):  # box ends and comparisons as exact as the intervals
-        return _branch_and_bound(kappa, q, iv)
+        return _branch_and_bound(kappa, q, iv.mpf(0) if linear is None else linear, iv)
 
 
-def _branch_and_bound(kappa: Any, q: Any, iv: Any) -> ScalarMinimum:
+def _branch_and_bound(kappa: Any, q: Any, linear: Any, iv: Any) -> ScalarMinimum:
     """`scalar_minimum`'s search; every end taken from an interval is converted exactly
     (`ends`), never rounded to the working precision."""
 
@@ -171,15 +187,15 @@ def _branch_and_bound(kappa: Any, q: Any, iv: Any) -> ScalarMinimum:
         return iv.exp(q * iv.log(iv.mpf(s))) if s > 0 else iv.mpf(0)
 
     def phi(s: mpmath.mpf) -> Any:
-        return iv.log(1 + iv.exp(-iv.mpf(s))) + kappa * power(s)
+        return iv.log(1 + iv.exp(-iv.mpf(s))) + linear * iv.mpf(s) + kappa * power(s)
 
     def steepest(lo: mpmath.mpf, hi: mpmath.mpf) -> Any:  # max |phi'| on [lo, hi], lo > 0
-        f_lo, f_hi = (-1 / (1 + iv.exp(iv.mpf(s))) for s in (lo, hi))  # f' increases
+        f_lo, f_hi = (linear - 1 / (1 + iv.exp(iv.mpf(s))) for s in (lo, hi))  # f' increases
         g_lo, g_hi = (kappa * q * iv.exp((q - 1) * iv.log(iv.mpf(s))) for s in (lo, hi))
         return iv.mpf(max(-low(f_lo + g_hi), high(f_hi + g_lo)))  # s^(q-1) decreases
 
     def lower_bound(lo: mpmath.mpf, hi: mpmath.mpf) -> mpmath.mpf:
-        monotone = low(iv.log(1 + iv.exp(-iv.mpf(hi))) + kappa * power(lo))
+        monotone = low(iv.log(1 + iv.exp(-iv.mpf(hi))) + linear * iv.mpf(lo) + kappa * power(lo))
         if lo == 0:
             return monotone
         mid = (lo + hi) / 2
@@ -187,7 +203,8 @@ def _branch_and_bound(kappa: Any, q: Any, iv: Any) -> ScalarMinimum:
         return max(monotone, low(phi(mid) - steepest(lo, hi) * half))
 
     s_max = high(iv.exp(iv.log(iv.log(2) / kappa) / q))
-    best_s = max(_proposed_minimiser(float(kappa.mid), float(q.mid), float(s_max)), 0.0)
+    proposed = _proposed_minimiser(float(kappa.mid), float(q.mid), float(linear.mid), float(s_max))
+    best_s = max(proposed, 0.0)
     upper = high(phi(mpmath.mpf(best_s)))
     if high(phi(mpmath.mpf(0))) < upper:
         upper, best_s = high(phi(mpmath.mpf(0))), 0.0
@@ -212,14 +229,14 @@ def _branch_and_bound(kappa: Any, q: Any, iv: Any) -> ScalarMinimum:
     return ScalarMinimum(kept, upper, best_s, boxes)
 
 
-def _proposed_minimiser(kappa: float, q: float, s_max: float) -> float:
+def _proposed_minimiser(kappa: float, q: float, linear: float, s_max: float) -> float:
     """Where a float minimisation of `phi` on `(0, S]` ends: only a proposal, which seeds the
     upper bound of the branch and bound (scipy is imported here: a check that needs no
     certificate at depth starts without it)."""
     from scipy.optimize import minimize_scalar
 
     res = minimize_scalar(
-        lambda s: math.log1p(math.exp(-s)) + kappa * s**q,
+        lambda s: math.log1p(math.exp(-s)) + linear * s + kappa * s**q,
         bounds=(1e-12, max(s_max, 1e-9)),
         method="bounded",
         options={"xatol": 1e-12},
