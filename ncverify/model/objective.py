@@ -436,8 +436,9 @@ class Objective:
             loss_err = self._loss_deviation(z, err + u * r)  # the subtraction rounds once more
             loss_err += gamma(z.shape[0] * z.shape[1] + 2 + extra) * self._weighted(r * r) / 2
         elif self.problem.loss == "focal":
-            loss_err = self._loss_deviation(z, err) + self._focal_rounding(z, gamma, u)
-            loss_err += gamma(z.shape[1] + 2 + extra) * self._weighted(xp.abs(self._focal(z).value))
+            terms = self._focal(z)
+            loss_err = self._loss_deviation(z, err) + self._focal_rounding(z, terms, gamma, u)
+            loss_err += gamma(z.shape[1] + 2 + extra) * self._weighted(xp.abs(terms.value))
         else:
             zmax = xp.max(z, axis=0)
             lse_abs = xp.abs(xp.log(xp.sum(xp.exp(z - zmax[None, :]), axis=0)) + zmax)
@@ -460,7 +461,9 @@ class Objective:
     def _focal(self, z: Array) -> FocalTerms:
         return focal(self.xp, z, self.Y, float(self.problem.focusing))
 
-    def _focal_rounding(self, z: Array, gamma: Callable[[int], float], u: float) -> float:
+    def _focal_rounding(
+        self, z: Array, terms: FocalTerms, gamma: Callable[[int], float], u: float
+    ) -> float:
         """The rounding of focal loss's own evaluation at the float logits `z`, column by column.
 
         Each `e_j = exp(z_j - max z)` is off by `2 u a_j` relative, `a_j = |z_j - max z|` (its
@@ -471,7 +474,6 @@ class Objective:
         `q^gamma` by `gamma rho + 3u` relative; the product by `u`.
         """
         xp, k = self.xp, z.shape[0]
-        terms = self._focal(z)
         zmax = xp.max(z, axis=0)
         _, lse = softmax_and_lse(xp, z)
         zy = xp.abs(xp.sum(z * self.Y, axis=0))
