@@ -219,6 +219,8 @@ class TruthRegion:
     smoothing: LambdaRange | None = None
     #: focal loss's gamma (`Loss.FOCAL`), drawn log-uniformly like the lambdas
     focusing: LambdaRange | None = None
+    #: the contrastive loss's temperature (`Loss.SUPCON`), drawn log-uniformly like the lambdas
+    temperature: LambdaRange | None = None
 
     def __post_init__(self) -> None:
         wrong = self._inconsistencies()
@@ -259,6 +261,8 @@ class TruthRegion:
             out.append("smoothing is a range exactly when the loss is ls")
         if (self.loss == Loss.FOCAL) != (self.focusing is not None):
             out.append("focusing is a range exactly when the loss is focal")
+        if (self.loss == Loss.SUPCON) != (self.temperature is not None):
+            out.append("temperature is a range exactly when the loss is supcon")
         return out
 
     def _lambda_ranges(self) -> list[tuple[str, LambdaRange]]:
@@ -299,7 +303,7 @@ class TruthRegion:
         out += _lambda_out_of("lambda_H", p.lambda_h, self.lambda_h)
         if p.lambda_b is not None and self.lambda_b is not None:
             out += _lambda_out_of("lambda_b", p.lambda_b, self.lambda_b)
-        for name in ("radius_w", "radius_h", "smoothing", "focusing"):
+        for name in ("radius_w", "radius_h", "smoothing", "focusing", "temperature"):
             given, span = getattr(p, name), getattr(self, name)
             if given is not None and span is not None:
                 out += _lambda_out_of(name, given, span)
@@ -333,6 +337,7 @@ class TruthRegion:
         radius_h = None if self.radius_h is None else _log_uniform(rng, self.radius_h)
         smoothing = None if self.smoothing is None else _log_uniform(rng, self.smoothing)
         focusing = None if self.focusing is None else _log_uniform(rng, self.focusing)
+        temperature = None if self.temperature is None else _log_uniform(rng, self.temperature)
         return Problem(
             counts=counts,
             depth=depth,
@@ -347,6 +352,7 @@ class TruthRegion:
             radius_h=radius_h,
             smoothing=smoothing,
             focusing=focusing,
+            temperature=temperature,
         )
 
     def _counts(self, rng: np.random.Generator, k: int) -> tuple[int, ...]:
@@ -386,6 +392,8 @@ class TruthRegion:
             parts.append(f"smoothing {_span(self.smoothing)}")
         if self.focusing is not None:
             parts.append(f"focusing {_span(self.focusing)}")
+        if self.temperature is not None:
+            parts.append(f"temperature {_span(self.temperature)}")
         return ", ".join(parts)
 
     def describe(self) -> dict[str, object]:

@@ -247,6 +247,9 @@ PROBLEM_FIELDS: dict[str, _Field] = {
     # files from before focal loss have no focusing (theirs is none)
     "focusing_exact": _Field(_or_none(_is_str), "an exact rational or null", required=False),
     "focusing": _Field(_or_none(_is_finite), "a finite number or null", required=False),
+    # files from before the contrastive problem have no temperature (theirs is none)
+    "temperature_exact": _Field(_or_none(_is_str), "an exact rational or null", required=False),
+    "temperature": _Field(_or_none(_is_finite), "a finite number or null", required=False),
 }
 
 
@@ -302,6 +305,7 @@ def saved_problem(meta: dict[str, Any]) -> Problem:
             radius_h=p.get("radius_h_exact"),
             smoothing=p.get("smoothing_exact"),
             focusing=p.get("focusing_exact"),
+            temperature=p.get("temperature_exact"),
         )
     except ProblemError as exc:
         raise CounterexampleFileError(f"the saved problem is invalid: {exc}") from None
@@ -348,7 +352,7 @@ def _read_archive(path: str, archive: zipfile.ZipFile) -> tuple[dict[str, Any], 
             raise CounterexampleFileError(
                 f"{path!r}: its array {name!r} holds a value that is not finite (NaN or infinity)."
             )
-    ws = tuple(arrays[f"W{m}"] for m in range(1, problem.depth + 1))
+    ws = tuple(arrays[f"W{m}"] for m in range(1, len(problem.layer_shapes) + 1))
     return meta, Params(ws, arrays["H"], arrays.get("b"))
 
 

@@ -28,7 +28,7 @@ import sympy as sp
 
 from ncverify.backend import Backend
 from ncverify.claim import Claim, Prediction, Step, TruthRegion, to_backend
-from ncverify.model.factorisations import simplex_directions
+from ncverify.model.factorisations import unit_simplex
 from ncverify.model.intervals import ends, interval_precision
 from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
@@ -114,12 +114,7 @@ class NormalisedETF(Claim):
         )
 
     def minimiser(self, problem: Problem, backend: Backend) -> Params:
-        k, d = problem.K, problem.widths[0]
-        if d < k - 1:
-            raise ValueError(f"a simplex of {k} vertices needs d >= {k - 1}, not {d}")
-        basis = simplex_directions(k)  # K x (K - 1), orthogonal to the all-ones vector
-        u = np.zeros((k, d))
-        u[:, : k - 1] = basis / np.linalg.norm(basis, axis=1, keepdims=True)
+        u = unit_simplex(problem.K, problem.widths[0])
         w = float(problem.radius_w) * u
         h = float(problem.radius_h) * np.repeat(u.T, problem.counts, axis=1)
         return to_backend(Params((w,), h), backend)

@@ -155,6 +155,14 @@ FocusingOpt = Annotated[
         help="Focal loss's gamma in [1, 10]: the loss -(1 - p_y)^gamma log p_y (--loss focal).",
     ),
 ]
+TemperatureOpt = Annotated[
+    str | None,
+    _opt(
+        "--temperature",
+        metavar="DECIMAL",
+        help="The contrastive loss's temperature tau in [1/100, 100] (--loss supcon).",
+    ),
+]
 # ---- the same as ranges (sweep: `ncverify.app.sweep.RANGE_OPTIONS`) -------------------------------
 ClassesRangeOpt = Annotated[
     str | None,
@@ -274,6 +282,7 @@ class ProblemOptions:
     radius_h: RadiusHOpt = None
     smoothing: SmoothingOpt = None
     focusing: FocusingOpt = None
+    temperature: TemperatureOpt = None
 
     def given(self) -> dict[str, Any]:
         """Every option by name: the keyword arguments of `build_problem`."""
@@ -549,8 +558,8 @@ def build_problem(claim, activation: str | None = None, **given: str | None) -> 
             g["width"] = str(default.widths[0])
     if g["lambda_b"] is None and g["bias"] in (None, "regularised") and default.lambda_b:
         g["lambda_b"] = str(default.lambda_b)  # the default's weight-decayed bias
-    # the default's radii, smoothing and focusing, where the loss keeps them
-    for name in ("radius_w", "radius_h", "smoothing", "focusing"):
+    # the default's radii, smoothing, focusing and temperature, where the loss keeps them
+    for name in ("radius_w", "radius_h", "smoothing", "focusing", "temperature"):
         kept = g["loss"] is None or g["loss"] == str(default.loss)
         if g[name] is None and kept and getattr(default, name) is not None:
             g[name] = str(getattr(default, name))
@@ -571,6 +580,7 @@ def build_problem(claim, activation: str | None = None, **given: str | None) -> 
         radius_h=g["radius_h"],
         smoothing=g["smoothing"],
         focusing=g["focusing"],
+        temperature=g["temperature"],
     )
 
 

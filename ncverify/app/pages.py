@@ -94,6 +94,7 @@ def example_problem(claim):  # noqa: ANN001, ANN201
         radius_h=d.radius_h,
         smoothing=d.smoothing,
         focusing=d.focusing,
+        temperature=d.temperature,
     )
 
 
@@ -261,6 +262,8 @@ def _hypotheses(claim, assets, info) -> str:  # noqa: ANN001
         own.update(smoothing=d.smoothing)
     if d.focusing is not None:  # focal loss keeps its gamma
         own.update(focusing=d.focusing)
+    if d.temperature is not None:  # the contrastive problem keeps its temperature
+        own.update(temperature=d.temperature)
     variants = list(VARIANTS) + [
         ("the claim's loss and bias, one layer (M = 1)", {"counts": "4,4,4", "depth": 1, **own}),
         ("the claim's loss and bias, width 1 < K - 1 = 2", {"counts": "4,4,4", "width": 1, **own}),
@@ -497,6 +500,7 @@ def _tied(d, lam: str):  # noqa: ANN001, ANN202
         radius_h=d.radius_h,
         smoothing=d.smoothing,
         focusing=d.focusing,
+        temperature=d.temperature,
     )
 
 

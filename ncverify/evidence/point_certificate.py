@@ -32,7 +32,9 @@ Enclosure = Callable[[Problem, Params], Any]
 class PointStructure:
     """Rank and singular values of the class-level logits `W_M ... W_1 Hbar` (through the ReLUs
     of a ReLU head), the class-mean Gram matrix `Hbar^T Hbar` (layer 1) and the classifier Gram
-    `W W^T` (`W = W_M ... W_1`; `W_M` alone for a ReLU head), and the bias (floats)."""
+    `W W^T` (`W = W_M ... W_1`; `W_M` alone for a ReLU head), and the bias (floats).  A point
+    with no layers (the contrastive problem) has no classifier: its "logits" are the class means'
+    Gram matrix and its classifier Gram is empty."""
 
     logit_rank: int
     logit_singular_values: tuple[float, ...]
@@ -113,7 +115,9 @@ def point_structure(problem: Problem, point: Params) -> PointStructure:
     starts = zip(first_columns(problem), problem.counts, strict=True)
     hbar = np.stack([h[:, s : s + n].mean(axis=1) for s, n in starts], axis=1)
     ws = [np.asarray(wm, dtype=np.float64) for wm in point.Ws]
-    if problem.activation == "relu":  # the network's own logits; the classifier is W_M's rows
+    if not ws:  # no classifier (the contrastive problem): the class means' own similarities
+        w, logits = np.zeros((0, 0)), hbar.T @ hbar
+    elif problem.activation == "relu":  # the network's own logits; the classifier is W_M's rows
         z = hbar
         for wm in ws[:-1]:
             z = np.maximum(wm @ z, 0.0)

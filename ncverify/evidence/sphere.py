@@ -1,4 +1,5 @@
-"""Random-start runs on the normalised problem (`ncverify.model.normalised`), claim-agnostic.
+"""Random-start runs on spheres, claim-agnostic: the normalised problem's
+(`ncverify.model.normalised`), and any value at a projection (`gaussian_descents`).
 
 Each run minimises the value at the projection onto the spheres, a smooth function of any point
 with non-zero rows and columns, with the project's L-BFGS (`ncverify.evidence.lbfgs`): the
@@ -18,6 +19,7 @@ True
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,30 +44,38 @@ class SphereRun:
     seconds: float
 
 
-def sphere_runs(
-    problem: Problem, restarts: int, seed: int = 0, max_iter: int = 5000
-) -> list[SphereRun]:
-    """`restarts` seeded runs from Gaussian starts (run `i` from `default_rng([seed, i])`)."""
-    k, d = problem.K, problem.widths[0]
-    weights = class_weights(problem)
+@dataclass(frozen=True)
+class Descent:
+    """One run of `gaussian_descents`: its index, where it ended (flat) and how."""
 
-    def fun_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
-        w, g = x[: k * d].reshape(k, d), x[k * d :].reshape(d, k)
-        value, gw, gg = value_and_grad(problem, w, g, weights)
-        return value, np.concatenate([gw.ravel(), gg.ravel()])
+    index: int
+    x: np.ndarray
+    value: float
+    iterations: int
+    evaluations: int
+    message: str
+    seconds: float
 
+
+def gaussian_descents(
+    fun_grad: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    size: int,
+    restarts: int,
+    seed: int = 0,
+    max_iter: int = 5000,
+) -> list[Descent]:
+    """`restarts` L-BFGS runs of `fun_grad` (a value at a projection, and its tangent gradient)
+    from seeded standard Gaussian starts in `size` dimensions (run `i` from
+    `default_rng([seed, i])`): a Gaussian vector's projection onto a sphere is uniform on it."""
     runs = []
     for i in range(restarts):
-        rng = np.random.default_rng([seed, i])
-        x0 = rng.standard_normal(2 * k * d)
+        x0 = np.random.default_rng([seed, i]).standard_normal(size)
         t0 = time.perf_counter()
         result = minimise(fun_grad, x0, np, max_iter=max_iter)
-        w, g = result.x[: k * d].reshape(k, d), result.x[k * d :].reshape(d, k)
         runs.append(
-            SphereRun(
+            Descent(
                 i,
-                w,
-                g,
+                result.x,
                 float(result.f),
                 result.iterations,
                 result.evaluations,
@@ -74,3 +84,30 @@ def sphere_runs(
             )
         )
     return runs
+
+
+def sphere_runs(
+    problem: Problem, restarts: int, seed: int = 0, max_iter: int = 5000
+) -> list[SphereRun]:
+    """`restarts` seeded runs of the normalised problem (`gaussian_descents`)."""
+    k, d = problem.K, problem.widths[0]
+    weights = class_weights(problem)
+
+    def fun_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
+        w, g = x[: k * d].reshape(k, d), x[k * d :].reshape(d, k)
+        value, gw, gg = value_and_grad(problem, w, g, weights)
+        return value, np.concatenate([gw.ravel(), gg.ravel()])
+
+    return [
+        SphereRun(
+            r.index,
+            r.x[: k * d].reshape(k, d),
+            r.x[k * d :].reshape(d, k),
+            r.value,
+            r.iterations,
+            r.evaluations,
+            r.message,
+            r.seconds,
+        )
+        for r in gaussian_descents(fun_grad, 2 * k * d, restarts, seed, max_iter)
+    ]

@@ -23,10 +23,10 @@ import numpy as np
 
 from ncverify.backend import to_host
 from ncverify.evidence.optimize import Run
-from ncverify.evidence.point_certificate import PointCertificate, certify_point
-from ncverify.evidence.results import Check, Evidence, GeometryResult, PointValue, PredictedPoint
+from ncverify.evidence.results import Check, Evidence, PointValue, PredictedPoint
 from ncverify.evidence.sphere import sphere_runs
 from ncverify.evidence.structure import Structure, logit_structure
+from ncverify.kinds._projected import ProjectedSession, enclosed_value
 from ncverify.kinds.base import KindSession, ProblemKind, Progress, RunCost
 from ncverify.limits import FLOAT_BYTES
 from ncverify.model import normalised
@@ -35,8 +35,9 @@ from ncverify.model.objective import Params
 from ncverify.model.problem import Loss, Problem
 
 
-class NormalisedSession(KindSession):
+class NormalisedSession(ProjectedSession):
     parameterisation = "class-means"  # the runs: one feature per class
+    enclose = staticmethod(normalised.enclose)
 
     # ---- points ---------------------------------------------------------------------------------
     def reduced(self, full: Params) -> Params:
@@ -52,16 +53,15 @@ class NormalisedSession(KindSession):
             h = np.repeat(h, self.problem.counts, axis=1)
         return Params(tuple(to_host(w) for w in p.Ws), h)
 
-    def value(self, p: Params) -> PointValue:
-        return _enclosed(self.problem, p)
-
     def structure(self, p: Params) -> Structure:
         return logit_structure(_class_logits(self.problem, self.reduced(p)))
 
-    def certify(self, full: Params, value: PointValue) -> PointCertificate:
-        host = full.map(to_host)
-        return certify_point(
-            self.problem, self.prediction, host, value.value, value.error, normalised.enclose
+    def grams(self, p: Params) -> tuple[np.ndarray, ...]:
+        return _grams(self.problem, p)
+
+    def _grams_in_words(self) -> str:
+        return (
+            "largest relative error of W W^T, Hbar^T Hbar and W Hbar (projected onto the spheres)"
         )
 
     # ---- evidence -------------------------------------------------------------------------------
@@ -71,19 +71,6 @@ class NormalisedSession(KindSession):
         point = self.reduced(full)
         checks = (self._value_check(point), self._tangent_check(point))
         return PredictedPoint(point, checks, all(c.passed for c in checks))
-
-    def _value_check(self, point: Params) -> Check:
-        value = self.value(point)
-        claimed = float(self.claimed)
-        allowed = value.error + self.tol.objective * abs(claimed)
-        diff = abs(value.value - claimed)
-        detail = (
-            f"the predicted point projected onto the spheres has the value {value.value:.16g} "
-            f"(exact enclosure, radius {value.error:.1e}) vs the claimed optimum {claimed:.16g}"
-        )
-        return Check(
-            Evidence.PREDICTED_POINT, "E1 objective", diff <= allowed, diff, allowed, detail
-        )
 
     def _tangent_check(self, point: Params) -> Check:
         w, h = np.asarray(point.Ws[0]), np.asarray(point.H)
@@ -107,84 +94,19 @@ class NormalisedSession(KindSession):
         out = []
         for r in sphere_runs(self.problem, restarts, self.settings.seed, max_iter):
             point = Params((r.w,), r.g)
-            value = self.value(point)
-            out.append(
-                Run(
-                    r.index,
-                    1.0,
-                    value.value,
-                    float("nan"),
-                    r.iterations,
-                    r.evaluations,
-                    r.seconds,
-                    point,
-                    message=r.message,
-                    outcome=self._outcome(value),
-                    error_bound=value.error,
-                    structure=self.structure(point),
-                )
-            )
+            out.append(self._run(r.index, point, r.iterations, r.evaluations, r.seconds, r.message))
             if progress is not None:
                 progress("optimiser runs", len(out), restarts)
         return tuple(out)
 
-    def _outcome(self, value: PointValue) -> str:
-        claimed = float(self.claimed)
-        if not math.isfinite(value.value):
-            return "failed"
-        if value.value < claimed - value.error:
-            return "better"
-        if abs(value.value - claimed) <= self.tol.at_prediction * abs(claimed) + value.error:
-            return "at-prediction"
-        return "worse"
-
     def runs_method(self, runs: int) -> str:
         return "L-BFGS on the projection onto the spheres, one feature per class, Gaussian starts"
-
-    def geometry(self, e1: PredictedPoint, runs: tuple[Run, ...]) -> GeometryResult:
-        """The Gram matrices of the best run at the prediction against the predicted point's."""
-        at = sorted((r for r in runs if r.outcome == "at-prediction"), key=lambda r: r.objective)
-        if e1.point is None or not at:
-            return GeometryResult()
-        if not self.prediction.unique:
-            detail = "skipped: the claim says the minimiser is not unique"
-            return GeometryResult(
-                (Check(Evidence.GEOMETRY, "E4 geometry", None, None, self.tol.geometry, detail),)
-            )
-        want = _grams(self.problem, e1.point)
-        errors = [
-            max(_relative(g, w) for g, w in zip(_grams(self.problem, r.point), want, strict=True))
-            for r in at
-        ]
-        best = min(errors)
-        detail = (
-            "largest relative error of W W^T, Hbar^T Hbar and W Hbar (projected onto the spheres) "
-            f"against the predicted point's ({self.prediction.geometry})"
-        )
-        check = Check(
-            Evidence.GEOMETRY,
-            "E4 geometry",
-            best <= self.tol.geometry,
-            best,
-            self.tol.geometry,
-            detail,
-        )
-        return GeometryResult((check,))
 
 
 def _weights(problem: Problem, columns: int) -> np.ndarray:
     if columns == problem.K:
         return normalised.class_weights(problem)
     return np.full(columns, 1.0 / columns)
-
-
-def _enclosed(problem: Problem, p: Params) -> PointValue:
-    """The exact enclosure as a value and a proven error bound (inf where there is none)."""
-    box = normalised.enclose(problem, p.map(to_host))
-    if box is None:
-        return PointValue(math.nan, math.inf)
-    lo, hi = float(box.a), float(box.b)
-    return PointValue((lo + hi) / 2, (hi - lo) / 2 + abs(lo + hi) * 2**-52)
 
 
 def _unit(p: Params) -> tuple[np.ndarray, np.ndarray]:
@@ -211,10 +133,6 @@ def _grams(problem: Problem, p: Params) -> tuple[np.ndarray, np.ndarray, np.ndar
     return uw @ uw.T, uh.T @ uh, uw @ uh
 
 
-def _relative(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
-
-
 class Normalised(ProblemKind):
     """Cross-entropy with the classifier rows and the features on spheres of fixed radii."""
 
@@ -225,7 +143,7 @@ class Normalised(ProblemKind):
     no_layer_trace = "it has one layer, whose classifier rows and features stay on their spheres"
 
     def value_of(self, problem: Problem, full: Params) -> PointValue:
-        return _enclosed(problem, full)
+        return enclosed_value(problem, full, normalised.enclose)
 
     def open(self, problem, backend, prediction, predicted, tol, settings) -> KindSession:  # noqa: ANN001, PLR0913
         return NormalisedSession(problem, backend, prediction, tol, settings)

@@ -65,3 +65,14 @@ def simplex_directions(k: int) -> np.ndarray:
     c = np.eye(k) - np.ones((k, k)) / k
     vals, vecs = np.linalg.eigh(c)
     return vecs[:, vals > 0.5]
+
+
+def unit_simplex(k: int, d: int) -> np.ndarray:
+    """`K x d`: the unit vertices of a centred regular simplex (rows with inner products
+    `-1/(K-1)`) in the first `K - 1` coordinates of `R^d`; `ValueError` where `d < K - 1`."""
+    if d < k - 1:
+        raise ValueError(f"a simplex of {k} vertices needs d >= {k - 1}, not {d}")
+    basis = simplex_directions(k)  # K x (K - 1), orthogonal to the all-ones vector
+    u = np.zeros((k, d))
+    u[:, : k - 1] = basis / np.linalg.norm(basis, axis=1, keepdims=True)
+    return u

@@ -58,6 +58,9 @@ class Loss(StrEnum):
     #: cross-entropy with every classifier row and every feature on a sphere of fixed radius
     #: (`radius_w`, `radius_h`; docs/theory/normalised.md): no weight decay enters
     NORMALISED_CE = "normalised-ce"
+    #: the supervised contrastive loss of features on the unit sphere at temperature `tau =
+    #: temperature` (docs/theory/supcon.md): no classifier, no layers, no weight decay
+    SUPCON = "supcon"
 
     @property
     def penalised(self) -> bool:
@@ -88,6 +91,9 @@ LOSSES: tuple[str, ...] = tuple(Loss)
 PENALISED_LOSSES: tuple[Loss, ...] = (Loss.MSE, Loss.CE, Loss.LS, Loss.FOCAL)
 #: focal loss's gamma: the least and the greatest accepted (`Problem._check_focusing`)
 FOCUSING_RANGE: tuple[Fraction, Fraction] = (Fraction(1), Fraction(10))
+#: the supervised contrastive loss's temperature: the least and the greatest accepted
+#: (`Problem._check_temperature`)
+TEMPERATURE_RANGE: tuple[Fraction, Fraction] = (Fraction(1, 100), Fraction(100))
 BIAS_MODES: tuple[str, ...] = tuple(BiasMode)
 ACTIVATIONS: tuple[str, ...] = tuple(Activation)
 
@@ -311,6 +317,8 @@ class Problem:
     smoothing: Fraction | None = None
     #: focal loss's `gamma` in [1, 10] (`Loss.FOCAL` only)
     focusing: Fraction | None = None
+    #: the supervised contrastive loss's temperature `tau` in [1/100, 100] (`Loss.SUPCON` only)
+    temperature: Fraction | None = None
 
     def __post_init__(self) -> None:
         if len(self.counts) < 2:
@@ -353,6 +361,7 @@ class Problem:
         self._check_radii()
         self._check_smoothing()
         self._check_focusing()
+        self._check_temperature()
         if self.bias == "regularised":
             if self.lambda_b is None or self.lambda_b <= 0:
                 raise ProblemError("a regularised bias needs a positive lambda_b.")
@@ -392,6 +401,36 @@ class Problem:
                 f"the focusing gamma must lie between 1 and 10, not {self.focusing}."
             )
 
+    def _check_temperature(self) -> None:
+        """The supervised contrastive problem, and only it, has a temperature, between 1/100
+        and 100 (similarities up to 100 in magnitude, whose exponentials float64 holds); its
+        features are all there is (one layer of them, no bias, no activation), and every class
+        needs a second sample to be its samples' positive."""
+        if self.loss != Loss.SUPCON:
+            if self.temperature is not None:
+                raise ProblemError(
+                    "a temperature belongs to the contrastive problem (--loss supcon)."
+                )
+            return
+        if self.temperature is None:
+            raise ProblemError(
+                "the contrastive problem needs its temperature (--temperature, 1/100 to 100)."
+            )
+        low, high = TEMPERATURE_RANGE
+        if not isinstance(self.temperature, Fraction) or not low <= self.temperature <= high:
+            raise ProblemError(
+                f"the temperature must lie between 1/100 and 100, not {self.temperature}."
+            )
+        if self.depth != 1 or self.bias != BiasMode.NONE or self.activation != Activation.LINEAR:
+            raise ProblemError(
+                "the contrastive problem has one layer of features, no bias and no activation."
+            )
+        if min(self.counts) < 2:
+            raise ProblemError(
+                "the contrastive loss needs at least 2 samples in every class (an anchor's "
+                "positives are the other samples of its class)."
+            )
+
     def _check_radii(self) -> None:
         """Radii belong to the normalised problem, which has one layer, no bias and both radii."""
         given = (self.radius_w, self.radius_h)
@@ -427,6 +466,7 @@ class Problem:
         radius_h: object = None,
         smoothing: object = None,
         focusing: object = None,
+        temperature: object = None,
     ) -> Problem:
         """Build from loose user input (strings from the CLI, numbers from Python).
 
@@ -449,6 +489,7 @@ class Problem:
         rh = None if radius_h is None else exact(radius_h, "radius_h")
         alpha = None if smoothing is None else exact(smoothing, "the smoothing alpha")
         gamma = None if focusing is None else exact(focusing, "the focusing gamma")
+        tau = None if temperature is None else exact(temperature, "the temperature")
         return cls(
             counts=counts_t,
             depth=m,
@@ -463,6 +504,7 @@ class Problem:
             radius_h=rh,
             smoothing=alpha,
             focusing=gamma,
+            temperature=tau,
         )
 
     def with_(self, **changes: object) -> Problem:
@@ -499,6 +541,7 @@ class Problem:
             )
             + (f" smoothing={self.smoothing}" if self.smoothing is not None else "")
             + (f" focusing={self.focusing}" if self.focusing is not None else "")
+            + (f" temperature={self.temperature}" if self.temperature is not None else "")
         )
 
     @property
@@ -520,7 +563,10 @@ class Problem:
 
     @property
     def layer_shapes(self) -> list[tuple[int, int]]:
-        """Shapes of `W_1, ..., W_M`: `W_m` maps width `m-1` to width `m`, the last one to `K`."""
+        """Shapes of `W_1, ..., W_M`: `W_m` maps width `m-1` to width `m`, the last one to `K`
+        (none for the contrastive problem, whose features have no classifier)."""
+        if self.loss == Loss.SUPCON:
+            return []
         dims = [*self.widths, self.K]
         return [(dims[m + 1], dims[m]) for m in range(self.depth)]
 
@@ -572,4 +618,6 @@ class Problem:
             "smoothing_exact": None if self.smoothing is None else str(self.smoothing),
             "focusing": None if self.focusing is None else float(self.focusing),
             "focusing_exact": None if self.focusing is None else str(self.focusing),
+            "temperature": None if self.temperature is None else float(self.temperature),
+            "temperature_exact": None if self.temperature is None else str(self.temperature),
         }

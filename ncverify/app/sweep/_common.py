@@ -34,6 +34,7 @@ FLAGS = {  # option name -> the CLI flag, for messages and reproducing commands
     "radius_h": "--radius-h",
     "smoothing": "--smoothing",
     "focusing": "--focusing",
+    "temperature": "--temperature",
 }
 TASK_PREFIX = "ncverify-point"
 ALIVE_GAIN = 1e-4  # a class is alive in an optimiser run when (W Hbar)_kk exceeds this

@@ -1,0 +1,132 @@
+"""What the kinds whose points stand for their projections onto spheres share (`normalised`,
+`supcon`): every value is an exact enclosure of the projected point's, so a run is classified,
+E1's value is judged and E4 compares Gram matrices the same way for both.  A subclass names its
+problem's exact enclosure (`enclose`) and its Gram matrices (`grams`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ncverify.backend import to_host
+from ncverify.evidence.optimize import Run
+from ncverify.evidence.point_certificate import PointCertificate, certify_point
+from ncverify.evidence.results import Check, Evidence, GeometryResult, PointValue, PredictedPoint
+from ncverify.kinds.base import KindSession
+from ncverify.model.objective import Params
+from ncverify.model.problem import Problem
+
+Enclosure = Callable[[Problem, Params], Any]
+
+
+def enclosed_value(problem: Problem, p: Params, enclose: Enclosure) -> PointValue:
+    """The exact enclosure as a value and a proven error bound (inf where there is none)."""
+    box = enclose(problem, p.map(to_host))
+    if box is None:
+        return PointValue(math.nan, math.inf)
+    lo, hi = float(box.a), float(box.b)
+    return PointValue((lo + hi) / 2, (hi - lo) / 2 + abs(lo + hi) * 2**-52)
+
+
+def relative(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+
+
+class ProjectedSession(KindSession):
+    """A session whose values are exact enclosures of projected points."""
+
+    #: the problem's exact enclosure of a point's value (`ncverify.model.normalised.enclose`)
+    enclose: Enclosure
+    #: what the runs' points are projected onto, in words ("the spheres", "the sphere")
+    onto: str = "the spheres"
+
+    def grams(self, p: Params) -> tuple[np.ndarray, ...]:
+        """The Gram matrices that fix a point of the problem up to a rotation (E4)."""
+        raise NotImplementedError
+
+    def value(self, p: Params) -> PointValue:
+        return enclosed_value(self.problem, p, self.enclose)
+
+    def certify(self, full: Params, value: PointValue) -> PointCertificate:
+        host = full.map(to_host)
+        return certify_point(
+            self.problem, self.prediction, host, value.value, value.error, self.enclose
+        )
+
+    def _value_check(self, point: Params) -> Check:
+        value = self.value(point)
+        claimed = float(self.claimed)
+        allowed = value.error + self.tol.objective * abs(claimed)
+        diff = abs(value.value - claimed)
+        detail = (
+            f"the predicted point projected onto {self.onto} has the value {value.value:.16g} "
+            f"(exact enclosure, radius {value.error:.1e}) vs the claimed optimum {claimed:.16g}"
+        )
+        return Check(
+            Evidence.PREDICTED_POINT, "E1 objective", diff <= allowed, diff, allowed, detail
+        )
+
+    def _run(  # noqa: PLR0913 - a run's record
+        self,
+        index: int,
+        point: Params,
+        iterations: int,
+        evaluations: int,
+        seconds: float,
+        message: str,
+    ) -> Run:
+        """A run that ended at `point`, judged by the point's exact value."""
+        value = self.value(point)
+        return Run(
+            index,
+            1.0,
+            value.value,
+            float("nan"),
+            iterations,
+            evaluations,
+            seconds,
+            point,
+            message=message,
+            outcome=self._outcome(value),
+            error_bound=value.error,
+            structure=self.structure(point),
+        )
+
+    def _outcome(self, value: PointValue) -> str:
+        claimed = float(self.claimed)
+        if not math.isfinite(value.value):
+            return "failed"
+        if value.value < claimed - value.error:
+            return "better"
+        if abs(value.value - claimed) <= self.tol.at_prediction * abs(claimed) + value.error:
+            return "at-prediction"
+        return "worse"
+
+    def geometry(self, e1: PredictedPoint, runs: tuple[Run, ...]) -> GeometryResult:
+        """The Gram matrices of the best run at the prediction against the predicted point's."""
+        at = [r for r in runs if r.outcome == "at-prediction"]
+        if e1.point is None or not at:
+            return GeometryResult()
+        if not self.prediction.unique:
+            detail = "skipped: the claim says the minimiser is not unique"
+            return GeometryResult(
+                (Check(Evidence.GEOMETRY, "E4 geometry", None, None, self.tol.geometry, detail),)
+            )
+        want = self.grams(e1.point)
+        best = min(
+            max(relative(g, w) for g, w in zip(self.grams(r.point), want, strict=True)) for r in at
+        )
+        detail = (
+            f"{self._grams_in_words()} against the predicted point's ({self.prediction.geometry})"
+        )
+        passed = best <= self.tol.geometry
+        return GeometryResult(
+            (Check(Evidence.GEOMETRY, "E4 geometry", passed, best, self.tol.geometry, detail),)
+        )
+
+    def _grams_in_words(self) -> str:
+        """What `grams` compares, in words, for E4's detail."""
+        raise NotImplementedError
