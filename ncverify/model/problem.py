@@ -299,6 +299,9 @@ class Problem:
         lambda_b: the bias weight decay when `bias == "regularised"`, else `None`.
         activation: `"linear"` (the default) or `"relu"` between consecutive layers:
             `H_{m+1} = relu(W_m H_m)` for `m < M`, the logits `W_M H_M (+ b)`.
+        radius_w, radius_h: the spheres of `Loss.NORMALISED_CE`; smoothing: label smoothing's
+            alpha; focusing: focal loss's gamma; temperature: `Loss.SUPCON`'s tau (whose
+            problem has features only, no layers: `layer_shapes` is empty).
     """
 
     counts: tuple[int, ...]
