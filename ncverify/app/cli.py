@@ -825,12 +825,7 @@ def sweep(
     if tied or any(sw.is_range(given.get(name)) for name in ("lambda_w", "lambda_h", "lambda_b")):
         # a grid over the classes or the depth means something for every problem; one over
         # lambda does not where the lambdas do not weigh a loss
-        _penalised_only(
-            claim,
-            None if options.loss is None else str(options.loss),
-            "{problem} has no phase over lambda ({why}); sweep another parameter, or check "
-            "instances with ncverify check.",
-        )
+        _lambda_phase_only(claim, None if options.loss is None else str(options.loss))
     settings = run.settings()
     check_outputs(save_counterexample=run.save_counterexample)
     make_backend(*run.spec)
@@ -878,6 +873,20 @@ def _penalised_only(claim: Claim, loss: str | None, sentence: str) -> None:
             kind = kind_of(name)
             why = kind.no_lambda_phase or "its lambdas do not weigh a loss"
             fail(sentence.format(problem=kind.description, why=why))
+
+
+def _lambda_phase_only(claim: Claim, loss: str | None) -> None:
+    """Exit 2 with one sentence when the claim's or the given problem has no phase over lambda
+    (its kind says why)."""
+    from ncverify.kinds import kind_of
+
+    for name in (claim.loss, loss):
+        kind = None if name is None else kind_of(name)
+        if kind is not None and kind.no_lambda_phase:
+            fail(
+                f"{kind.description} has no phase over lambda ({kind.no_lambda_phase}); sweep "
+                "another parameter, or check instances with ncverify check."
+            )
 
 
 def _draw(draw: Callable[[], None], plot_file: str) -> None:

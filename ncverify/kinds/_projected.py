@@ -1,6 +1,6 @@
-"""What the kinds whose points stand for their projections onto spheres share (`normalised`,
-`supcon`): every value is an exact enclosure of the projected point's, so a run is classified,
-E1's value is judged and E4 compares Gram matrices the same way for both.  A subclass names its
+"""What the kinds whose every value is an exact enclosure share (`normalised` and `supcon`,
+whose points stand for their projections onto spheres, and `nonnegative`): a run is classified,
+E1's value is judged and E4 compares Gram matrices the same way for all.  A subclass names its
 problem's exact enclosure (`enclose`) and its Gram matrices (`grams`)."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ncverify.evidence.optimize import Run
 from ncverify.evidence.point_certificate import PointCertificate, certify_point
 from ncverify.evidence.results import Check, Evidence, GeometryResult, PointValue, PredictedPoint
 from ncverify.kinds.base import KindSession
+from ncverify.model.exact import class_constant, first_columns
 from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
 
@@ -40,8 +41,27 @@ class ProjectedSession(KindSession):
 
     #: the problem's exact enclosure of a point's value (`ncverify.model.normalised.enclose`)
     enclose: Enclosure
-    #: what the runs' points are projected onto, in words ("the spheres", "the sphere")
-    onto: str = "the spheres"
+    #: the predicted point as E1 evaluates it, in words
+    point_words: str = "the predicted point projected onto the spheres"
+
+    # ---- points: one feature per class where the runs work in the class means -----------------
+    def reduced(self, full: Params) -> Params:
+        """One feature per class where the runs use them and the features are class-constant
+        (exact), else the point as is (host arrays)."""
+        h = np.asarray(to_host(full.H))
+        if (
+            self.parameterisation == "class-means"
+            and h.shape[1] == self.problem.N
+            and class_constant(self.problem, h)
+        ):
+            return Params(tuple(to_host(w) for w in full.Ws), h[:, first_columns(self.problem)])
+        return full.map(to_host)
+
+    def lifted(self, p: Params) -> Params:
+        h = np.asarray(to_host(p.H))
+        if h.shape[1] == self.problem.K and self.problem.N != self.problem.K:
+            h = np.repeat(h, self.problem.counts, axis=1)
+        return Params(tuple(to_host(w) for w in p.Ws), h)
 
     def grams(self, p: Params) -> tuple[np.ndarray, ...]:
         """The Gram matrices that fix a point of the problem up to a rotation (E4)."""
@@ -62,7 +82,7 @@ class ProjectedSession(KindSession):
         allowed = value.error + self.tol.objective * abs(claimed)
         diff = abs(value.value - claimed)
         detail = (
-            f"the predicted point projected onto {self.onto} has the value {value.value:.16g} "
+            f"{self.point_words} has the value {value.value:.16g} "
             f"(exact enclosure, radius {value.error:.1e}) vs the claimed optimum {claimed:.16g}"
         )
         return Check(

@@ -21,7 +21,6 @@ import math
 
 import numpy as np
 
-from ncverify.backend import to_host
 from ncverify.evidence.optimize import Run
 from ncverify.evidence.results import Check, Evidence, PointValue, PredictedPoint
 from ncverify.evidence.sphere import sphere_runs
@@ -30,7 +29,7 @@ from ncverify.kinds._projected import ProjectedSession, enclosed_value
 from ncverify.kinds.base import KindSession, ProblemKind, Progress, RunCost
 from ncverify.limits import FLOAT_BYTES
 from ncverify.model import normalised
-from ncverify.model.exact import class_constant, first_columns
+from ncverify.model.exact import first_columns
 from ncverify.model.objective import Params
 from ncverify.model.problem import Loss, Problem
 
@@ -38,20 +37,6 @@ from ncverify.model.problem import Loss, Problem
 class NormalisedSession(ProjectedSession):
     parameterisation = "class-means"  # the runs: one feature per class
     enclose = staticmethod(normalised.enclose)
-
-    # ---- points ---------------------------------------------------------------------------------
-    def reduced(self, full: Params) -> Params:
-        """One feature per class where the features are class-constant (exact), else as is."""
-        h = np.asarray(to_host(full.H))
-        if h.shape[1] == self.problem.N and class_constant(self.problem, h):
-            return Params(tuple(to_host(w) for w in full.Ws), h[:, first_columns(self.problem)])
-        return full.map(to_host)
-
-    def lifted(self, p: Params) -> Params:
-        h = np.asarray(to_host(p.H))
-        if h.shape[1] == self.problem.K and self.problem.N != self.problem.K:
-            h = np.repeat(h, self.problem.counts, axis=1)
-        return Params(tuple(to_host(w) for w in p.Ws), h)
 
     def structure(self, p: Params) -> Structure:
         return logit_structure(_class_logits(self.problem, self.reduced(p)))

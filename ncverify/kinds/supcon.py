@@ -36,7 +36,7 @@ from ncverify.model.problem import Loss, Problem
 class ContrastiveSession(ProjectedSession):
     parameterisation = "full"  # every sample keeps its own feature
     enclose = staticmethod(supcon.enclose)
-    onto = "the sphere"
+    point_words = "the predicted point projected onto the sphere"
 
     def structure(self, p: Params) -> Structure:
         """The class means of the unit features, as their `K x K` Gram matrix over `tau` (the

@@ -61,6 +61,9 @@ class Loss(StrEnum):
     #: the supervised contrastive loss of features on the unit sphere at temperature `tau =
     #: temperature` (docs/theory/supcon.md): no classifier, no layers, no weight decay
     SUPCON = "supcon"
+    #: cross-entropy with weight decay whose features are constrained non-negative, `H >= 0`
+    #: (the features after a ReLU; docs/theory/relu-features.md): one layer, no bias
+    NONNEGATIVE_CE = "nonnegative-ce"
 
     @property
     def penalised(self) -> bool:
@@ -365,6 +368,12 @@ class Problem:
         self._check_smoothing()
         self._check_focusing()
         self._check_temperature()
+        if self.loss == Loss.NONNEGATIVE_CE and (
+            self.depth != 1 or self.bias != BiasMode.NONE or self.activation != Activation.LINEAR
+        ):
+            raise ProblemError(
+                "the problem with non-negative features has one layer, no bias and no activation."
+            )
         if self.bias == "regularised":
             if self.lambda_b is None or self.lambda_b <= 0:
                 raise ProblemError("a regularised bias needs a positive lambda_b.")

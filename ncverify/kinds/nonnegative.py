@@ -1,0 +1,124 @@
+"""Non-negative features (`loss="nonnegative-ce"`): cross-entropy with weight decay, the features
+constrained to `H >= 0`, one layer, no bias (`ncverify.model.nonnegative`;
+docs/theory/relu-features.md).
+
+- A point's value is `F`, enclosed exactly (`ncverify.model.exact.enclose_objective`): every value
+  this kind reports, and the certificate of a counterexample, is that enclosure; a point with a
+  negative entry has none (it is not a point of the problem).
+- E1: the predicted point has the claimed value, and the conditions of a minimum on the orthant
+  hold: the gradient in `W` vanishes, and in the class means it vanishes on positive entries and
+  is non-negative on zero ones (`kkt_residual`), relative to the gradients that cancel there.
+- E2: claim-agnostic L-BFGS runs on `(W, G)` with class means `Hbar = G * G` (entrywise), which
+  maps all of `R^(d x K)` onto the orthant, from Gaussian starts; one feature per class, an
+  exact reduction (each feature's problem is strictly convex for a fixed `W`); judged by the
+  exact value of the end point.
+- E4: the Gram matrices `W W^T`, `Hbar^T Hbar` and `W Hbar` of the best run at the prediction
+  against the predicted point's (they fix a point up to an isometry of the feature space).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ncverify.backend import to_host
+from ncverify.evidence.optimize import Run
+from ncverify.evidence.results import Check, Evidence, PointValue, PredictedPoint
+from ncverify.evidence.sphere import gaussian_descents
+from ncverify.evidence.structure import Structure, logit_structure
+from ncverify.kinds._projected import ProjectedSession, enclosed_value
+from ncverify.kinds.base import KindSession, ProblemKind, Progress, RunCost
+from ncverify.limits import FLOAT_BYTES
+from ncverify.model import nonnegative
+from ncverify.model.exact import first_columns
+from ncverify.model.objective import Params
+from ncverify.model.problem import Loss, Problem
+
+
+class NonnegativeSession(ProjectedSession):
+    parameterisation = "class-means"  # the runs: one feature per class
+    enclose = staticmethod(nonnegative.enclose)
+    point_words = "F at the predicted point"
+
+    def structure(self, p: Params) -> Structure:
+        q = self.reduced(p)
+        return logit_structure(np.asarray(q.Ws[0]) @ _class_means(self.problem, q))
+
+    def grams(self, p: Params) -> tuple[np.ndarray, ...]:
+        q = self.reduced(p)
+        w, hbar = np.asarray(q.Ws[0]), _class_means(self.problem, q)
+        return w @ w.T, hbar.T @ hbar, w @ hbar
+
+    def _grams_in_words(self) -> str:
+        return "largest relative error of W W^T, Hbar^T Hbar and W Hbar"
+
+    # ---- evidence -------------------------------------------------------------------------------
+    def predicted_point(self, full: Params | None) -> PredictedPoint:
+        if full is None:
+            return PredictedPoint(None)
+        point = self.reduced(full)
+        checks = (self._value_check(point), self._kkt_check(point))
+        return PredictedPoint(point, checks, all(c.passed for c in checks))
+
+    def _kkt_check(self, point: Params) -> Check:
+        w, hbar = np.asarray(point.Ws[0]), _class_means(self.problem, point)
+        size, scale = nonnegative.kkt_residual(self.problem, w, hbar)
+        allowed = self.tol.gradient * scale + 100 * float(np.finfo(np.float64).eps)
+        detail = (
+            "the gradient at the predicted point less what the constraint H >= 0 excuses (a "
+            f"non-negative slope on a zero entry); the loss and regulariser gradients have norms "
+            f"summing to {scale:.3e} and must cancel"
+        )
+        return Check(
+            Evidence.PREDICTED_POINT, "E1 stationarity", size <= allowed, size, allowed, detail
+        )
+
+    def run_cost(self) -> RunCost:
+        k, d = self.problem.K, self.problem.widths[0]
+        return RunCost(FLOAT_BYTES * 4 * k * d, 4 * k * k * d, 1)
+
+    def runs(self, restarts: int, max_iter: int, progress: Progress | None) -> tuple[Run, ...]:
+        problem, k, d = self.problem, self.problem.K, self.problem.widths[0]
+
+        def fun_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
+            w, g = x[: k * d].reshape(k, d), x[k * d :].reshape(d, k)
+            value, gw, gh, _ = nonnegative.value_grad(problem, w, g * g)
+            return value, np.concatenate([gw.ravel(), (2 * g * gh).ravel()])
+
+        out = []
+        for r in gaussian_descents(fun_grad, 2 * k * d, restarts, self.settings.seed, max_iter):
+            g = r.x[k * d :].reshape(d, k)
+            point = Params((r.x[: k * d].reshape(k, d),), g * g)
+            out.append(self._run(r.index, point, r.iterations, r.evaluations, r.seconds, r.message))
+            if progress is not None:
+                progress("optimiser runs", len(out), restarts)
+        return tuple(out)
+
+    def runs_method(self, runs: int) -> str:
+        return (
+            "L-BFGS on (W, G) with class means Hbar = G * G entrywise (the orthant), one feature "
+            "per class, Gaussian starts"
+        )
+
+
+def _class_means(problem: Problem, p: Params) -> np.ndarray:
+    h = np.asarray(to_host(p.H), dtype=np.float64)
+    return h if h.shape[1] == problem.K else h[:, first_columns(problem)]
+
+
+class Nonnegative(ProblemKind):
+    """Cross-entropy with weight decay on non-negative features."""
+
+    losses = (Loss.NONNEGATIVE_CE,)
+    description = "the problem with non-negative features (H >= 0)"
+    exact_values = True  # every value is an exact enclosure
+    no_layer_trace = "it has one layer, whose features the runs keep on the orthant"
+
+    def value_of(self, problem: Problem, full: Params) -> PointValue:
+        return enclosed_value(problem, full, nonnegative.enclose)
+
+    def open(self, problem, backend, prediction, predicted, tol, settings) -> KindSession:  # noqa: ANN001, PLR0913
+        return NonnegativeSession(problem, backend, prediction, tol, settings)
+
+
+#: the kind this module defines (found by `ncverify.kinds`)
+kind = Nonnegative()
