@@ -4,9 +4,7 @@ orthogonal frame) is refuted with an exact certificate."""
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from usercli import check_claim
 
 import theorems
 from ncverify import Problem, verify
@@ -56,14 +55,7 @@ def test_the_jensen_bound_holds_at_random_points(
 
 
 def check(*args: str) -> tuple[int, dict]:
-    proc = subprocess.run(
-        [NCVERIFY, "check", "normalised-etf", *args, "--quiet", "--json", "-"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}
+    return check_claim("normalised-etf", *args)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from usercli import check_claim
 
 import theorems
 from ncverify import Problem, verify
@@ -71,14 +72,7 @@ def test_the_jensen_bound_holds_at_random_points(
 
 
 def check(*args: str) -> tuple[int, dict]:
-    proc = subprocess.run(
-        [NCVERIFY, "check", "supcon-sphere", *args, "--quiet", "--json", "-"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}
+    return check_claim("supcon-sphere", *args)
 
 
 @pytest.mark.parametrize(
