@@ -24,10 +24,13 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
+from array_api_compat import array_namespace, device
 
 from ncverify.model.intervals import interval_precision
 from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
+
+Array = Any
 
 #: bits of the interval arithmetic of `enclose`
 PREC = 200
@@ -50,29 +53,32 @@ def positives(problem: Problem) -> np.ndarray:
     return same / same.sum(axis=1, keepdims=True)
 
 
-def value_grad_scale(problem: Problem, h: np.ndarray) -> tuple[float, np.ndarray, float]:
+def value_grad_scale(problem: Problem, h: Array) -> tuple[float, Array, float]:
     """The value at the projection of `H` (`d x N`) onto the sphere, its gradient in `H` (the
     projection's chain rule: the Euclidean gradient in the unit features, made tangent and
     divided by the norm), and the norm of that gradient before it is made tangent (the scale a
-    stationarity test compares with: at a stationary point only its normal part remains)."""
+    stationarity test compares with: at a stationary point only its normal part remains).
+
+    Any array namespace (`H`'s own): numpy for the runs, and the backends' for the tests."""
+    xp = array_namespace(h)
     tau = float(problem.temperature)  # type: ignore[arg-type]
-    norms = np.linalg.norm(h, axis=0, keepdims=True)
-    u = h / np.maximum(norms, TINY)
-    s = (u.T @ u) / tau
-    np.fill_diagonal(s, -np.inf)  # an anchor is not its own contrast
-    top = s.max(axis=1, keepdims=True)
-    e = np.exp(s - top)
-    total = e.sum(axis=1, keepdims=True)
-    lse = np.log(total) + top
-    pos = positives(problem)
     n = h.shape[1]
-    np.fill_diagonal(s, 0.0)
-    value = float(np.mean(lse[:, 0] - np.sum(pos * s, axis=1)))
+    norms = xp.linalg.vector_norm(h, axis=0, keepdims=True)
+    u = h / xp.maximum(norms, TINY)
+    own = xp.astype(xp.eye(n, dtype=h.dtype, device=device(h)), xp.bool)
+    s = xp.matmul(xp.permute_dims(u, (1, 0)), u) / tau
+    contrast = xp.where(own, -xp.inf, s)  # an anchor is not its own contrast
+    top = xp.max(contrast, axis=1, keepdims=True)
+    e = xp.exp(contrast - top)
+    total = xp.sum(e, axis=1, keepdims=True)
+    lse = xp.log(total) + top
+    pos = xp.asarray(positives(problem), dtype=h.dtype, device=device(h))
+    value = float(xp.mean(lse[:, 0] - xp.sum(pos * xp.where(own, 0.0, s), axis=1)))
     # d value / d s_ia = (softmax_i(a) - pos_ia) / N, and s = U^T U / tau is symmetric in U
     g = (e / total - pos) / n
-    gu = u @ (g + g.T) / tau
-    gh = (gu - np.sum(gu * u, axis=0, keepdims=True) * u) / np.maximum(norms, TINY)
-    return value, gh, float(np.linalg.norm(gu))
+    gu = xp.matmul(u, g + xp.permute_dims(g, (1, 0))) / tau
+    gh = (gu - xp.sum(gu * u, axis=0, keepdims=True) * u) / xp.maximum(norms, TINY)
+    return value, gh, float(xp.linalg.vector_norm(gu))
 
 
 def enclose(problem: Problem, point: Params) -> Any | None:
