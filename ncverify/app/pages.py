@@ -75,27 +75,10 @@ def example_problem(claim):  # noqa: ANN001, ANN201
     """A tiny instance of the claim's default: the same class proportions with at most
     `MAX_COUNT` samples per class, the same depth, lambdas, loss, bias and activation, widths <=
     `MAX_WIDTH`."""
-    from ncverify import Problem
-
     d = claim.default_problem()
     factor = max(1.0, max(d.counts) / MAX_COUNT)
-    counts = [max(1, round(c / factor)) for c in d.counts]
-    return Problem.build(
-        counts=counts,
-        depth=d.depth,
-        widths=[min(w, MAX_WIDTH) for w in d.widths],
-        lambda_w=list(d.lambda_w),
-        lambda_h=d.lambda_h,
-        lambda_b=d.lambda_b,
-        loss=d.loss,
-        bias=d.bias,
-        activation=d.activation,
-        radius_w=d.radius_w,
-        radius_h=d.radius_h,
-        smoothing=d.smoothing,
-        focusing=d.focusing,
-        temperature=d.temperature,
-    )
+    counts = tuple(max(1, round(c / factor)) for c in d.counts)
+    return d.with_(counts=counts, widths=tuple(min(w, MAX_WIDTH) for w in d.widths))
 
 
 def example_settings():  # noqa: ANN201
@@ -484,24 +467,11 @@ def _along(d, axis: str, value: str):  # noqa: ANN001, ANN202
 
 
 def _tied(d, lam: str):  # noqa: ANN001, ANN202
-    from ncverify import Problem
+    """The default `d` with every lambda_W and lambda_H set to `lam`."""
+    from ncverify.model.problem import exact
 
-    return Problem.build(
-        counts=list(d.counts),
-        depth=d.depth,
-        widths=list(d.widths),
-        lambda_w=lam,
-        lambda_h=lam,
-        lambda_b=d.lambda_b,
-        loss=d.loss,
-        bias=d.bias,
-        activation=d.activation,
-        radius_w=d.radius_w,
-        radius_h=d.radius_h,
-        smoothing=d.smoothing,
-        focusing=d.focusing,
-        temperature=d.temperature,
-    )
+    value = exact(lam, "lambda")
+    return d.with_(lambda_w=(value,) * d.depth, lambda_h=value)
 
 
 def _axis_value(d, axis: str) -> float:  # noqa: ANN001
