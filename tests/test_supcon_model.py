@@ -159,3 +159,14 @@ def test_collapse_onto_a_simplex_gives_the_bound_and_random_points_cost_more() -
     rng = np.random.default_rng(0)
     for _ in range(200):
         assert supcon.value_grad_scale(p, rng.standard_normal((2, p.N)))[0] >= bound * (1 - 1e-13)
+
+
+def test_a_collapsed_point_is_enclosed_class_by_class_as_the_definition_says() -> None:
+    """Class-constant features (any size) are enclosed from one column per class: the interval
+    holds the definition's 60-digit value over every sample."""
+    p = problem(counts="4,2,3", d=3, tau="0.4")
+    rng = np.random.default_rng(9)
+    h = np.repeat(rng.standard_normal((3, p.K)), p.counts, axis=1)
+    box = supcon.enclose(p, Params((), h))
+    want = by_definition(p, h)
+    assert box.a <= want <= box.b and float(box.b - box.a) <= 1e-40

@@ -79,6 +79,12 @@ class ProjectedSession(KindSession):
     def _value_check(self, point: Params) -> Check:
         value = self.value(point)
         claimed = float(self.claimed)
+        if not math.isfinite(value.value):  # no enclosure: decides nothing, refutes nothing
+            detail = (
+                f"skipped: {self.point_words} has no exact enclosure here (a non-finite entry, "
+                "or more exact products than an enclosure may take)"
+            )
+            return Check(Evidence.PREDICTED_POINT, "E1 objective", None, None, None, detail)
         allowed = value.error + self.tol.objective * abs(claimed)
         diff = abs(value.value - claimed)
         detail = (

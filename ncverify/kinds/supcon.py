@@ -27,7 +27,7 @@ from ncverify.evidence.sphere import gaussian_descents
 from ncverify.evidence.structure import Structure, logit_structure
 from ncverify.kinds._projected import ProjectedSession, enclosed_value
 from ncverify.kinds.base import KindSession, ProblemKind, Progress, RunCost
-from ncverify.limits import FLOAT_BYTES
+from ncverify.limits import FLOAT_BYTES, StepSkipped, skip_unless_fits
 from ncverify.model import supcon
 from ncverify.model.objective import Params
 from ncverify.model.problem import Loss, Problem
@@ -63,6 +63,14 @@ class ContrastiveSession(ProjectedSession):
         return PredictedPoint(point, checks, all(c.passed for c in checks))
 
     def _tangent_check(self, point: Params) -> Check:
+        try:  # the gradient forms the N x N similarities and a few arrays of their size
+            skip_unless_fits(FLOAT_BYTES * 6 * self.problem.N**2, "E1's stationarity check")
+        except StepSkipped as exc:
+            detail = f"skipped: {exc}"
+            return Check(Evidence.PREDICTED_POINT, "E1 stationarity", None, None, None, detail)
+        return self._tangent_check_made(point)
+
+    def _tangent_check_made(self, point: Params) -> Check:
         _, gh, scale = supcon.value_grad_scale(self.problem, np.asarray(point.H))
         size = float(np.linalg.norm(gh))
         allowed = self.tol.gradient * scale + 100 * float(np.finfo(np.float64).eps)

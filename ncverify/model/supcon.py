@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, device
 
+from ncverify.model.exact import class_constant, first_columns
 from ncverify.model.intervals import interval_precision
 from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
@@ -84,14 +85,21 @@ def value_grad_scale(problem: Problem, h: Array) -> tuple[float, Array, float]:
 def enclose(problem: Problem, point: Params) -> Any | None:
     """A rigorous interval containing the value at the projection of the point onto the sphere
     (every entry read exactly; the norms, `exp` and `log` in `PREC`-bit interval arithmetic), or
-    None where an entry is not finite, a column is zero or the instance is too large."""
+    None where an entry is not finite, a column is zero or the instance is too large.
+
+    Features that are constant on each class (verified exactly) are evaluated once per class,
+    each standing for its class's samples: a collapsed point of any size costs `K^2 d`."""
     h = np.asarray(point.H, dtype=np.float64)
     if not np.all(np.isfinite(h)):
         return None
+    y = labels(problem)
+    if class_constant(problem, h):  # one column per class, weighted by its count
+        h, y, weight = h[:, first_columns(problem)], np.arange(problem.K), list(problem.counts)
+    else:
+        weight = [1] * h.shape[1]
     n = h.shape[1]
     if n * n * h.shape[0] > MAX_EXACT_TERMS:
         return None
-    y = labels(problem)
     cols = [[Fraction(float(x)) for x in h[:, i]] for i in range(n)]
     gram = [
         [sum((a * b for a, b in zip(ci, cj, strict=True)), Fraction(0)) for cj in cols]
@@ -105,10 +113,13 @@ def enclose(problem: Problem, point: Params) -> Any | None:
         total = iv.mpf(0)
         for i in range(n):
             s = [_iv(gram[i][a]) / (norm[i] * norm[a] * tau) for a in range(n)]
-            mine = [a for a in range(n) if a != i and y[a] == y[i]]
-            lse = iv.log(sum((iv.exp(s[a]) for a in range(n) if a != i), iv.mpf(0)))
-            total += lse - sum((s[p] for p in mine), iv.mpf(0)) / len(mine)
-        return total / n
+            # the other samples: column a stands for weight[a] of them, less the anchor itself
+            others = [weight[a] - (a == i) for a in range(n)]
+            lse = iv.log(sum((others[a] * iv.exp(s[a]) for a in range(n)), iv.mpf(0)))
+            mine = [a for a in range(n) if y[a] == y[i]]
+            positive = sum((others[a] * s[a] for a in mine), iv.mpf(0))
+            total += weight[i] * (lse - positive / sum(others[a] for a in mine))
+        return total / problem.N
 
 
 def _iv(x: Fraction) -> Any:
