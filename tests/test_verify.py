@@ -339,13 +339,13 @@ def test_a_geometry_between_the_two_tolerances_neither_passes_nor_refutes() -> N
     """E4 grades the best run's geometry error: within `geometry` it matches, beyond
     `geometry_refutes` it is another geometry, and in between (runs stopped short on a flat
     landscape) it decides nothing."""
-    from ncverify.evidence.geometry import _graded
+    from ncverify.evidence.geometry import graded
     from ncverify.evidence.results import Tolerances
 
     tol = Tolerances.for_eps(2.0**-52)
-    assert _graded(tol.geometry / 2, "d", tol).passed is True
-    assert _graded(math.sqrt(tol.geometry * tol.geometry_refutes), "d", tol).passed is None
-    assert _graded(2 * tol.geometry_refutes, "d", tol).passed is False
+    assert graded(tol.geometry / 2, "d", tol).passed is True
+    assert graded(math.sqrt(tol.geometry * tol.geometry_refutes), "d", tol).passed is None
+    assert graded(2 * tol.geometry_refutes, "d", tol).passed is False
 
 
 @pytest.mark.parametrize(
@@ -415,13 +415,13 @@ def test_a_geometry_error_that_the_runs_excess_value_explains_refutes_nothing() 
     K = 6, M = 2), which refuted the claim with no point below it.  Such an error is now within
     what the excess explains, and E4 neither passes nor fails; the line it must cross to refute
     grows as sqrt(excess / lambda)."""
-    from ncverify.evidence.geometry import EXPLAINED_MARGIN, _graded
+    from ncverify.evidence.geometry import EXPLAINED_MARGIN, graded
     from ncverify.evidence.results import Tolerances
 
     tol = Tolerances.for_eps(2.0**-52)
     far = 2 * tol.geometry_refutes
-    assert _graded(far, "d", tol, explained=0.0).passed is False
-    assert _graded(far, "d", tol, explained=far / EXPLAINED_MARGIN * 2).passed is None
+    assert graded(far, "d", tol, explained=0.0).passed is False
+    assert graded(far, "d", tol, explained=far / EXPLAINED_MARGIN * 2).passed is None
     problem = Problem.build(
         classes=6, samples=1, depth=2, width=6, lambda_w="1e-8", lambda_h="1e-8", loss="ls",
         smoothing="0.01",

@@ -93,7 +93,7 @@ def _judge(
     if pred.zero:
         size = max((r.get("norm_WH") or 0.0) for r in rows) if rows else 0.0
         detail = "the best run should be the zero solution: largest ||W Hbar||"
-        return (_graded(size, detail, tol, explained),)
+        return (graded(size, detail, tol, explained),)
     d, r = worst(rows, "nc_"), worst(rows, "rel_")
     value = max(v for v in (d, r) if v is not None) if (d is not None or r is not None) else None
     if value is None:
@@ -102,7 +102,7 @@ def _judge(
         f"largest NC1 spread and NC2/NC3 distance ({d:.2e}) and relative error ({r:.2e}) over "
         f"all layers against the claimed {pred.geometry}"
     )
-    return (_graded(value, detail, tol, explained),)
+    return (graded(value, detail, tol, explained),)
 
 
 #: How far beyond what the run's excess value explains a geometry error must lie to refute.
@@ -125,7 +125,7 @@ def _unresolved(run: Run, pred: Prediction, tol: Tolerances) -> str | None:
     )
 
 
-def _graded(value: float, detail: str, tol: Tolerances, explained: float = 0.0) -> Check:
+def graded(value: float, detail: str, tol: Tolerances, explained: float = 0.0) -> Check:
     """Within `tol.geometry` the geometry matches; beyond `tol.geometry_refutes`, and beyond
     `EXPLAINED_MARGIN` times what the run's excess value explains (`_explained`), the run has
     another one (a refutation); in between the runs are not accurate enough to tell, and the

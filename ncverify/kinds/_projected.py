@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ncverify.backend import to_host
+from ncverify.evidence.geometry import graded
 from ncverify.evidence.optimize import Run
 from ncverify.evidence.point_certificate import PointCertificate, certify_point
 from ncverify.evidence.results import Check, Evidence, GeometryResult, PointValue, PredictedPoint
@@ -141,6 +142,8 @@ class ProjectedSession(KindSession):
             return GeometryResult(
                 (Check(Evidence.GEOMETRY, "E4 geometry", None, None, self.tol.geometry, detail),)
             )
+        if self.prediction.zero:
+            return self._zero_geometry(at)
         want = self.grams(e1.point)
         best = min(
             max(relative(g, w) for g, w in zip(self.grams(r.point), want, strict=True)) for r in at
@@ -148,11 +151,36 @@ class ProjectedSession(KindSession):
         detail = (
             f"{self._grams_in_words()} against the predicted point's ({self.prediction.geometry})"
         )
-        passed = best <= self.tol.geometry
-        return GeometryResult(
-            (Check(Evidence.GEOMETRY, "E4 geometry", passed, best, self.tol.geometry, detail),)
-        )
+        # within the tolerance a match, beyond `geometry_refutes` another geometry, in between
+        # the runs are not accurate enough to tell (docs/verdicts.md, E4)
+        return GeometryResult((graded(best, detail, self.tol),))
 
     def _grams_in_words(self) -> str:
         """What `grams` compares, in words, for E4's detail."""
         raise NotImplementedError
+
+    def logits(self, p: Params) -> np.ndarray:
+        """The class-level logits of a point (for a claim of the zero solution)."""
+        raise NotImplementedError
+
+    def _zero_geometry(self, at: list[Run]) -> GeometryResult:
+        """The claim is the zero solution: the best run at it should have logits near zero.
+        Relative errors against zero mean nothing, and near a collapse threshold the value is
+        flat in the logits (a run within the value's tolerance may keep small ones), so logits
+        above the tolerance decide nothing: only the values can refute here."""
+        size = min(float(np.linalg.norm(self.logits(r.point))) for r in at)
+        small = size <= self.tol.geometry
+        detail = "the best run should be the zero solution: its class-level logits' norm" + (
+            ""
+            if small
+            else " is above the tolerance, which decides nothing near a collapse threshold"
+        )
+        check = Check(
+            Evidence.GEOMETRY,
+            "E4 geometry",
+            True if small else None,
+            size,
+            self.tol.geometry,
+            detail,
+        )
+        return GeometryResult((check,))

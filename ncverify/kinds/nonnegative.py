@@ -42,13 +42,16 @@ class NonnegativeSession(ProjectedSession):
     point_words = "F at the predicted point"
 
     def structure(self, p: Params) -> Structure:
-        q = self.reduced(p)
-        return logit_structure(np.asarray(q.Ws[0]) @ _class_means(self.problem, q))
+        return logit_structure(self.logits(p))
 
     def grams(self, p: Params) -> tuple[np.ndarray, ...]:
         q = self.reduced(p)
         w, hbar = np.asarray(q.Ws[0]), _class_means(self.problem, q)
         return w @ w.T, hbar.T @ hbar, w @ hbar
+
+    def logits(self, p: Params) -> np.ndarray:
+        q = self.reduced(p)
+        return np.asarray(q.Ws[0]) @ _class_means(self.problem, q)
 
     def _grams_in_words(self) -> str:
         return "largest relative error of W W^T, Hbar^T Hbar and W Hbar"

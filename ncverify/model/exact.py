@@ -94,7 +94,13 @@ def enclose_objective(problem: Problem, point: Params) -> Any | None:
     h = np.asarray(point.H, dtype=np.float64)
     if not class_constant(problem, h):
         return None
-    hbar = dyadic(h[:, first_columns(problem)])
+    return enclose_class_means(problem, Params(point.Ws, h[:, first_columns(problem)], point.b))
+
+
+def enclose_class_means(problem: Problem, point: Params) -> Any | None:
+    """`enclose_objective` of the point whose features are the class means `point.H` (`d x K`,
+    class `k` standing for its `n_k` samples): never forms the `N` columns."""
+    hbar = dyadic(np.asarray(point.H, dtype=np.float64))
     ws = [dyadic(w) for w in point.Ws]
     b = None if point.b is None else dyadic(point.b)
     if hbar is None or any(w is None for w in ws) or (point.b is not None and b is None):

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ncverify.model.exact import enclose_objective
+from ncverify.model.exact import enclose_class_means, enclose_objective
 from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
 
@@ -76,7 +76,8 @@ def enclose(problem: Problem, point: Params) -> Any | None:
     h = np.asarray(point.H, dtype=np.float64)
     if not np.all(np.isfinite(h)) or np.any(h < 0):
         return None
-    if h.shape[1] == problem.K and problem.N != problem.K:
-        h = np.repeat(h, problem.counts, axis=1)
     ce = problem.with_(loss="ce")
-    return enclose_objective(ce, Params(tuple(np.asarray(w) for w in point.Ws), h))
+    ws = tuple(np.asarray(w) for w in point.Ws)
+    if h.shape[1] == problem.K:  # the class means: never the N columns
+        return enclose_class_means(ce, Params(ws, h))
+    return enclose_objective(ce, Params(ws, h))
