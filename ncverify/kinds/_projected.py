@@ -22,6 +22,8 @@ from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
 
 Enclosure = Callable[[Problem, Params], Any]
+#: unit roundoffs of a run's largest terms within which its value counts as the claimed one
+ROUNDING = 64
 
 
 def enclosed_value(problem: Problem, p: Params, enclose: Enclosure) -> PointValue:
@@ -128,9 +130,18 @@ class ProjectedSession(KindSession):
             return "failed"
         if value.value < claimed - value.error:
             return "better"
-        if abs(value.value - claimed) <= self.tol.at_prediction * abs(claimed) + value.error:
+        # a run's float descent resolves the value only to rounding of its largest terms:
+        # an optimum far below them (e^-150 at temperature 1/100) is reached at that resolution
+        resolution = ROUNDING * float(np.finfo(np.float64).eps) * self.term_scale()
+        band = self.tol.at_prediction * abs(claimed) + value.error + resolution
+        if abs(value.value - claimed) <= band:
             return "at-prediction"
         return "worse"
+
+    def term_scale(self) -> float:
+        """The size of the largest terms of the value that a run computes in float64 (0: none
+        beyond the value itself)."""
+        return 0.0
 
     def geometry(self, e1: PredictedPoint, runs: tuple[Run, ...]) -> GeometryResult:
         """The Gram matrices of the best run at the prediction against the predicted point's."""
@@ -144,16 +155,47 @@ class ProjectedSession(KindSession):
             )
         if self.prediction.zero:
             return self._zero_geometry(at)
+        claimed = float(self.claimed)
+        resolved = [
+            r
+            for r in at
+            if abs(r.objective - claimed) <= self.tol.at_prediction * abs(claimed) + r.error_bound
+        ]
+        if not resolved:  # at the claimed value only within the float resolution of its terms
+            detail = (
+                "skipped: the runs reach the claimed value only within float64's resolution of "
+                "the loss's largest terms, where configurations of different geometry have "
+                "values too close for a descent to tell apart"
+            )
+            return GeometryResult(
+                (Check(Evidence.GEOMETRY, "E4 geometry", None, None, self.tol.geometry, detail),)
+            )
+        at = resolved
         want = self.grams(e1.point)
-        best = min(
-            max(relative(g, w) for g, w in zip(self.grams(r.point), want, strict=True)) for r in at
+        best, run = min(
+            (
+                (max(relative(g, w) for g, w in zip(self.grams(r.point), want, strict=True)), r)
+                for r in at
+            ),
+            key=lambda pair: pair[0],
         )
         detail = (
             f"{self._grams_in_words()} against the predicted point's ({self.prediction.geometry})"
         )
-        # within the tolerance a match, beyond `geometry_refutes` another geometry, in between
-        # the runs are not accurate enough to tell (docs/verdicts.md, E4)
-        return GeometryResult((graded(best, detail, self.tol),))
+        # within the tolerance a match; beyond `geometry_refutes` and beyond what the run's
+        # excess value explains, another geometry; in between the runs cannot tell
+        # (docs/verdicts.md, E4)
+        explained = self.explained(run, e1.point)
+        return GeometryResult((graded(best, detail, self.tol, explained),))
+
+    def explained(self, run: Run, predicted: Params) -> float:
+        """The geometry error that the run's value above the claimed one can explain, given
+        the predicted point (0: none beyond the tolerances)."""
+        return 0.0
+
+    def _excess(self, run: Run) -> float:
+        """The run's value above the claimed one, with its evaluation error."""
+        return max(run.objective - float(self.claimed), 0.0) + run.error_bound
 
     def _grams_in_words(self) -> str:
         """What `grams` compares, in words, for E4's detail."""

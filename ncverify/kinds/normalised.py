@@ -41,6 +41,25 @@ class NormalisedSession(ProjectedSession):
     def structure(self, p: Params) -> Structure:
         return logit_structure(_class_logits(self.problem, self.reduced(p)))
 
+    def term_scale(self) -> float:
+        """Logits reach `r_W r_H`, and so do the log-sum-exps the loss subtracts them from."""
+        r_w, r_h = normalised.radii(self.problem)
+        return r_w * r_h
+
+    def explained(self, run: Run, predicted: Params) -> float:
+        """How far the directions may be from a minimiser's for a run `delta` above the claimed
+        value `F*`: the loss is a sum of `e^(z_j - z_y)` terms of total about `F*`, and turning
+        the directions by `t` moves the logits by `c t` (`c = r_W r_H`), so a run may sit
+        `log(1 + delta / F*) / c` away (and `sqrt(2 delta / (F* c^2))` along directions of
+        second order).  At large radii `F*` is `e^(-cK/(K-1))` small, and a run that reaches
+        the value within the tolerance says nothing about the geometry."""
+        r_w, r_h = normalised.radii(self.problem)
+        claimed, c = float(self.claimed), r_w * r_h
+        if claimed <= 0:
+            return math.inf
+        delta = self._excess(run)
+        return max(math.log1p(delta / claimed) / c, math.sqrt(2 * delta / (claimed * c * c)))
+
     def grams(self, p: Params) -> tuple[np.ndarray, ...]:
         return _grams(self.problem, p)
 

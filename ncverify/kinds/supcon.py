@@ -18,6 +18,8 @@ decay (`ncverify.model.supcon`; docs/theory/supcon.md).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ncverify.backend import to_host
@@ -46,6 +48,25 @@ class ContrastiveSession(ProjectedSession):
         y = supcon.labels(self.problem)
         means = np.stack([u[:, y == k].mean(axis=1) for k in range(self.problem.K)], axis=1)
         return logit_structure(means.T @ means / float(self.problem.temperature))
+
+    def term_scale(self) -> float:
+        """Similarities reach `1/tau`, and so do the log-sum-exps the loss subtracts them from."""
+        return 1.0 / float(self.problem.temperature)
+
+    def explained(self, run: Run, predicted: Params) -> float:
+        """How far the geometry may be from a minimiser's for a run `delta` above the claimed
+        value.  Only the other classes' share of each anchor's partition function,
+        `log(1 + others / positives)`, sees the geometry (with equal positives the rest is
+        `log(n - 1)`), and a change of the inner products by `t` scales it by up to `e^(t/tau)`:
+        at the predicted point's share `c`, a run may sit `tau log(1 + delta / c)` away (and
+        `tau sqrt(2 delta / c)` along directions of second order).  At a small temperature `c`
+        is `e^(-K/((K-1) tau))` small, and a run that reaches the value within the tolerance
+        says nothing about the geometry."""
+        share = _contrast_share(self.problem, predicted)
+        if share <= 0:
+            return math.inf
+        delta, tau = self._excess(run), float(self.problem.temperature)
+        return tau * max(math.log1p(delta / share), math.sqrt(2 * delta / share))
 
     def grams(self, p: Params) -> tuple[np.ndarray, ...]:
         u = _unit(p)
@@ -103,6 +124,20 @@ class ContrastiveSession(ProjectedSession):
 
     def runs_method(self, runs: int) -> str:
         return "L-BFGS on the projection onto the sphere, every sample's feature, Gaussian starts"
+
+
+def _contrast_share(problem: Problem, p: Params) -> float:
+    """The mean over anchors of `log(1 + others / positives)`: the other classes' share of the
+    partition function, the only part of the loss that sees the geometry."""
+    u = _unit(p)
+    y = supcon.labels(problem)
+    s = u.T @ u / float(problem.temperature)
+    np.fill_diagonal(s, -np.inf)
+    s = s - s.max(axis=1, keepdims=True)
+    same = y[:, None] == y[None, :]
+    positives = np.sum(np.where(same, np.exp(s), 0.0), axis=1)
+    others = np.sum(np.where(same, 0.0, np.exp(s)), axis=1)
+    return float(np.mean(np.log1p(others / positives)))
 
 
 def _unit(p: Params) -> np.ndarray:
