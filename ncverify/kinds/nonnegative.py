@@ -18,6 +18,7 @@ docs/theory/relu-features.md).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -48,6 +49,16 @@ class NonnegativeSession(ProjectedSession):
         q = self.reduced(p)
         w, hbar = np.asarray(q.Ws[0]), _class_means(self.problem, q)
         return w @ w.T, hbar.T @ hbar, w @ hbar
+
+    def explained(self, run: Run, predicted: Params) -> float:
+        """As for the penalised problem (`ncverify.evidence.geometry`): along the directions
+        only the weight decay sees (rebalancing `W` against `Hbar`), the curvature is as small
+        as the smaller lambda, so a run `delta` above the optimum may sit a relative distance
+        `sqrt(2 delta / (lambda_min |x|^2))` from the predicted point `x`."""
+        q = self.reduced(predicted)
+        size = float(np.sum(np.asarray(q.Ws[0]) ** 2) + np.sum(_class_means(self.problem, q) ** 2))
+        smallest = min(float(self.problem.lambda_w[0]), float(self.problem.lambda_h))
+        return math.sqrt(2 * self._excess(run) / (smallest * size)) if size > 0 else math.inf
 
     def logits(self, p: Params) -> np.ndarray:
         q = self.reduced(p)
