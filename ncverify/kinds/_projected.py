@@ -17,6 +17,7 @@ from ncverify.evidence.optimize import Run
 from ncverify.evidence.point_certificate import PointCertificate, certify_point
 from ncverify.evidence.results import Check, Evidence, GeometryResult, PointValue, PredictedPoint
 from ncverify.kinds.base import KindSession
+from ncverify.limits import StepSkipped
 from ncverify.model.exact import class_constant, first_columns
 from ncverify.model.objective import Params
 from ncverify.model.problem import Problem
@@ -77,6 +78,30 @@ class ProjectedSession(KindSession):
         host = full.map(to_host)
         return certify_point(
             self.problem, self.prediction, host, value.value, value.error, self.enclose
+        )
+
+    # ---- E1 -------------------------------------------------------------------------------------
+    def predicted_point(self, full: Params | None) -> PredictedPoint:
+        if full is None:
+            return PredictedPoint(None)
+        point = self.reduced(full)
+        checks = (self._value_check(point), self._stationarity_check(point))
+        return PredictedPoint(point, checks, all(c.passed for c in checks))
+
+    def stationarity(self, point: Params) -> tuple[float, float, str]:
+        """What the kind's conditions of a stationary point leave of the gradient at `point`,
+        the scale it is measured against, and both in words; `StepSkipped` where too large."""
+        raise NotImplementedError
+
+    def _stationarity_check(self, point: Params) -> Check:
+        try:
+            size, scale, detail = self.stationarity(point)
+        except StepSkipped as exc:
+            detail = f"skipped: {exc}"
+            return Check(Evidence.PREDICTED_POINT, "E1 stationarity", None, None, None, detail)
+        allowed = self.tol.gradient * scale + 100 * float(np.finfo(np.float64).eps)
+        return Check(
+            Evidence.PREDICTED_POINT, "E1 stationarity", size <= allowed, size, allowed, detail
         )
 
     def _value_check(self, point: Params) -> Check:

@@ -24,12 +24,12 @@ import numpy as np
 
 from ncverify.backend import to_host
 from ncverify.evidence.optimize import Run
-from ncverify.evidence.results import Check, Evidence, PointValue, PredictedPoint
+from ncverify.evidence.results import PointValue
 from ncverify.evidence.sphere import gaussian_descents
 from ncverify.evidence.structure import Structure, logit_structure
 from ncverify.kinds._projected import ProjectedSession, enclosed_value
 from ncverify.kinds.base import KindSession, ProblemKind, Progress, RunCost
-from ncverify.limits import FLOAT_BYTES, StepSkipped, skip_unless_fits
+from ncverify.limits import FLOAT_BYTES, skip_unless_fits
 from ncverify.model import supcon
 from ncverify.model.objective import Params
 from ncverify.model.problem import Loss, Problem
@@ -76,32 +76,15 @@ class ContrastiveSession(ProjectedSession):
         return "relative error of the unit features' Gram matrix U^T U (every sample)"
 
     # ---- evidence -------------------------------------------------------------------------------
-    def predicted_point(self, full: Params | None) -> PredictedPoint:
-        if full is None:
-            return PredictedPoint(None)
-        point = full.map(to_host)
-        checks = (self._value_check(point), self._tangent_check(point))
-        return PredictedPoint(point, checks, all(c.passed for c in checks))
-
-    def _tangent_check(self, point: Params) -> Check:
-        try:  # the gradient forms the N x N similarities and a few arrays of their size
-            skip_unless_fits(FLOAT_BYTES * 6 * self.problem.N**2, "E1's stationarity check")
-        except StepSkipped as exc:
-            detail = f"skipped: {exc}"
-            return Check(Evidence.PREDICTED_POINT, "E1 stationarity", None, None, None, detail)
-        return self._tangent_check_made(point)
-
-    def _tangent_check_made(self, point: Params) -> Check:
+    def stationarity(self, point: Params) -> tuple[float, float, str]:
+        # the gradient forms the N x N similarities and a few arrays of their size
+        skip_unless_fits(FLOAT_BYTES * 6 * self.problem.N**2, "E1's stationarity check")
         _, gh, scale = supcon.value_grad_scale(self.problem, np.asarray(point.H))
-        size = float(np.linalg.norm(gh))
-        allowed = self.tol.gradient * scale + 100 * float(np.finfo(np.float64).eps)
         detail = (
             f"the gradient tangent to the sphere at the predicted point; before it is made "
             f"tangent its norm is {scale:.3e}, and at a stationary point only the normal part remains"
         )
-        return Check(
-            Evidence.PREDICTED_POINT, "E1 stationarity", size <= allowed, size, allowed, detail
-        )
+        return float(np.linalg.norm(gh)), scale, detail
 
     def run_cost(self) -> RunCost:
         n, d = self.problem.N, self.problem.widths[0]
