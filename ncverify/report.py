@@ -1,6 +1,6 @@
 """Reports: the evidence of one verification, as a readable rich report and as stable JSON.
 
-JSON schema `ncverify.report/5` (documented in docs/json.md).  Numbers are JSON numbers, never
+JSON schema `ncverify.report/6` (documented in docs/json.md).  Numbers are JSON numbers, never
 NaN or infinity (those become `null`); apart from `timing`, the same command gives
 the same report.
 """
@@ -47,7 +47,7 @@ __all__ = [
     "version",
 ]
 
-SCHEMA = "ncverify.report/5"
+SCHEMA = "ncverify.report/6"
 COUNTEREXAMPLE_SCHEMA = "ncverify.counterexample/2"
 PREDICTION_SCHEMA = "ncverify.prediction/2"
 #: Significant digits of the exact values that reports print and write (`objective_digits`): the
@@ -239,6 +239,19 @@ class Report:
             return None
         return prediction_json(self.prediction, self.grams)
 
+    def _certificate_json(self) -> dict[str, Any] | None:
+        """The certificate, with how far its proven bound lies below the claimed optimum
+        (relative): what a bound that does not settle the claim still proves."""
+        if self.certificate is None:
+            return None
+        out = self.certificate.to_json()
+        claimed = None if self.prediction is None else self.prediction.objective
+        if claimed is not None and claimed != 0:
+            bound = self.certificate.bound_exact
+            bound = mpmath.mpf(self.certificate.bound) if bound is None else bound
+            out["gap_to_claim"] = float((claimed - bound) / abs(claimed))
+        return out
+
     def to_json(self) -> dict[str, Any]:
         numerical = self._numerical() if self.runs else None
         return clean(
@@ -256,7 +269,7 @@ class Report:
                 "checks": [c.to_json() for c in self.checks],
                 "numerical": numerical,
                 "search": None if self.search is None else self.search.to_json(),
-                "certificate": None if self.certificate is None else self.certificate.to_json(),
+                "certificate": self._certificate_json(),
                 "counterexample": None
                 if self.counterexample is None
                 else self.counterexample.to_json(),

@@ -231,7 +231,7 @@ def test_a_check_reports_the_batched_search_in_text_and_json() -> None:
     assert text.returncode == 1, text.stderr
     assert "batched search (" in text.stdout and "COUNTEREXAMPLE from batched search" in text.stdout
     report = json.loads(run(*args, "--quiet", "--json", "-").stdout)
-    assert report["schema"] == "ncverify.report/5" and report["verdict"] == "refuted"
+    assert report["schema"] == "ncverify.report/6" and report["verdict"] == "refuted"
     search = report["search"]
     assert search["starts"] == 64 == sum(f["starts"] for f in search["families"])
     assert search["coverage"]["starts"] == 64

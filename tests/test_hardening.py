@@ -73,7 +73,7 @@ def test_check_all_prints_its_table_and_writes_every_report(tmp_path: Path) -> N
     reports = json.loads(target.read_text())
     assert [r["claim"] for r in reports] == list(registry)
     for report, claim in zip(reports, registry.values(), strict=True):
-        assert report["schema"] == "ncverify.report/5"
+        assert report["schema"] == "ncverify.report/6"
         default = claim.default_problem()
         assert report["problem"]["counts"] == list(default.counts)
         assert report["verdict"] in ("certified", "consistent", "refuted")

@@ -339,7 +339,7 @@ class CEBalanced(BalancedETF):
     )
     loss = "ce"
     bias = "none"
-    certificates = ("convex-dual", "two-class-scalar")
+    certificates = ("convex-dual", "two-class-scalar", "gram-branch-and-bound")
     # one layer only: deeper heads are refuted for many K (Garrod & Keating 2025) and open elsewhere
     truth_region = TruthRegion(
         basis="proven",

@@ -212,6 +212,13 @@ ProbeOpt = Annotated[
     bool, typer.Option("--probe", help="Run the checks even outside the hypotheses.")
 ]
 NoCertificateOpt = Annotated[bool, typer.Option("--no-certificate", help="Skip E3.")]
+CertificateBoxesOpt = Annotated[
+    int,
+    typer.Option(
+        help="Boxes the branch-and-bound certificate at depth may split (three or four classes, "
+        "cross-entropy or max-margin; 0: it does not run). A few thousand certify three classes.",
+    ),
+]
 NoOptimiseOpt = Annotated[
     bool, typer.Option("--no-optimise", help="Skip the random-start runs (E2).")
 ]
@@ -317,6 +324,7 @@ class RunOptions:
     scales: ScalesOpt = None
     probe: ProbeOpt = False
     no_certificate: NoCertificateOpt = False
+    certificate_boxes: CertificateBoxesOpt = 0
     no_optimise: NoOptimiseOpt = False
     no_continuation: NoContinuationOpt = False
     no_claim_candidates: NoClaimCandidatesOpt = False
@@ -347,6 +355,7 @@ class RunOptions:
             settings,
             claim_candidates=not self.no_claim_candidates,
             search_starts=search_starts(self.search_starts),
+            certificate_boxes=certificate_boxes(self.certificate_boxes),
         )
 
     @property
@@ -916,6 +925,8 @@ def _run_flags(settings: Settings, spec: tuple) -> list[str]:
 
     if settings.search_starts != Settings().search_starts:
         extra += ["--search-starts", str(settings.search_starts)]
+    if settings.certificate_boxes:
+        extra += ["--certificate-boxes", str(settings.certificate_boxes)]
     extra += [f for f, on in flags.items() if on]
     if settings.parameterisation is not None:
         extra += ["--parameterisation", settings.parameterisation]
@@ -1053,6 +1064,18 @@ def search_starts(n: int) -> int:
 
     if not 0 <= n <= MAX_RUNS:
         fail(f"search starts must be an integer from 0 to {MAX_RUNS}, not {_count(n)}.")
+    return n
+
+
+def certificate_boxes(n: int) -> int:
+    """`--certificate-boxes`: from 0 (off) to `MAX_CERTIFICATE_BOXES`."""
+    from ncverify.limits import MAX_CERTIFICATE_BOXES
+
+    if not 0 <= n <= MAX_CERTIFICATE_BOXES:
+        fail(
+            f"certificate boxes must be an integer from 0 to {_count(MAX_CERTIFICATE_BOXES)}, "
+            f"not {_count(n)}."
+        )
     return n
 
 

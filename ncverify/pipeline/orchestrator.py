@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from ncverify.backend import Backend
 from ncverify.claim import Candidate, Claim, NoPrediction, Prediction
 from ncverify.evidence.batched_search import BatchedSearch
-from ncverify.evidence.certificates import CERTIFIERS, Certificate
+from ncverify.evidence.certificates import BUDGETED, CERTIFIERS, Certificate
 from ncverify.evidence.coverage import coverage
 from ncverify.evidence.optimize import Run, default_jobs, single_threaded_blas
 from ncverify.evidence.results import Check, Evidence, PredictedPoint, Tolerances
@@ -376,12 +376,15 @@ class _Verification:
         """The first certificate kind of the claim that applies to the instance (a relaxation
         gives way to a later exact kind), with its own point evaluated by the kind."""
         cert: Certificate | None = None
+        skipped = []
         for kind in self.claim.certificates:
             self._stage(f"certificate ({kind})", 0)
+            budget = {"boxes": self.settings.certificate_boxes} if kind in BUDGETED else {}
             try:
-                found = CERTIFIERS[kind](self.problem)
-            except StepSkipped as exc:  # too large for this kind: said, never attempted
+                found = CERTIFIERS[kind](self.problem, **budget)
+            except StepSkipped as exc:  # too large for this kind, or not asked for: said
                 self.said.notes.append(f"certificate {kind} skipped: {exc}")
+                skipped.append(kind)
                 continue
             finally:
                 self._stage(f"certificate ({kind})", 1)
@@ -390,8 +393,8 @@ class _Verification:
             if cert is not None and cert.exact:
                 break
         if cert is None:
-            if self.claim.certificates:
-                kinds = ", ".join(self.claim.certificates)
+            if set(self.claim.certificates) - set(skipped):
+                kinds = ", ".join(k for k in self.claim.certificates if k not in skipped)
                 self.said.notes.append(
                     f"no certificate applies: {kinds} does not cover this instance"
                 )

@@ -35,6 +35,9 @@ class Settings:
     claim_candidates: bool = True
     # starts of the batched claim-agnostic search (`ncverify.evidence.batched_search`); 0: off
     search_starts: int = 256
+    # boxes the branch-and-bound certificate at depth may split (`gram-branch-and-bound`);
+    # 0: it does not run (it takes seconds to minutes where it applies)
+    certificate_boxes: int = 0
 
     def __post_init__(self) -> None:
         if self.parameterisation is not None and self.parameterisation not in PARAMETERISATIONS:

@@ -134,7 +134,12 @@ def _holding(ev: Evidences, at: bool) -> tuple[Verdict, GeometryEvidence | None]
     unique = ev.prediction.unique
     geometry_seen = any(c.evidence == Evidence.GEOMETRY and c.passed for c in ev.checks)
     if at and (geometry_seen or not unique):  # E4 matched a run at the prediction
-        verdict_ = Verdict.CERTIFIED if ev.certificate is not None else Verdict.CONSISTENT
+        # certified only where E3 matched the value: above a loose bound (a spent budget, a
+        # relaxation's gap) it decided nothing
+        matched = any(c.evidence == Evidence.CERTIFICATE and c.passed is True for c in ev.checks)
+        verdict_ = (
+            Verdict.CERTIFIED if ev.certificate is not None and matched else Verdict.CONSISTENT
+        )
         return verdict_, GeometryEvidence.RUN if unique else GeometryEvidence.NOT_UNIQUE
     # no run reached the prediction (or none matched its geometry closely enough to tell), or
     # none ran: only a certificate can still decide the claim

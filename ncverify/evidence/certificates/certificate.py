@@ -34,6 +34,8 @@ class Certificate:
     point: Params | None = field(default=None, repr=False)
     primal_error: float = 0.0  # proven bound on the rounding error of `primal`
     notes: list[str] = field(default_factory=list)
+    # boxes a branch and bound split (None for the kinds that split none)
+    boxes: int | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -47,4 +49,5 @@ class Certificate:
             "exact": self.exact,
             "unique": self.unique,
             "detail": self.detail,
+            "boxes": self.boxes,
         }

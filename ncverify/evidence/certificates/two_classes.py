@@ -86,7 +86,7 @@ def two_class_scalar(problem: Problem) -> Certificate | None:
     return None
 
 
-def _constant(problem: Problem, iv: Any) -> Any:
+def penalty_constant(problem: Problem, iv: Any) -> Any:
     """`kappa = ((M+1)/2) (n P)^{1/(M+1)}` as an interval (`n = 1` for the max-margin problem,
     whose counts enter through `D`).  Written out here rather than taken from
     `ncverify.model.max_margin.factor_constant`, which `maxmargin-sel`'s closed form uses: the
@@ -108,7 +108,7 @@ def _cross_entropy(problem: Problem) -> Certificate:
     t0 = time.perf_counter()
     q = mpmath.mpf(2) / (problem.depth + 1)
     with interval_precision(BITS) as iv:
-        kappa = _constant(problem, iv)
+        kappa = penalty_constant(problem, iv)
         linear = _linear(problem, iv)
         found = scalar_minimum(kappa, iv.mpf(2) / (problem.depth + 1), linear)
     return Certificate(
@@ -135,7 +135,7 @@ def _max_margin(problem: Problem) -> Certificate:
     n0, n1 = problem.counts
     with interval_precision(BITS) as iv:
         q = iv.mpf(2) / (problem.depth + 1)
-        value = _constant(problem, iv) * iv.exp(q / 2 * iv.log(iv.mpf(n0 + n1) / 2))
+        value = penalty_constant(problem, iv) * iv.exp(q / 2 * iv.log(iv.mpf(n0 + n1) / 2))
         lower, upper = ends(value)
     return Certificate(
         kind="two-class-scalar",
