@@ -16,6 +16,7 @@ from pathlib import Path
 import mpmath
 import numpy as np
 import pytest
+from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
 import theorems
@@ -103,11 +104,11 @@ def etf_point(problem: Problem) -> np.ndarray:
     u = helmert(problem.K)
     if problem.loss == "max-margin":
         return u.copy()
-    scales = np.linspace(0.5, 20, 40001)
-    values = [reduced_value(problem, s * u) for s in scales[::100]]
-    s0 = scales[::100][int(np.argmin(values))]
-    fine = np.linspace(s0 - 0.1, s0 + 0.1, 20001)
-    return fine[int(np.argmin([reduced_value(problem, s * u) for s in fine]))] * u
+    found = minimize_scalar(
+        lambda s: reduced_value(problem, s * u), bounds=(0.5, 20), method="bounded",
+        options={"xatol": 1e-12},
+    )  # fmt: skip
+    return float(found.x) * u
 
 
 def sound_and_tight(problem: Problem, gp: GramProblem, seed: int = 0) -> tuple[bool, bool]:
