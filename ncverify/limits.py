@@ -128,8 +128,9 @@ MAX_RUNS = 65_536
 #: sweep's commands repeat it; 2**63 - 1 is the largest a JSON reader keeps exactly as int64.
 MAX_SEED = 2**63 - 1
 #: Largest box budget of the branch-and-bound certificate at depth: every box it splits keeps a
-#: proposal (about a kilobyte) until its bound is proven, and three classes need a few thousand.
-MAX_CERTIFICATE_BOXES = 200_000
+#: proposal (about a kilobyte) until its bound is proven, at up to 50 ms a box for four classes
+#: (about 40 minutes at the cap); three classes need a few thousand to ten thousand.
+MAX_CERTIFICATE_BOXES = 50_000
 #: Largest number of points of one sweep (each is a whole check).
 MAX_SWEEP_POINTS = 10_000
 

@@ -289,3 +289,19 @@ def test_the_etf_scaled_by_five_percent_is_never_certified() -> None:
     report = verify(ScaledETF(), ce("1e-3"), settings=settings)
     assert report.certificate is not None and report.certificate.kind == "gram-branch-and-bound"
     assert report.verdict == "refuted", report.notes
+
+
+def test_an_instance_beyond_floating_point_is_skipped_with_a_note() -> None:
+    """At lambda = 1e-40 the search box, traces up to (F / kappa)^(M+1), is beyond floating
+    point: the kind says so and the check goes on without it."""
+    proc = subprocess.run(
+        [NCVERIFY, "check", "ce-balanced", "--classes", "3", "--samples", "1", "--depth", "2",
+         "--width", "3", "--lambda-w", "1e-40", "--lambda-h", "1e-40", "--certificate-boxes",
+         "100", "--restarts", "2", "--search-starts", "0", "--quiet", "--json", "-"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and report["certificate"] is None
+    assert any(
+        "gram-branch-and-bound skipped" in n and "floating point" in n for n in report["notes"]
+    )

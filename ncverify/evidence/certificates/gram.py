@@ -79,6 +79,11 @@ def gram_branch_and_bound(problem: Problem, boxes: int = 0) -> Certificate | Non
             "it applies to this instance but runs only when asked, with its budget "
             "(--certificate-boxes N: a few thousand boxes certify three classes)"
         )
+    if not (math.isfinite(gp.kappa) and gp.kappa > 0 and math.log(gp.kappa) > -230 * gp.p):
+        raise StepSkipped(
+            "its search box (the traces with kappa (tr G)^p below a value found) is beyond the "
+            f"range of floating point at kappa = {gp.kappa:.3g}"
+        )
     t0 = time.perf_counter()
     with interval_precision(BITS) as iv:
         kappa = penalty_constant(problem, iv)
