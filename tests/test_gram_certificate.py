@@ -1,6 +1,6 @@
 """The `gram-branch-and-bound` certificate (ncverify/evidence/certificates/gram.py,
 docs/theory/depth-certificates.md#gram): three classes at depth 2 are certified for cross-entropy
-and the max-margin problem; every box's proven bound is below the objective at the points
+and the max-margin problem; every box's proven bound (label smoothing too) is below the objective at the points
 whose Gram matrix it holds, and meets the ETF's value on a small box around it; each constant,
 falsified in turn, breaks one of those two facts; claims whose value is wrong are never
 certified; a budget that runs out proves a bound and says how far it is from the claim."""
@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
 import mpmath
@@ -37,6 +38,13 @@ def ce(lam: str, depth: int = 2) -> Problem:
     )
 
 
+def ls(lam: str, alpha: str) -> Problem:
+    return Problem.build(
+        classes=3, samples=1, depth=2, width=3, lambda_w=lam, lambda_h=lam, loss="ls",
+        smoothing=alpha,
+    )  # fmt: skip
+
+
 def margin(lam: str = "1e-3", counts: str = "1,1,1", depth: int = 2) -> Problem:
     k = len(counts.split(","))
     return Problem.build(
@@ -59,7 +67,7 @@ def helmert(k: int) -> np.ndarray:
 def kappa(problem: Problem, *, factor: bool = True, root: int | None = None) -> float:
     """((M+1)/2) (n P)^(1/(M+1)) (n = 1 for the max-margin problem), written out again."""
     m1 = problem.depth + 1
-    n = problem.counts[0] if problem.loss == "ce" else 1
+    n = problem.counts[0] if problem.loss != "max-margin" else 1
     c = float(n * problem.lambda_product) ** (1 / (root or m1))
     return (m1 / 2 if factor else 1) * c
 
@@ -76,15 +84,29 @@ def reduced_value(problem: Problem, y: np.ndarray) -> float:
     penalty = kappa(problem) * float(np.sum(sigma**q))
     if problem.loss == "max-margin":
         return penalty
-    return float(np.mean([logsumexp(z[:, j]) - z[j, j] for j in range(k)])) + penalty
+    alpha = float(problem.smoothing or 0)
+    targets = (1 - alpha) * np.eye(k) + alpha / k  # column j: the (smoothed) target of class j
+    return (
+        float(np.mean([logsumexp(z[:, j]) - targets[:, j] @ z[:, j] for j in range(k)])) + penalty
+    )
 
 
-def gram_problem(problem: Problem, p: float | None = None, kap: float | None = None) -> GramProblem:
-    """The certificate's reduced problem, with its exponent or constant replaced when given."""
-    weights = (1,) * problem.K if problem.loss == "ce" else problem.counts
-    loss = "ce" if problem.loss == "ce" else "max-margin"
+def gram_problem(
+    problem: Problem,
+    p: float | None = None,
+    kap: float | None = None,
+    target: Fraction | None = None,
+) -> GramProblem:
+    """The certificate's reduced problem, with its exponent, constant or target share of the
+    true class (1 - alpha) replaced when given."""
+    margin_loss = problem.loss == "max-margin"
+    weights = problem.counts if margin_loss else (1,) * problem.K
     p = 1 / (problem.depth + 1) if p is None else p
-    return GramProblem(problem.K, p, kappa(problem) if kap is None else kap, weights, loss)
+    kap = kappa(problem) if kap is None else kap
+    if target is None:
+        target = 1 - (problem.smoothing or Fraction(0))
+    loss = "max-margin" if margin_loss else "ce"
+    return GramProblem(problem.K, p, kap, weights, loss, target)
 
 
 def box_bound(gp: GramProblem, y: np.ndarray, half: float, warm: np.ndarray) -> float:
@@ -135,7 +157,7 @@ def sound_and_tight(problem: Problem, gp: GramProblem, seed: int = 0) -> tuple[b
     return sound, tight
 
 
-INSTANCES = [ce("1e-3"), ce("1e-2", depth=3), margin(), margin(counts="3,3,3")]
+INSTANCES = [ce("1e-3"), ce("1e-2", depth=3), margin(), margin(counts="3,3,3"), ls("1e-2", "0.1")]
 
 
 @pytest.mark.parametrize("problem", INSTANCES, ids=lambda p: f"{p.loss}-M{p.depth}-{p.counts}")
@@ -163,6 +185,14 @@ def test_each_constant_falsified_breaks_soundness_or_tightness(name: str) -> Non
         kap = kappa(problem, factor=change.get("factor", True), root=root)
         caught = caught or sound_and_tight(problem, gram_problem(problem, p, kap)) != (True, True)
     assert caught, name
+
+
+@pytest.mark.parametrize("share", ["1 (smoothing dropped)", "1 - alpha/2"])
+def test_label_smoothings_target_falsified_breaks_soundness_or_tightness(share: str) -> None:
+    problem = ls("1e-2", "0.1")
+    alpha = problem.smoothing
+    target = Fraction(1) if share.startswith("1 (") else 1 - alpha / 2
+    assert sound_and_tight(problem, gram_problem(problem, target=target)) != (True, True)
 
 
 # ---- what a budget proves -------------------------------------------------------------------------

@@ -138,7 +138,7 @@ class LSBalanced(BalancedETF):
     )
     loss = "ls"
     bias = "none"
-    certificates = ("convex-dual", "two-class-scalar")
+    certificates = ("convex-dual", "two-class-scalar", "gram-branch-and-bound")
     truth_region = TruthRegion(
         basis="proven",
         reference="Zhou et al. 2022, one layer (docs/theory/label-smoothing.md#one-layer)",

@@ -69,7 +69,8 @@ MAX_CLASSES = 4
 
 def gram_branch_and_bound(problem: Problem, boxes: int = 0) -> Certificate | None:
     """The `gram-branch-and-bound` certificate kind: three or four classes, depth at least 2,
-    no bias, widths at least K - 1; balanced cross-entropy or the max-margin problem.  None
+    no bias, widths at least K - 1; balanced cross-entropy (label smoothing too) or the
+    max-margin problem.  None
     elsewhere; `StepSkipped` when `boxes` is 0 (the check did not ask for it)."""
     gp = _reduced(problem)
     if gp is None:
@@ -101,10 +102,11 @@ def _reduced(problem: Problem) -> GramProblem | None:
     if problem.bottleneck < k - 1:
         return None  # the bound would be over logits of a rank no point here can have
     depth = problem.depth
-    if problem.loss == Loss.CE and problem.balanced:
+    if problem.loss in (Loss.CE, Loss.LS) and problem.balanced:
         n_p = problem.counts[0] * problem.lambda_product
         kappa = (depth + 1) / 2 * float(n_p) ** (1 / (depth + 1))
-        return GramProblem(k, 1 / (depth + 1), kappa, (1,) * k, "ce")
+        target = 1 - (problem.smoothing or Fraction(0))
+        return GramProblem(k, 1 / (depth + 1), kappa, (1,) * k, "ce", target)
     if problem.loss == Loss.MAX_MARGIN:
         kappa = (depth + 1) / 2 * float(problem.lambda_product) ** (1 / (depth + 1))
         return GramProblem(k, 1 / (depth + 1), kappa, tuple(problem.counts), "max-margin")
@@ -202,7 +204,7 @@ def _value(gp: GramProblem, Y: np.ndarray) -> float:
     z = Y @ gp.basis.T
     top = z.max(1)
     lse = top + np.log(np.exp(z - top[:, None]).sum(1))
-    return float(np.mean(lse - np.diag(z))) + penalty
+    return float(np.mean(lse - float(gp.target) * np.diag(z))) + penalty
 
 
 def _proven(gp: GramProblem, kappa: Any, p: Any, search: _Search, iv: Any) -> mpmath.mpf:
@@ -235,7 +237,8 @@ def _proven_value(gp: GramProblem, kappa: Any, p: Any, Y: np.ndarray, iv: Any) -
         if least <= 0:
             return mpmath.inf
         return ends(penalty * power(1 / iv.mpf(least), 2 * p, iv))[1]
-    loss = sum(iv.log(sum(iv.exp(x) for x in z)) - z[k] for k, z in enumerate(logits)) / gp.K
+    t = iv.mpf(gp.target.numerator) / gp.target.denominator
+    loss = sum(iv.log(sum(iv.exp(x) for x in z)) - t * z[k] for k, z in enumerate(logits)) / gp.K
     return ends(loss + penalty)[1]
 
 

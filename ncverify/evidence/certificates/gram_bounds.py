@@ -33,6 +33,7 @@ import functools
 import itertools
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import mpmath
@@ -49,14 +50,17 @@ FLOOR = 0.1
 @dataclass(frozen=True)
 class GramProblem:
     """The reduced problem: `K` classes, the exponent `p = 1/(M+1)`, `kappa` (float, for the
-    proposals; `kappa_iv` for the proofs), the class weights `w_k` and the loss (`"ce"` or
-    `"max-margin"`)."""
+    proposals; the proofs take it as an interval), the class weights `w_k`, the loss (`"ce"`
+    or `"max-margin"`) and the share `target` of the true class's logit in cross-entropy's
+    target term: `1 - alpha` with label smoothing `alpha` (its loss `lse(z) - q^T z` with
+    `q = (1 - alpha) e_k + alpha 1/K` is `lse(z) - (1 - alpha) z_k` on centred logits)."""
 
     K: int
     p: float
     kappa: float
     weights: tuple[int, ...]
     loss: str
+    target: Fraction = Fraction(1)
 
     @property
     def n(self) -> int:
@@ -155,8 +159,9 @@ def _ce_terms(gp: GramProblem, W: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray
     e = np.exp(z - top)
     lse = top[:, 0] + np.log(e.sum(1))
     soft = e / e.sum(1, keepdims=True)
-    value = (lse - np.diag(z)) / gp.K + np.einsum("ka,ab,kb->k", Y, W, Y)
-    grad = (soft - np.eye(gp.K)) @ gp.basis / gp.K + 2 * Y @ W
+    t = float(gp.target)
+    value = (lse - t * np.diag(z)) / gp.K + np.einsum("ka,ab,kb->k", Y, W, Y)
+    grad = (soft - t * np.eye(gp.K)) @ gp.basis / gp.K + 2 * Y @ W
     return value, grad, soft
 
 
@@ -313,9 +318,10 @@ def _proven_d(gp: GramProblem, w: np.ndarray, lam_w: Any, prop: Proposal, iv: An
             top = max(float(x.mid) for x in z)
             ez = [iv.exp(x - top) for x in z]
             s = sum(ez)
-            value = (iv.log(s) + top - z[k]) / gp.K + quad
+            t = iv.mpf(gp.target.numerator) / gp.target.denominator
+            value = (iv.log(s) + top - t * z[k]) / gp.K + quad
             grad = [
-                sum(u[i][j] * (ez[i] / s - (1 if i == k else 0)) for i in range(gp.K)) / gp.K
+                sum(u[i][j] * (ez[i] / s - (t if i == k else 0)) for i in range(gp.K)) / gp.K
                 + 2 * wy[j]
                 for j in range(n)
             ]
