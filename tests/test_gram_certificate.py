@@ -335,3 +335,18 @@ def test_an_instance_beyond_floating_point_is_skipped_with_a_note() -> None:
     assert any(
         "gram-branch-and-bound skipped" in n and "floating point" in n for n in report["notes"]
     )
+
+
+def test_a_long_search_reports_its_boxes_split_and_proven() -> None:
+    from ncverify.verify import Settings, verify
+
+    heard: list[tuple[str, int, int]] = []
+    settings = Settings(restarts=1, search_starts=0, certificate_boxes=200)
+    verify(
+        theorems.get("maxmargin-sel"), margin(), settings=settings,
+        progress=lambda name, done, total: heard.append((name, done, total)),
+    )  # fmt: skip
+    split = [(d, t) for n, d, t in heard if n.endswith("boxes split")]
+    proven = [(d, t) for n, d, t in heard if n.endswith("boxes proven")]
+    assert split and all(t == 200 and 0 < d <= 200 for d, t in split)
+    assert proven and all(0 < d <= t for d, t in proven)

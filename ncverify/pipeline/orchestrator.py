@@ -379,7 +379,9 @@ class _Verification:
         skipped = []
         for kind in self.claim.certificates:
             self._stage(f"certificate ({kind})", 0)
-            budget = {"boxes": self.settings.certificate_boxes} if kind in BUDGETED else {}
+            budget: dict[str, object] = {}
+            if kind in BUDGETED:
+                budget = {"boxes": self.settings.certificate_boxes, "progress": self.progress}
             try:
                 found = CERTIFIERS[kind](self.problem, **budget)
             except StepSkipped as exc:  # too large for this kind, or not asked for: said

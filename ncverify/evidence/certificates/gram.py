@@ -43,6 +43,7 @@ from typing import Any
 import mpmath
 import numpy as np
 
+from ncverify.evidence.batched_search import Progress
 from ncverify.evidence.certificates.certificate import Certificate
 from ncverify.evidence.certificates.gram_bounds import (
     GramProblem,
@@ -67,11 +68,18 @@ TARGET_GAP = 1e-11
 MAX_CLASSES = 4
 
 
-def gram_branch_and_bound(problem: Problem, boxes: int = 0) -> Certificate | None:
+#: How often (boxes split, boxes proven) the search and the proofs report their progress.
+PROGRESS_EVERY = 50
+
+
+def gram_branch_and_bound(
+    problem: Problem, boxes: int = 0, progress: Progress | None = None
+) -> Certificate | None:
     """The `gram-branch-and-bound` certificate kind: three or four classes, depth at least 2,
     no bias, widths at least K - 1; balanced cross-entropy (label smoothing too) or the
     max-margin problem.  None
-    elsewhere; `StepSkipped` when `boxes` is 0 (the check did not ask for it)."""
+    elsewhere; `StepSkipped` when `boxes` is 0 (the check did not ask for it).  `progress`
+    (a stage's name, done, total) hears of the boxes split and of the boxes proven."""
     gp = _reduced(problem)
     if gp is None:
         return None
@@ -89,8 +97,8 @@ def gram_branch_and_bound(problem: Problem, boxes: int = 0) -> Certificate | Non
     with interval_precision(BITS) as iv:
         kappa = penalty_constant(problem, iv)
         p = iv.mpf(1) / (problem.depth + 1)
-        search = _search(gp, boxes)
-        bound = _proven(gp, kappa, p, search, iv)
+        search = _search(gp, boxes, progress)
+        bound = _proven(gp, kappa, p, search, iv, progress)
         primal = _proven_value(gp, kappa, p, search.best, iv)
     return _certificate(gp, search, bound, primal, time.perf_counter() - t0)
 
@@ -125,7 +133,7 @@ class _Search:
     closed: bool
 
 
-def _search(gp: GramProblem, budget: int) -> _Search:
+def _search(gp: GramProblem, budget: int, progress: Progress | None = None) -> _Search:
     best, upper = _start(gp)
     side = (upper * (1 + 1e-9) / gp.kappa) ** (1 / gp.p)  # kappa (tr G)^p <= F at the optimum
     diag = np.array([r == c for r, c in zip(*gp.coordinates, strict=True)])
@@ -140,6 +148,8 @@ def _search(gp: GramProblem, budget: int) -> _Search:
             leaves.append((lo, hi, prop))
             break
         count += 1
+        if progress is not None and count % PROGRESS_EVERY == 0:
+            progress("certificate (gram-branch-and-bound): boxes split", count, budget)
         candidate = _value(gp, prop.Y)
         if candidate < upper:
             best, upper = prop.Y, candidate
@@ -207,13 +217,17 @@ def _value(gp: GramProblem, Y: np.ndarray) -> float:
     return float(np.mean(lse - float(gp.target) * np.diag(z))) + penalty
 
 
-def _proven(gp: GramProblem, kappa: Any, p: Any, search: _Search, iv: Any) -> mpmath.mpf:
+def _proven(
+    gp: GramProblem, kappa: Any, p: Any, search: _Search, iv: Any, progress: Progress | None = None
+) -> mpmath.mpf:
     """The least proven bound over the leaves.  Any leaf proven above `target` (just under the
     best value) counts as `target`, so most need only the crude trace bound."""
     target = mpmath.mpf(search.upper) * (1 - mpmath.mpf(2 * TARGET_GAP))
     least = target
-    for lo, hi, prop in search.leaves:
+    for i, (lo, hi, prop) in enumerate(search.leaves):
         least = min(least, proven_bound(gp, kappa, p, lo, hi, prop, iv, target))
+        if progress is not None and (i + 1) % PROGRESS_EVERY == 0:
+            progress("certificate (gram-branch-and-bound): boxes proven", i + 1, len(search.leaves))
     return least
 
 
