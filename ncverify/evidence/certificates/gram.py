@@ -136,8 +136,7 @@ class _Search:
 def _search(gp: GramProblem, budget: int, progress: Progress | None = None) -> _Search:
     best, upper = _start(gp)
     side = (upper * (1 + 1e-9) / gp.kappa) ** (1 / gp.p)  # kappa (tr G)^p <= F at the optimum
-    diag = np.array([r == c for r, c in zip(*gp.coordinates, strict=True)])
-    lo, hi = np.where(diag, 0.0, -side / 2), np.where(diag, side, side / 2)
+    lo, hi = np.where(gp.diagonal, 0.0, -side / 2), np.where(gp.diagonal, side, side / 2)
     first = propose(gp, lo, hi, best)
     heap = [(first.value, 0, lo, hi, first)]
     leaves: list[tuple[np.ndarray, np.ndarray, Proposal]] = []
@@ -177,7 +176,7 @@ def _may_hold_psd(gp: GramProblem, lo: np.ndarray, hi: np.ndarray) -> bool:
     """False only when no matrix of the box is positive semidefinite: a diagonal entry below
     zero throughout, or an off-diagonal entry with `g_ij^2 > g_ii g_jj` throughout (exact
     rationals)."""
-    where = {(r, c): i for i, (r, c) in enumerate(zip(*gp.coordinates, strict=True))}
+    where = gp.position
     for (r, c), i in where.items():
         if r == c and hi[i] < 0:
             return False

@@ -76,6 +76,16 @@ class GramProblem:
         """Where the box's coordinates sit in G: its upper triangle, row by row."""
         return np.triu_indices(self.n)
 
+    @functools.cached_property
+    def position(self) -> dict[tuple[int, int], int]:
+        """Where each entry `(i, j)`, `i <= j`, of G sits among the box's coordinates."""
+        return {(r, c): i for i, (r, c) in enumerate(zip(*self.coordinates, strict=True))}
+
+    @functools.cached_property
+    def diagonal(self) -> np.ndarray:
+        """Whether each coordinate is a diagonal entry of G."""
+        return np.array([r == c for r, c in zip(*self.coordinates, strict=True)])
+
     def gram(self, v: np.ndarray) -> np.ndarray:
         """The symmetric matrix of coordinates `v` (one per entry of the upper triangle)."""
         g = np.zeros((self.n, self.n))
@@ -298,8 +308,8 @@ def proven_bound(
 def crude_trace(gp: GramProblem, lo: np.ndarray) -> float:
     """The least trace in the box: the sum of its diagonal lower ends (floats add exactly
     enough here: the proof rounds it down)."""
-    diag = [lo[i] for i, (r, c) in enumerate(zip(*gp.coordinates, strict=True)) if r == c]
-    return float(np.nextafter(math.fsum(diag), -np.inf)) if diag else 0.0
+    diag = lo[gp.diagonal]
+    return float(np.nextafter(math.fsum(diag), -np.inf)) if diag.size else 0.0
 
 
 def _proven_d(gp: GramProblem, w: np.ndarray, lam_w: Any, prop: Proposal, iv: Any) -> Any:
