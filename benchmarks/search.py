@@ -10,10 +10,11 @@ It prints its tables and writes them as Markdown to `docs/benchmarks-search.md` 
 
 1. **Starts per second.**  The same starts (`ncverify.evidence.batched_search.start_rows`) of the
    same reduced problem (the class-mean problem, widths cut to `K` with linear layers, as the
-   search runs it), one plain descent each, at most `ITERATIONS` iterations: all of them at once
-   by the batched L-BFGS (`ncverify.evidence.batched_lbfgs`), and one after the other by the
+   search runs it), one plain descent each, at most `ITERATIONS` iterations: all of them by the
+   batched L-BFGS (`ncverify.evidence.batched_lbfgs`) as a check runs it (`descend_starts`:
+   chunks cut to the cache, spread over the worker processes), and one after the other by the
    L-BFGS of today's random-start runs (`ncverify.evidence.optimize.descend`, on the class-mean
-   `Objective`), both on numpy in float64 with one BLAS thread, in the same process.  Reported:
+   `Objective`) in this process, both on numpy in float64 with one BLAS thread.  Reported:
    starts per second of each, their ratio, the best value each found and the share of starts
    that reached it.
 2. **Checks.**  The wall time of `ncverify check` (a fresh process, default settings but
@@ -39,9 +40,10 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ncverify.evidence.batched_lbfgs import batched_lbfgs  # noqa: E402
-from ncverify.evidence.batched_search import plan, start_rows  # noqa: E402
+from ncverify.backend import Backend  # noqa: E402
+from ncverify.evidence.batched_search import descend_starts, plan, start_rows  # noqa: E402
 from ncverify.evidence.optimize import descend  # noqa: E402
+from ncverify.evidence.workers import default_jobs  # noqa: E402
 from ncverify.kinds.max_margin import surrogate  # noqa: E402
 from ncverify.model.batched import BatchedObjective  # noqa: E402
 from ncverify.model.objective import Objective, Params  # noqa: E402
@@ -89,7 +91,8 @@ def per_start(problem: Problem, starts: int, per_run: int) -> dict[str, object]:
     f = BatchedObjective(problem, np)
     rows = start_rows(problem, f.layout, plan(problem, starts), seed=0)
     t0 = time.perf_counter()
-    batched = batched_lbfgs(lambda x, r: f.value_and_grad(x), rows, np, ITERATIONS).f
+    plain = np.ones(starts)  # no continuation: one descent on the instance
+    batched = descend_starts(problem, Backend.create(), rows, plain, (0, ITERATIONS))[1]
     t_batched = time.perf_counter() - t0
     narrow = problem.with_(widths=tuple(r for r, _ in f.layout.shapes[:-1]))
     single = Objective(narrow, np, parameterisation="class-means")
@@ -124,7 +127,6 @@ def todays_runs(name: str, problem: Problem, restarts: int) -> float:
         mm = problem.with_(loss="max-margin")
         margin_runs(mm.counts, mm.depth, restarts, seed=0)
     else:
-        from ncverify.backend import Backend
         from ncverify.evidence.optimize import multistart
 
         multistart(problem, Backend.create(), restarts=restarts, seed=0,
@@ -142,6 +144,7 @@ def check_time(command: str, seed: int = 0) -> tuple[float, str]:
 def markdown(
     rates: dict[str, dict], checks: list[tuple[str, float, str]], seeds: dict[str, list[str]]
 ) -> str:
+    jobs = default_jobs("numpy", 2**20)
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     lines = [
         "# Benchmarks: the batched search",
@@ -153,12 +156,14 @@ def markdown(
         "## Starts per second",
         "",
         "The same starts of the same reduced problem, one plain descent each, at most "
-        f"{ITERATIONS} iterations: all at once by the batched L-BFGS, one after the other by "
-        "the L-BFGS of the random-start runs (on the first starts only, where it is slow). "
-        "*Today's runs* are the per-run search as a check runs it (E2): each random-start run "
-        "with its lambda-continuation (a descent at lambda/8, at lambda, and up a ladder of "
-        "raised lambdas), two worker processes; for the max-margin problem its SLSQP runs. The "
-        "batched search does one or two descents a start, in one process.",
+        f"{ITERATIONS} iterations: by the batched L-BFGS as a check runs it (in chunks that fit "
+        f"the cache, {jobs} worker processes where there are several chunks), one after the "
+        "other by the L-BFGS of the random-start runs, in one process (on the first starts "
+        "only, where it is slow). *Today's runs* are the per-run search as a check runs it "
+        "(E2): each random-start run with its lambda-continuation (a descent at lambda/8, at "
+        f"lambda, and up a ladder of raised lambdas), {jobs} worker processes; for the "
+        "max-margin problem its SLSQP runs, in one process. The batched search does one or two "
+        "descents a start.",
         "",
         "| instance | starts (per-run) | batched starts/s | per-run descents/s | ratio | "
         "today's runs (E2) starts/s | ratio | best (batched / per-run) | share at best "

@@ -19,7 +19,16 @@ from hypothesis import strategies as st
 
 from ncverify.backend import Backend, to_host
 from ncverify.evidence.batched_lbfgs import batched_lbfgs
-from ncverify.evidence.batched_search import batched_search, plan, start_rows
+from ncverify.evidence.batched_search import (
+    HOST_CHUNK_BYTES,
+    batched_search,
+    chunk_rows,
+    chunks,
+    descend_starts,
+    plan,
+    row_bytes,
+    start_rows,
+)
 from ncverify.model.batched import BatchedObjective, Layout, pad
 from ncverify.model.objective import Objective, Params
 from ncverify.model.problem import Problem
@@ -280,3 +289,47 @@ def test_a_batched_search_at_the_prediction_backs_a_consistent_verdict() -> None
         assert report["verdict"] == ("consistent" if reached else "inconclusive"), report["notes"]
         seen[starts] = (runs_at, search_at)
     assert seen["256"][0] == 0 and seen["256"][1] > 0, seen
+
+
+@given(starts=st.integers(1, 5000), most=st.integers(1, 700))
+def test_the_chunks_cover_every_start_once_in_the_fewest_chunks_of_near_equal_size(
+    starts: int, most: int
+) -> None:
+    parts = chunks(starts, most)
+    assert [i for p in parts for i in range(p.start, p.stop)] == list(range(starts))
+    sizes = [p.stop - p.start for p in parts]
+    assert max(sizes) <= most and len(parts) == math.ceil(starts / most)
+    assert max(sizes) - min(sizes) <= len(parts)  # only the last chunk may be shorter
+
+
+def test_a_host_chunk_fits_the_cache_budget_and_a_device_chunk_only_the_memory_budget() -> None:
+    problem = Problem.build(classes=20, samples=1, depth=3, width=20, lambda_w="1e-3",
+                            lambda_h="1e-3", activation="relu")  # fmt: skip
+    layout = Layout.of(problem)
+    host, device = chunk_rows(layout, problem, host=True), chunk_rows(layout, problem)
+    assert (
+        1
+        <= host * row_bytes(layout, problem)
+        <= HOST_CHUNK_BYTES
+        < device * row_bytes(layout, problem)
+    )
+
+
+def test_the_search_in_worker_processes_ends_where_it_ends_in_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Chunks of a DNC search (each holds a few rows of width 60) descended in two worker
+    processes and in this one: every end the same, to the last bit."""
+    problem = Problem.build(classes=6, samples=1, depth=3, width=60, lambda_w="1e-3",
+                            lambda_h="1e-3", activation="relu")  # fmt: skip
+    layout = Layout.of(problem)
+    starts = plan(problem, 24)
+    rows = start_rows(problem, layout, starts, seed=3)
+    factors = np.array([s.factor for s in starts])
+    assert len(chunks(24, chunk_rows(layout, problem, host=True))) > 2
+    ends = {}
+    for jobs in ("1", "2"):
+        monkeypatch.setenv("NCVERIFY_JOBS", jobs)
+        ends[jobs] = descend_starts(problem, Backend.create(), rows, factors, (50, 150))
+    assert np.array_equal(ends["1"][1], ends["2"][1]) and np.array_equal(ends["1"][0], ends["2"][0])
+    assert ends["1"][2:] == ends["2"][2:]

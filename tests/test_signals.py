@@ -75,14 +75,34 @@ def _survivors(workers: list[psutil.Process], bound: float = 60.0) -> list[int]:
     return left
 
 
+# an instance whose batched search runs its chunks in the two workers for several seconds
+SEARCH_CHECK = [
+    "check", "dnc-multiclass", "--classes", "20", "--samples", "1", "--depth", "3",
+    "--width", "20", "--activation", "relu", "--lambda-w", "1e-3", "--lambda-h", "1e-3",
+    "--search-starts", "512", "--quiet",
+]  # fmt: skip
+
+
 @pytest.fixture
 def check(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, list[psutil.Process], Path]]:
     """A `check` writing its report into an empty folder, once its two workers run; whatever
     the test does, its process group is killed at the end."""
+    yield from _running(CHECK, tmp_path)
+
+
+@pytest.fixture
+def searching(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, list[psutil.Process], Path]]:
+    """The same, the workers descending chunks of the batched search."""
+    yield from _running(SEARCH_CHECK, tmp_path)
+
+
+def _running(
+    command: list[str], tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen, list[psutil.Process], Path]]:
     folder = tmp_path / "out"
     folder.mkdir()
     proc = subprocess.Popen(
-        [_ncverify(), *CHECK, "--json", str(folder / "report.json")],
+        [_ncverify(), *command, "--json", str(folder / "report.json")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -132,6 +152,16 @@ def test_interrupted_check_exits_cleanly(
     assert proc.returncode == code, err
     assert "Traceback" not in err, err
     assert list(folder.iterdir()) == []  # no report, partial or whole, and no temporary file
+    assert _survivors(workers) == []
+
+
+def test_a_check_terminated_in_its_batched_search_leaves_no_worker(searching: tuple) -> None:
+    proc, workers, folder = searching
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=BOUND)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err, err
+    assert list(folder.iterdir()) == []
     assert _survivors(workers) == []
 
 

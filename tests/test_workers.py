@@ -7,7 +7,6 @@ interrupted `check` (seen in CI).  `stop` must therefore end the manager thread 
 
 from __future__ import annotations
 
-import multiprocessing
 import sys
 import time
 
@@ -24,7 +23,7 @@ def _nap(seconds: float) -> float:
 
 
 def test_stop_ends_the_workers_and_the_manager_thread() -> None:
-    with workers.pool(2, multiprocessing.get_context("fork")) as executor:
+    with workers.pool(2) as executor:
         futures = [executor.submit(_nap, 600.0) for _ in range(4)]
         while len(executor._processes or {}) < 2:  # the workers exist
             time.sleep(0.01)

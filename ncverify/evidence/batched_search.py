@@ -17,20 +17,24 @@ products rather than in per-run Python.  Nothing in it knows the claim: the star
 The end values are grouped into basins with the one rule of `ncverify.evidence.coverage`, and
 the lowest distinct ends are handed back as full points, to be valued and, where one beats the
 claim, certified exactly like any other candidate.  The number of rows advanced at once is
-bounded by the memory budget (`ncverify.limits`): a larger batch runs in chunks.
+bounded by the memory budget (`ncverify.limits`): a larger batch runs in chunks.  On the host
+(numpy) the chunks are also cut to fit the processor's cache (`HOST_CHUNK_BYTES`) and, where
+there are several, descended side by side in the worker processes of `ncverify.evidence.workers`.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ncverify.backend import Backend, to_host
+from ncverify.evidence import workers
 from ncverify.evidence.batched_lbfgs import MEMORY, batched_lbfgs
 from ncverify.evidence.coverage import Coverage, basins_of
 from ncverify.limits import (
@@ -55,6 +59,12 @@ LOW_RANK_SHARE = 0.5
 #: budget one chunk may hold.
 MAX_CHUNK = 4096
 MEMORY_SHARE = 4
+#: Bytes of one chunk on the host (numpy).  Most of an iteration's work streams the rows'
+#: L-BFGS pairs; a chunk whose rows fit the processor's shared cache (two chunks in flight in
+#: 32 MiB of L3 on the 2-core machines measured) runs them faster, and the chunks of a search
+#: spread over the worker processes.  A constant, not read from the machine: the chunks, and so
+#: the last bits of every row's descent, are the same everywhere.
+HOST_CHUNK_BYTES = 12 * 2**20
 #: Copies of a row that a chunk holds at once: the L-BFGS pairs, the iterate, its gradient, the
 #: direction, the trial point and its gradient, the accepted ones.
 ROW_COPIES = 2 * MEMORY + 8
@@ -170,17 +180,31 @@ def start_rows(problem: Problem, layout: Layout, starts: list[Start], seed: int)
     return rows
 
 
-def chunk_rows(layout: Layout, problem: Problem) -> int:
-    """Rows one chunk may hold within its share of the memory budget; `StepSkipped` if none."""
+def row_bytes(layout: Layout, problem: Problem) -> int:
+    """Bytes one row of a chunk holds: its copies (`ROW_COPIES`) and its layers' features."""
     features = sum(r for r, _ in layout.shapes) * problem.K
-    per_row = FLOAT_BYTES * (ROW_COPIES * layout.size + 4 * features)
+    return FLOAT_BYTES * (ROW_COPIES * layout.size + 4 * features)
+
+
+def chunk_rows(layout: Layout, problem: Problem, *, host: bool = False) -> int:
+    """Rows one chunk may hold within its share of the memory budget, and on the host within
+    `HOST_CHUNK_BYTES`; `StepSkipped` if not one row fits the memory budget."""
+    per_row = row_bytes(layout, problem)
     rows = min(MAX_CHUNK, memory_budget() // MEMORY_SHARE // per_row)
     if rows < 1:
         raise StepSkipped(
             f"the batched search is skipped: one of its rows needs about {bytes_text(per_row)}, "
             "more than its share of the memory budget"
         )
-    return int(rows)
+    return int(min(rows, max(1, HOST_CHUNK_BYTES // per_row)) if host else rows)
+
+
+def chunks(starts: int, most: int) -> list[slice]:
+    """The starts cut into the fewest chunks of at most `most` rows, of sizes as equal as can be
+    (so that the workers finish together)."""
+    count = -(-starts // most)
+    size = -(-starts // count)
+    return [slice(at, min(at + size, starts)) for at in range(0, starts, size)]
 
 
 def iterations(problem: Problem, layout: Layout, starts: int, max_iter: int) -> tuple[int, int]:
@@ -228,15 +252,9 @@ def batched_search(
     layout = Layout.of(problem)
     plan_ = plan(problem, starts)
     rows = start_rows(problem, layout, plan_, seed)
-    per_chunk, cap = chunk_rows(layout, problem), iterations(problem, layout, starts, max_iter)
-    objective = BatchedObjective(problem, backend.xp, dtype=backend.dtype, device=backend.device)
-    ends, values, most, done = np.empty_like(rows), np.empty(starts), 0, 0
-    for at in range(0, starts, per_chunk):
-        part = slice(at, min(at + per_chunk, starts))
-        x, f, used, converged = _descend(objective, backend, rows[part], plan_[part], cap)
-        ends[part], values[part], most, done = x, f, max(most, used), done + converged
-        if progress is not None:
-            progress("batched search", part.stop, starts)
+    cap = iterations(problem, layout, starts, max_iter)
+    factors = np.array([s.factor for s in plan_])
+    ends, values, most, done = descend_starts(problem, backend, rows, factors, cap, progress)
     if valuation is not None:
         values = np.array([valuation(_full_point(problem, layout, row)) for row in ends])
     outcomes = [_outcome(v, claimed, relative) for v in values]
@@ -250,17 +268,88 @@ def batched_search(
     return BatchedSearch(starts, tuple(fams.items()), cov, most, done, seconds, best)
 
 
+Descended = tuple[np.ndarray, np.ndarray, int, int]  # end rows, values, iterations, converged
+
+
+def descend_starts(
+    problem: Problem,
+    backend: Backend,
+    rows: np.ndarray,
+    factors: np.ndarray,
+    caps: tuple[int, int],
+    progress: Progress | None = None,
+) -> Descended:
+    """Every start (a row of `rows`, host) descended in two stages, at most `caps` iterations
+    each: first with its weight decays scaled by its factor, then on the instance; in chunks.
+    The end rows and values (host), the iterations of the longest chunk, the rows converged."""
+    layout = Layout.of(problem)
+    parts = chunks(rows.shape[0], chunk_rows(layout, problem, host=backend.name == "numpy"))
+    ends, values, most, done = np.empty_like(rows), np.empty(rows.shape[0]), 0, 0
+    for part, (x, f, used, converged) in _chunks_descended(
+        problem, backend, rows, factors, parts, caps, progress
+    ):
+        ends[part], values[part], most, done = x, f, max(most, used), done + converged
+    return ends, values, most, done
+
+
+def _chunks_descended(
+    problem: Problem,
+    backend: Backend,
+    rows: np.ndarray,
+    factors: np.ndarray,
+    parts: list[slice],
+    caps: tuple[int, int],
+    progress: Progress | None,
+) -> Iterator[tuple[slice, Descended]]:
+    """Each chunk of `rows` descended (`_descend`), in order: in this process, or on numpy with
+    several chunks in the worker processes (`workers.pool`, killed with the check).  The chunks
+    are the same for any number of workers, so the results are too."""
+    jobs = workers.default_jobs(backend.name, len(parts))
+    if jobs == 1:
+        objective = BatchedObjective(
+            problem, backend.xp, dtype=backend.dtype, device=backend.device
+        )
+        for part in parts:
+            yield part, _descend(objective, backend, rows[part], factors[part], caps)
+            if progress is not None:
+                progress("batched search", part.stop, rows.shape[0])
+        return
+    spec = (backend.name, backend.device_name, backend.dtype_name)
+    with workers.pool(jobs) as pool:
+        futures = [
+            pool.submit(_descend_in_worker, problem, spec, rows[p], factors[p], caps) for p in parts
+        ]
+        for part, future in zip(parts, futures, strict=True):
+            yield part, future.result()
+            if progress is not None:
+                progress("batched search", part.stop, rows.shape[0])
+
+
+def _descend_in_worker(
+    problem: Problem,
+    spec: tuple[str, str, str],
+    rows: np.ndarray,
+    factors: np.ndarray,
+    caps: tuple[int, int],
+) -> Descended:
+    """`_descend` in a worker process, its BLAS on one thread as in the check's process."""
+    backend = Backend.create(*spec)
+    objective = BatchedObjective(problem, backend.xp, dtype=backend.dtype, device=backend.device)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _descend(objective, backend, rows, factors, caps)
+
+
 def _descend(
     objective: BatchedObjective,
     backend: Backend,
     rows: np.ndarray,
-    plan_: list[Start],
+    factors_: np.ndarray,
     caps: tuple[int, int],
-) -> tuple[np.ndarray, np.ndarray, int, int]:
+) -> Descended:
     """Both stages of a chunk: its end rows and values, iterations, and rows that converged."""
     xp = backend.xp
     x = backend.asarray(rows)
-    factors = backend.asarray(np.array([s.factor for s in plan_]))
+    factors = backend.asarray(factors_)
 
     def staged(v: Any, rows: Any) -> tuple[Any, Any]:
         return objective.value_and_grad(v, factors if rows is None else xp.take(factors, rows))

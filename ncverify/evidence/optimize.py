@@ -31,10 +31,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import multiprocessing
-import os
-import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -300,33 +296,6 @@ def run_scales(scales: tuple[float, ...], restarts: int) -> list[float]:
         return [float(scales[i]) for i in range(restarts)]
     lo, hi = min(scales), max(scales)
     return [float(x) for x in np.geomspace(lo, hi, restarts)]
-
-
-def default_jobs(backend: Backend, restarts: int) -> int:
-    """Worker processes for `restarts` runs: the usable CPUs on numpy, else 1.
-
-    `NCVERIFY_JOBS` overrides it (1 = serial); results do not depend on it.
-    """
-    env = os.environ.get("NCVERIFY_JOBS", "").strip()
-    if env:
-        try:
-            return max(1, min(int(env), restarts))
-        except ValueError:
-            pass
-    if backend.name != "numpy" or restarts < 2:
-        return 1
-    # no worker processes from a daemonic process (multiprocessing forbids its children, e.g.
-    # inside a Dask worker) or from a thread other than the main one (fork copies only the
-    # calling thread, and locks held by the others would stay locked in the child)
-    if multiprocessing.current_process().daemon:
-        return 1
-    if threading.current_thread() is not threading.main_thread():
-        return 1
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, restarts))
 
 
 @dataclass(frozen=True)
@@ -597,14 +566,6 @@ def _worker_run(
     return dataclasses.replace(run, point=run.point.map(backend.to_numpy))
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    # fork starts a worker in milliseconds and shares the already imported modules; spawn is the
-    # portable fallback (macOS and Windows default to it for good reasons)
-    if sys.platform.startswith("linux"):
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("spawn")
-
-
 def multistart(
     problem: Problem,
     backend: Backend,
@@ -625,7 +586,7 @@ def multistart(
     distribution of the full starts' class means; its end points lift to points of the full
     problem with the same objective).
 
-    `jobs` worker processes run them (default `default_jobs`); the runs, their order and their
+    `jobs` worker processes run them (default `workers.default_jobs`); the runs, their order and their
     results are the same for every `jobs`, only `Run.time` differs.  `progress(i, run)` is called
     for the runs in index order.
 
@@ -665,21 +626,14 @@ def multistart(
     if restarts < 1:
         raise ValueError("restarts must be at least 1.")
     per_run = run_scales(scales, restarts)
-    jobs = default_jobs(backend, restarts) if jobs is None else max(1, min(jobs, restarts))
+    default = workers.default_jobs(backend.name, restarts)
+    jobs = default if jobs is None else max(1, min(jobs, restarts))
     runs: list[Run] = []
     if jobs == 1:
         objectives = Objectives(problem, backend, parameterisation=parameterisation)
         for i in range(restarts):
-            run = one_run(
-                problem,
-                backend,
-                objectives,
-                seed=seed,
-                index=i,
-                scale=per_run[i],
-                max_iter=max_iter,
-                continuation=continuation,
-            )
+            run = one_run(problem, backend, objectives, seed=seed, index=i, scale=per_run[i],
+                          max_iter=max_iter, continuation=continuation)  # fmt: skip
             runs.append(run)
             if progress is not None:
                 progress(i, run)
@@ -687,7 +641,7 @@ def multistart(
     spec = (backend.name, backend.device_name, backend.dtype_name)
     # the pool's workers end with this process and leave Ctrl-C to it; an interrupt (or any
     # exception) here kills them at once rather than waiting for their runs (`workers.pool`)
-    with workers.pool(jobs, _pool_context()) as pool:
+    with workers.pool(jobs) as pool:
         # Largest scales first: they take the most iterations, and starting the longest jobs
         # first keeps the workers busy to the end (results do not depend on the order).
         order = sorted(range(restarts), key=lambda i: -per_run[i])

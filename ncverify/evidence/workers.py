@@ -1,6 +1,7 @@
 """Worker pools whose processes never outlive their parent and never answer Ctrl-C themselves.
 
-Why: the optimiser's runs go to worker processes (`ncverify.evidence.optimize.multistart`), and
+Why: the optimiser's runs and the chunks of the batched search go to worker processes
+(`ncverify.evidence.optimize.multistart`, `ncverify.evidence.batched_search`), and
 `concurrent.futures.ProcessPoolExecutor` leaves them on their own in three ways.
 
 - The parent killed outright (SIGKILL, the OOM killer, `timeout`) tells them nothing: a worker
@@ -32,8 +33,44 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 POLL_SECONDS = 1.0  # how often the fallback watchdog looks at the parent pid
 
 
+def default_jobs(backend: str, tasks: int) -> int:
+    """Worker processes for `tasks` independent tasks (runs, chunks of a batched search) on the
+    backend named `backend`: the usable CPUs on numpy, else 1.
+
+    `NCVERIFY_JOBS` overrides it (1 = serial); results do not depend on it.
+    """
+    env = os.environ.get("NCVERIFY_JOBS", "").strip()
+    if env:
+        try:
+            return max(1, min(int(env), tasks))
+        except ValueError:
+            pass
+    if backend != "numpy" or tasks < 2:
+        return 1
+    # no worker processes from a daemonic process (multiprocessing forbids its children, e.g.
+    # inside a Dask worker) or from a thread other than the main one (fork copies only the
+    # calling thread, and locks held by the others would stay locked in the child)
+    if multiprocessing.current_process().daemon:
+        return 1
+    if threading.current_thread() is not threading.main_thread():
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, tasks))
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    # fork starts a worker in milliseconds and shares the already imported modules; spawn is the
+    # portable fallback (macOS and Windows default to it for good reasons)
+    if sys.platform.startswith("linux"):
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
 @contextlib.contextmanager
-def pool(jobs: int, context: multiprocessing.context.BaseContext) -> Iterator[ProcessPoolExecutor]:
+def pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
     """A `ProcessPoolExecutor` of `jobs` workers set up by `initialise`.
 
     Left normally, it shuts down as usual (waiting for the calls, which are all done by then);
@@ -41,7 +78,7 @@ def pool(jobs: int, context: multiprocessing.context.BaseContext) -> Iterator[Pr
     cancels the pending calls and kills the workers without waiting for the runs in flight.
     """
     executor = ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, initializer=initialise, initargs=(os.getpid(),)
+        max_workers=jobs, mp_context=_context(), initializer=initialise, initargs=(os.getpid(),)
     )
     try:
         yield executor
@@ -95,7 +132,7 @@ def initialise(parent: int) -> None:
 def _kill_on_parent_death() -> bool:
     """Ask the kernel for SIGKILL when the parent dies (Linux); False where that is not possible.
 
-    On Linux "the parent" is the thread that forked this process: `multistart` makes its pools
+    On Linux "the parent" is the thread that forked this process: every pool is made
     from the main thread only (`default_jobs`), which lives as long as the process.
     """
     if not sys.platform.startswith("linux"):

@@ -23,8 +23,9 @@ from ncverify.claim import Candidate, Claim, NoPrediction, Prediction
 from ncverify.evidence.batched_search import BatchedSearch
 from ncverify.evidence.certificates import BUDGETED, CERTIFIERS, Certificate
 from ncverify.evidence.coverage import coverage
-from ncverify.evidence.optimize import Run, default_jobs, single_threaded_blas
+from ncverify.evidence.optimize import Run, single_threaded_blas
 from ncverify.evidence.results import Check, Evidence, PredictedPoint, Tolerances
+from ncverify.evidence.workers import default_jobs
 from ncverify.kinds import KindSession, kind_mismatch, kind_of
 from ncverify.limits import (
     FLOAT_BYTES,
@@ -307,7 +308,7 @@ class _Verification:
         """Memory of `restarts` runs: the working copies of the runs in flight, and every end
         point (each run's is kept for classification and E4)."""
         point = session.run_cost().point_bytes
-        return point * (WORKING_COPIES * default_jobs(self.backend, restarts) + restarts)
+        return point * (WORKING_COPIES * default_jobs(self.backend.name, restarts) + restarts)
 
     def _max_iter(self, session: KindSession, restarts: int) -> int:
         """Iterations a descent of `restarts` runs may take (`ncverify.limits`)."""
