@@ -216,7 +216,7 @@ def main() -> None:
             starts = (64 if args.quick else 256) * (1 if problem.K > 10 else 4)
             per_run = max(4, starts // (16 if problem.K > 10 else 16))
             rates[name] = per_start(problem, starts, per_run)
-            rates[name]["runs_rate"] = todays_runs(name, problem, max(2, per_run // 4))
+            rates[name]["runs_rate"] = todays_runs(name, problem, max(8, per_run // 4))
             print(name, rates[name], flush=True)
     checks = []
     for command in CHECKS:
