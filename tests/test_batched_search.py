@@ -18,9 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ncverify.backend import Backend, to_host
+from ncverify.evidence import workers
 from ncverify.evidence.batched_lbfgs import batched_lbfgs
 from ncverify.evidence.batched_search import (
     HOST_CHUNK_BYTES,
+    MEMORY_SHARE,
     batched_search,
     chunk_rows,
     chunks,
@@ -333,3 +335,27 @@ def test_the_search_in_worker_processes_ends_where_it_ends_in_one(
         ends[jobs] = descend_starts(problem, Backend.create(), rows, factors, (50, 150))
     assert np.array_equal(ends["1"][1], ends["2"][1]) and np.array_equal(ends["1"][0], ends["2"][0])
     assert ends["1"][2:] == ends["2"][2:]
+
+
+@pytest.mark.parametrize("side_by_side", [1, 2])
+def test_no_more_chunks_run_at_once_than_fit_the_memory_budget(
+    side_by_side: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With room in the search's share of the memory budget for one chunk, the chunks run one
+    after the other in this process even where two workers are asked for; with room for two,
+    in two workers."""
+    problem = Problem.build(classes=6, samples=1, depth=3, width=60, lambda_w="1e-3",
+                            lambda_h="1e-3", activation="relu")  # fmt: skip
+    layout = Layout.of(problem)
+    starts = plan(problem, 12)
+    parts = chunks(12, chunk_rows(layout, problem, host=True))
+    chunk = max(p.stop - p.start for p in parts) * row_bytes(layout, problem)
+    monkeypatch.setenv("NCVERIFY_MEMORY_BUDGET", str(MEMORY_SHARE * chunk * side_by_side))
+    monkeypatch.setenv("NCVERIFY_JOBS", "2")
+    pools = []
+    real_pool = workers.pool
+    monkeypatch.setattr(workers, "pool", lambda jobs: pools.append(jobs) or real_pool(jobs))
+    rows = start_rows(problem, layout, starts, seed=1)
+    factors = np.array([s.factor for s in starts])
+    descend_starts(problem, Backend.create(), rows, factors, (5, 5))
+    assert len(parts) >= 2 and pools == ([] if side_by_side == 1 else [2])

@@ -303,8 +303,11 @@ def _chunks_descended(
 ) -> Iterator[tuple[slice, Descended]]:
     """Each chunk of `rows` descended (`_descend`), in order: in this process, or on numpy with
     several chunks in the worker processes (`workers.pool`, killed with the check).  The chunks
-    are the same for any number of workers, so the results are too."""
-    jobs = workers.default_jobs(backend.name, len(parts))
+    are the same for any number of workers, so the results are too; no more workers run than
+    chunks fit side by side in the search's share of the memory budget."""
+    chunk = max(p.stop - p.start for p in parts) * row_bytes(Layout.of(problem), problem)
+    fit = max(1, memory_budget() // MEMORY_SHARE // chunk)
+    jobs = min(workers.default_jobs(backend.name, len(parts)), fit)
     if jobs == 1:
         objective = BatchedObjective(
             problem, backend.xp, dtype=backend.dtype, device=backend.device
