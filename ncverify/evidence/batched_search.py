@@ -284,9 +284,13 @@ def descend_starts(
     The end rows and values (host), the iterations of the longest chunk, the rows converged."""
     layout = Layout.of(problem)
     parts = chunks(rows.shape[0], chunk_rows(layout, problem, host=backend.name == "numpy"))
+    # no more workers than chunks fit side by side in the search's share of the memory budget
+    chunk = max(p.stop - p.start for p in parts) * row_bytes(layout, problem)
+    fit = max(1, memory_budget() // MEMORY_SHARE // chunk)
+    jobs = min(workers.default_jobs(backend.name, len(parts)), fit)
     ends, values, most, done = np.empty_like(rows), np.empty(rows.shape[0]), 0, 0
     for part, (x, f, used, converged) in _chunks_descended(
-        problem, backend, rows, factors, parts, caps, progress
+        problem, backend, rows, factors, parts, caps, jobs, progress
     ):
         ends[part], values[part], most, done = x, f, max(most, used), done + converged
     return ends, values, most, done
@@ -299,15 +303,12 @@ def _chunks_descended(
     factors: np.ndarray,
     parts: list[slice],
     caps: tuple[int, int],
+    jobs: int,
     progress: Progress | None,
 ) -> Iterator[tuple[slice, Descended]]:
-    """Each chunk of `rows` descended (`_descend`), in order: in this process, or on numpy with
-    several chunks in the worker processes (`workers.pool`, killed with the check).  The chunks
-    are the same for any number of workers, so the results are too; no more workers run than
-    chunks fit side by side in the search's share of the memory budget."""
-    chunk = max(p.stop - p.start for p in parts) * row_bytes(Layout.of(problem), problem)
-    fit = max(1, memory_budget() // MEMORY_SHARE // chunk)
-    jobs = min(workers.default_jobs(backend.name, len(parts)), fit)
+    """Each chunk of `rows` descended (`_descend`), in order: in this process, or in `jobs`
+    worker processes (`workers.pool`, killed with the check).  The chunks are the same for any
+    number of workers, so the results are too."""
     if jobs == 1:
         objective = BatchedObjective(
             problem, backend.xp, dtype=backend.dtype, device=backend.device

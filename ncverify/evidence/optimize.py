@@ -586,8 +586,8 @@ def multistart(
     distribution of the full starts' class means; its end points lift to points of the full
     problem with the same objective).
 
-    `jobs` worker processes run them (default `workers.default_jobs`); the runs, their order and their
-    results are the same for every `jobs`, only `Run.time` differs.  `progress(i, run)` is called
+    `jobs` worker processes run them (default `workers.default_jobs`); the runs, their order
+    and their results are the same for every `jobs`, only `Run.time` differs.  `progress(i, run)` is called
     for the runs in index order.
 
     `continuation` (default `DEFAULT_CONTINUATION`; None turns it off) is what each run does
