@@ -69,7 +69,12 @@ class MaxMarginSEL(Claim):
     status = "proven for M = 1 (SELI); false at depth for many K (low-rank codes)"
     loss = "max-margin"
     bias = "none"
-    certificates = ("max-margin-dual", "two-class-scalar", "gram-branch-and-bound")
+    certificates = (
+        "max-margin-dual",
+        "two-class-scalar",
+        "frame-branch-and-bound",
+        "gram-branch-and-bound",
+    )
     # one layer only: at depth the orthoplex codes refute it for many K
     truth_region = TruthRegion(
         basis="proven",

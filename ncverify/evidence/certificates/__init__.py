@@ -15,6 +15,9 @@ Claims list the kinds they support in `certificates`; the pipeline calls `CERTIF
 - `gram-branch-and-bound` (`gram.py`): three or four classes at depth, balanced cross-entropy or
   the max-margin problem: branch and bound over the Gram matrix of the centred logits, every
   box's bound proven in interval arithmetic; it runs only with a box budget (`BUDGETED`).
+- `frame-branch-and-bound` (`frame.py`): four balanced classes of the max-margin problem at depth:
+  branch and bound over the eigenvalues and the eigenvector frame of that Gram matrix, every
+  leaf's bound proven in interval arithmetic; budgeted too.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Callable
 
 from ncverify.evidence.certificates.certificate import Certificate
 from ncverify.evidence.certificates.convex import convex_dual
+from ncverify.evidence.certificates.frame import frame_branch_and_bound
 from ncverify.evidence.certificates.gram import gram_branch_and_bound
 from ncverify.evidence.certificates.max_margin import max_margin_dual
 from ncverify.evidence.certificates.separable import rho, separable_applies, separable_reduction
@@ -33,6 +37,7 @@ __all__ = [
     "CERTIFIERS",
     "Certificate",
     "convex_dual",
+    "frame_branch_and_bound",
     "gram_branch_and_bound",
     "max_margin_dual",
     "rho",
@@ -49,7 +54,8 @@ CERTIFIERS: dict[str, Callable[..., Certificate | None]] = {
     "max-margin-dual": max_margin_dual,
     "two-class-scalar": two_class_scalar,
     "gram-branch-and-bound": gram_branch_and_bound,
+    "frame-branch-and-bound": frame_branch_and_bound,
 }
 
 #: The kinds that take a box budget (`Settings.certificate_boxes`) as the keyword `boxes`.
-BUDGETED: frozenset[str] = frozenset({"gram-branch-and-bound"})
+BUDGETED: frozenset[str] = frozenset({"gram-branch-and-bound", "frame-branch-and-bound"})
