@@ -127,9 +127,10 @@ MAX_RUNS = 65_536
 #: Largest seed: numpy's generators take any non-negative integer, the reports print it, and the
 #: sweep's commands repeat it; 2**63 - 1 is the largest a JSON reader keeps exactly as int64.
 MAX_SEED = 2**63 - 1
-#: Largest box budget of the branch-and-bound certificate at depth: every box it splits keeps a
-#: proposal (about a kilobyte) until its bound is proven, at up to 50 ms a box for four classes
-#: (about 40 minutes at the cap); three classes need a few thousand to ten thousand.
+#: Largest box budget of the branch-and-bound certificates at depth: every box the Gram kind
+#: splits keeps a proposal (about a kilobyte) until its bound is proven, at up to 50 ms a box for
+#: four classes (about 40 minutes at the cap); three classes need a few thousand to ten thousand.
+#: The frame kind proves its leaves as it goes (at most a few thousand held), about 30 ms a box.
 MAX_CERTIFICATE_BOXES = 50_000
 #: Largest number of points of one sweep (each is a whole check).
 MAX_SWEEP_POINTS = 10_000

@@ -280,3 +280,14 @@ def test_the_pages_command_runs_as_a_user_runs_it() -> None:
     assert proc.returncode == 0 and report["verdict"] == "consistent", report["notes"]
     assert cert["kind"] == "frame-branch-and-bound" and cert["status"] == "budget"
     assert 0.3 < cert["bound"] / report["prediction"]["objective"] < 0.7
+
+
+def test_the_bound_is_the_same_whichever_process_proves_the_leaves(
+    small_certificate,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The leaves are proven in a worker process beside the search (two CPUs or more) or in the
+    search's own (`NCVERIFY_JOBS=1`): the least proven bound is a minimum, the same either way."""
+    monkeypatch.setenv("NCVERIFY_JOBS", "1")
+    alone = frame.frame_branch_and_bound(margin4(), boxes=150)
+    assert alone.bound == small_certificate.bound and alone.boxes == small_certificate.boxes

@@ -38,6 +38,7 @@ import mpmath
 import numpy as np
 
 from ncverify.evidence.batched_search import Progress
+from ncverify.evidence.certificates import frame_proofs
 from ncverify.evidence.certificates.certificate import Certificate
 from ncverify.evidence.certificates.frame_bounds import (
     ZONE,
@@ -46,9 +47,9 @@ from ncverify.evidence.certificates.frame_bounds import (
     cube_basis,
     evaluate,
     margin_rows,
-    proven_leaf,
     rodrigues,
 )
+from ncverify.evidence.certificates.frame_proofs import Prover
 from ncverify.evidence.certificates.gram import BITS, PROGRESS_EVERY, TARGET_GAP, _proven_value
 from ncverify.evidence.certificates.gram_bounds import GramProblem, power
 from ncverify.evidence.certificates.two_classes import penalty_constant
@@ -83,10 +84,11 @@ def frame_branch_and_bound(
         )
     t0 = time.perf_counter()
     gp = GramProblem(4, p, kappa, tuple(problem.counts), "max-margin")
+    with frame_proofs.prover(problem.depth, BITS) as leaves:
+        search = _search(p, 3.0, boxes, leaves, progress)  # 3: the labels' value, G = I
+        least = leaves.finish()  # at most the target: finite
     with interval_precision(BITS) as iv:
         kap, exponent = penalty_constant(problem, iv), iv.mpf(1) / (problem.depth + 1)
-        search = _search(p, 3.0, boxes, _Prover(exponent, iv), progress)  # the labels: G = I
-        least = search.prover.least  # at most the target: finite
         bound = ends(iv.mpf(least) * kap * power(iv.mpf(problem.counts[0]), exponent, iv))[0]
         primal = _proven_value(gp, kap, exponent, gp.basis.copy(), iv)  # the labels
     return _certificate(search, bound, primal, time.perf_counter() - t0)
@@ -103,29 +105,6 @@ def _applies(problem: Problem) -> bool:
     )
 
 
-class _Prover:
-    """Proves each leaf as the search closes it (so that no leaf is kept: a budget of tens of
-    thousands of boxes makes hundreds of thousands of leaves) and keeps the least bound of
-    `sum_i x_i^p` proven; a leaf proven above the target counts as the target."""
-
-    def __init__(self, p: Any, iv: Any) -> None:
-        self.p, self.iv = p, iv
-        self.target = mpmath.mpf(0)
-        self.least = mpmath.inf
-        self.proven = 0
-
-    def aim(self, target: float) -> None:
-        self.target = mpmath.mpf(target) * (1 - mpmath.mpf(TARGET_GAP))
-        self.least = self.target
-
-    def __call__(
-        self, l: np.ndarray, u: np.ndarray, r: np.ndarray, h: float, prop: LeafProposal
-    ) -> None:
-        bound = proven_leaf(self.p, l, u, r, h, prop, self.iv, self.target)
-        self.least = min(self.least, bound)
-        self.proven += 1
-
-
 @dataclass
 class _Search:
     """What the float branch and bound did: the boxes split, whether every leaf was closed
@@ -133,7 +112,7 @@ class _Search:
 
     boxes: int
     closed: bool
-    prover: _Prover
+    prover: Prover
 
 
 @functools.cache
@@ -208,7 +187,7 @@ def _children(
 
 
 def _search(
-    p: float, upper: float, budget: int, prover: _Prover, progress: Progress | None
+    p: float, upper: float, budget: int, prover: Prover, progress: Progress | None
 ) -> _Search:
     top = upper ** (1 / p) * (1 + 1e-9)  # x_i^p <= sum_i x_i^p <= upper
     l, u, r, h = np.zeros(3), np.full(3, top), np.zeros(3), ZONE

@@ -251,22 +251,33 @@ def _proven_multiplier(
 def _proven_d(made: list[list[Any]], mu: np.ndarray, iv: Any) -> mpmath.mpf | None:
     """d(W') from below, per class the Lagrangian `y^T W' y + mu^T (1 - A y)` at the point
     `y = W'^-1 A^T mu / 2` (floats), less `|grad|^2 / (4 lambda_min(W'))`; None when W' is not
-    proven positive definite."""
+    proven positive definite.  The margin rows have entries 0 and +-1 (`margin_rows`), so their
+    products are sums, taken exactly."""
     mid = np.array([[float(x.mid) for x in row] for row in made])
     lam = eigenvalue_bounds(mid, iv, made)[0][0]
     if lam <= 0:
         return None
     rows = margin_rows()
-    total = iv.mpf(0)
+    one, total, modulus = iv.mpf(1), iv.mpf(0), 4 * iv.mpf(lam)
     for k in range(4):
         m = [iv.mpf(max(float(x), 0.0)) for x in mu[k]]
         y = [iv.mpf(float(x)) for x in np.linalg.solve(mid, rows[k].T @ mu[k]) / 2]
-        wy = [sum(made[i][j] * y[j] for j in range(3)) for i in range(3)]
-        a = [[iv.mpf(float(x)) for x in row] for row in rows[k]]
-        marg = [sum(ai[j] * y[j] for j in range(3)) for ai in a]
-        value = sum(y[i] * wy[i] for i in range(3)) + sum(
-            mi * (1 - gi) for mi, gi in zip(m, marg, strict=True)
-        )
-        grad = [2 * wy[j] - sum(mi * ai[j] for mi, ai in zip(m, a, strict=True)) for j in range(3)]
-        total += value - sum(g * g for g in grad) / (4 * iv.mpf(lam))
+        wy = [made[i][0] * y[0] + made[i][1] * y[1] + made[i][2] * y[2] for i in range(3)]
+        value = y[0] * wy[0] + y[1] * wy[1] + y[2] * wy[2]
+        pull = [wy[j] + wy[j] for j in range(3)]  # the gradient 2 W'y - A^T mu, built below
+        for mi, row in zip(m, rows[k], strict=True):
+            margin = _signed_sum(row, y)
+            value += mi * (one - margin)
+            for j in np.flatnonzero(row):
+                pull[j] = pull[j] - mi if row[j] > 0 else pull[j] + mi
+        total += value - (pull[0] * pull[0] + pull[1] * pull[1] + pull[2] * pull[2]) / modulus
     return ends(total)[0]
+
+
+def _signed_sum(row: np.ndarray, y: list[Any]) -> Any:
+    """`row . y` for a row of entries 0 and +-1."""
+    out = None
+    for j in np.flatnonzero(row):
+        term = y[j] if row[j] > 0 else -y[j]
+        out = term if out is None else out + term
+    return out
