@@ -31,6 +31,7 @@ import heapq
 import itertools
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,7 +143,9 @@ def _propose(
     for param, value in zip(params, (centre, l, u, slopes), strict=True):
         param.value = value
     try:
-        problem.solve(solver="CLARABEL")
+        with warnings.catch_warnings():  # an inaccurate solution only weakens the bound
+            warnings.simplefilter("ignore")
+            problem.solve(solver="CLARABEL")
         w0 = np.maximum(np.array([c.dual_value for c in diag], float).ravel(), 0.0)
     except Exception:  # noqa: BLE001 - a failed proposal only weakens the bound
         w0 = slopes
