@@ -36,7 +36,7 @@ CASES = [
     *(("gram", 3, 3, "ce", lam, 40_000) for lam in ("1e-4", "1e-3")),
     ("gram", 3, 3, "max-margin", "1e-3", 40_000),
     *(("gram", 4, 2, "max-margin", "1e-3", boxes) for boxes in (250, 1000)),
-    *(("frame", 4, 2, "max-margin", "1e-3", boxes) for boxes in (2500, 10_000, 40_000)),
+    *(("frame", 4, 2, "max-margin", "1e-3", boxes) for boxes in (2500, 10_000, 45_000)),
 ]
 
 

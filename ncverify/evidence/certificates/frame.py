@@ -214,6 +214,8 @@ def _search(
             else:
                 heapq.heappush(heap, (child.value, next(order), box[0], box[1], cr, ch, child))
     closed = not heap or heap[0][0] >= target
+    if heap:
+        prover.lower(heap[0][0] * (1 - 1e-12))
     for i, (_, _, l, u, r, h, prop) in enumerate(heap):
         prover(l, u, r, h, prop)
         if progress is not None and (i + 1) % PROGRESS_EVERY == 0:

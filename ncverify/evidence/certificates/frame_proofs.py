@@ -59,6 +59,12 @@ class Prover:
         self.target = mpmath.mpf(target) * (1 - mpmath.mpf(TARGET_GAP))
         self.least = self.target
 
+    def lower(self, value: float) -> None:
+        """From now on a leaf proven above `value` counts as `value`, and so needs only its crude
+        bound (the least open leaf's float bound: no proof of the others can go below it by
+        more than rounding, and every leaf still gets a valid bound)."""
+        self.target = min(self.target, mpmath.mpf(value))
+
     def __call__(self, *leaf: Any) -> None:
         self._batch.append(leaf)  # type: ignore[arg-type]
         self.proven += 1
