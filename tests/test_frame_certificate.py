@@ -291,3 +291,17 @@ def test_the_bound_is_the_same_whichever_process_proves_the_leaves(
     monkeypatch.setenv("NCVERIFY_JOBS", "1")
     alone = frame.frame_branch_and_bound(margin4(), boxes=150)
     assert alone.bound == small_certificate.bound and alone.boxes == small_certificate.boxes
+
+
+def test_three_samples_a_class_scale_the_bound_as_the_labels_value(small_certificate) -> None:  # noqa: ANN001
+    """With n samples a class, G carries the factor n and tr G^p the factor n^p: the proven bound
+    and the labels' value scale alike, and the labels' value is the claim's."""
+    problem = Problem.build(
+        counts="3,3,3,3", depth=2, width=4, lambda_w="1e-3", lambda_h="1e-3", loss="max-margin"
+    )
+    cert = frame.frame_branch_and_bound(problem, boxes=150)
+    claimed = float(theorems.get("maxmargin-sel").closed_form(problem).objective)
+    assert cert.primal == pytest.approx(claimed, rel=1e-12)
+    assert cert.bound / cert.primal == pytest.approx(
+        small_certificate.bound / small_certificate.primal, rel=1e-9
+    )
