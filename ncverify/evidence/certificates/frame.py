@@ -192,6 +192,9 @@ def _children(
 def _search(
     p: float, upper: float, budget: int, prover: Prover, progress: Progress | None
 ) -> _Search:
+    """Best-first over the leaves, from the whole box `[0, upper^(1/p)]^3` and the whole zone:
+    split the least leaf, hand every child whose float bound reaches `upper` (less 1e-11) to
+    `prover`, and at the end every leaf still open."""
     top = upper ** (1 / p) * (1 + 1e-9)  # x_i^p <= sum_i x_i^p <= upper
     l, u, r, h = np.zeros(3), np.full(3, top), np.zeros(3), ZONE
     target = upper * (1 - TARGET_GAP)
