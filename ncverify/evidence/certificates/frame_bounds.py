@@ -173,10 +173,10 @@ def evaluate(
     return LeafProposal(
         value=max(float(value[i, j]), crude),
         value_at_centre=max(centre_value, crude),
-        w=ws[i],
+        w=ws[i].copy(),  # copies: a view would keep every candidate's arrays alive in the heap
         form=forms[j][0],
         params=forms[j][1],
-        mu=mus[i, j],
+        mu=mus[i, j].copy(),
         empty=bool(value[i, j] == np.inf),
     )
 
