@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -265,17 +266,20 @@ def test_wrong_claims_are_never_certified(small_certificate, relative) -> None: 
     assert check.passed is not True
 
 
-def test_the_pages_command_runs_as_a_user_runs_it() -> None:
+def test_the_pages_command_runs_as_a_user_runs_it(tmp_path: Path) -> None:
+    """The page's command, its report read as JSON and as the readable text, whose E3 detail
+    keeps its bracket "[bound, primal]" (rich took it for markup and dropped it)."""
     (line,) = [
         s.strip()
         for s in PAGE.read_text().splitlines()
         if s.startswith("ncverify ") and "--classes 4" in s
     ]
     proc = subprocess.run(
-        [NCVERIFY, *line.split()[1:], "--quiet", "--json", "-"],
-        capture_output=True, text=True, check=False,
+        [NCVERIFY, *line.split()[1:], "--json", str(tmp_path / "r.json")],
+        capture_output=True, text=True, check=False, env={**os.environ, "COLUMNS": "400"},
     )  # fmt: skip
-    report = json.loads(proc.stdout)
+    assert "the certificate's bracket [bound, primal] is wider" in proc.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
     cert = report["certificate"]
     assert proc.returncode == 0 and report["verdict"] == "consistent", report["notes"]
     assert cert["kind"] == "frame-branch-and-bound" and cert["status"] == "budget"

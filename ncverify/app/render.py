@@ -391,7 +391,7 @@ def _checks(r: Report) -> Table:
             Text({True: "yes", False: "NO", None: "skipped"}[c.passed], style=style),
             _fmt(c.value, 3),
             _fmt(c.tolerance, 3),
-            c.detail,
+            Text(c.detail),  # not markup: a detail may say "[bound, primal]"
         )
     return t
 
