@@ -45,7 +45,6 @@ from ncverify.evidence.certificates.frame_bounds import (
     ZONE,
     LeafProposal,
     chords,
-    cube_basis,
     evaluate,
     margin_rows,
     rodrigues,
@@ -253,4 +252,4 @@ def _certificate(
     )
 
 
-__all__ = ["cube_basis", "frame_branch_and_bound"]
+__all__ = ["frame_branch_and_bound"]

@@ -82,7 +82,8 @@ def cell_radius(h: float, iv: Any) -> Any:
 class LeafProposal:
     """A leaf's bound as floats proposed it: the weights `w`, lemma F's form (1 or 2) and its
     parameters, the multipliers `mu` (4 x 3) of d(W'), the value, its value at a cell of one
-    frame (which tells the search whether to split the cell) and whether the leaf is empty."""
+    frame (which tells the search whether to split the cell); the value is infinite where the
+    leaf holds no point."""
 
     value: float
     value_at_centre: float
@@ -90,7 +91,6 @@ class LeafProposal:
     form: int
     params: tuple[float, ...]
     mu: np.ndarray | None
-    empty: bool
 
 
 def robust_multipliers(
@@ -177,7 +177,6 @@ def evaluate(
         form=forms[j][0],
         params=forms[j][1],
         mu=mus[i, j].copy(),
-        empty=bool(value[i, j] == np.inf),
     )
 
 
