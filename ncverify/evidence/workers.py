@@ -14,6 +14,12 @@ Why: the optimiser's runs and the chunks of the batched search go to worker proc
 - Ctrl-C at a terminal sends SIGINT to the whole foreground process group: every worker would
   print a KeyboardInterrupt traceback of its own.  The workers ignore SIGINT; the parent answers
   it and stops them.
+- An interrupt that lands while a worker is being forked is lost: the fork runs Python's
+  at-fork callbacks (`logging` registers some), in parent and child alike, and an exception
+  raised in one is printed as "Exception ignored" and dropped.  A `check` then ran on as if
+  never interrupted (seen once in CI).  So the workers are forked with SIGINT and SIGTERM held
+  (`held`): the parent takes a held signal once its workers exist, and each worker lets it
+  through only after `initialise` has chosen what it does with it.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 POLL_SECONDS = 1.0  # how often the fallback watchdog looks at the parent pid
+INTERRUPTS = frozenset({signal.SIGINT, signal.SIGTERM})  # the signals the command line answers
 
 
 def default_jobs(backend: str, tasks: int) -> int:
@@ -81,11 +88,34 @@ def pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
         max_workers=jobs, mp_context=_context(), initializer=initialise, initargs=(os.getpid(),)
     )
     try:
+        with held(INTERRUPTS):
+            # the first call starts the workers (all of them, with fork) while interrupts wait
+            executor.submit(os.getpid)
         yield executor
     except BaseException:
         stop(executor)
         raise
     executor.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def held(signals: frozenset[signal.Signals]) -> Iterator[None]:
+    """Inside the block, `signals` wait (blocked) rather than arrive; on leaving it, one that
+    came meanwhile arrives, and its handler runs before the next line.
+
+    Only the main thread runs Python's signal handlers, and only where `pthread_sigmask` exists
+    (POSIX); elsewhere nothing is held.
+    """
+    if not hasattr(signal, "pthread_sigmask") or (
+        threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def stop(executor: ProcessPoolExecutor) -> None:
@@ -121,6 +151,8 @@ def initialise(parent: int) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):  # forked with them held (`pool`): now let them in
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
     if not _kill_on_parent_death():
         threading.Thread(target=_watch, args=(parent,), name="parent-watchdog", daemon=True).start()
     # the parent may have died before the request above: then this process has already been
