@@ -311,6 +311,27 @@ def test_three_samples_a_class_scale_the_bound_as_the_labels_value(small_certifi
     )
 
 
+@pytest.mark.parametrize("lam", ["1e-40", "1e66"])
+def test_an_extreme_decay_scales_the_bound_as_the_labels_value(small_certificate, lam) -> None:  # noqa: ANN001
+    """The objective is kappa times a sum that does not involve kappa: the search is the same at
+    any lambda, and the proven bound and the claim scale alike.  (At 1e-40 the kind was skipped,
+    "beyond floating point", a test the Gram kind needs and this one did not.)"""
+    proc = subprocess.run(
+        [NCVERIFY, "check", "maxmargin-sel", "--classes", "4", "--samples", "1", "--depth", "2",
+         "--width", "4", "--lambda-w", lam, "--lambda-h", lam, "--certificate-boxes", "150",
+         "--restarts", "2", "--search-starts", "0", "--quiet", "--json", "-"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    report = json.loads(proc.stdout)
+    cert = report["certificate"]
+    assert proc.returncode == 0 and cert is not None, report["notes"]
+    assert cert["kind"] == "frame-branch-and-bound"
+    assert cert["primal"] == pytest.approx(report["prediction"]["objective"], rel=1e-12)
+    assert cert["bound"] / cert["primal"] == pytest.approx(
+        small_certificate.bound / small_certificate.primal, rel=1e-9
+    )
+
+
 def test_a_leaf_keeps_only_its_own_numbers() -> None:
     """The open leaves wait in the search's heap (a hundred thousand at 45 000 boxes): each
     keeps its weights and multipliers, not a view that holds the arrays of every candidate

@@ -74,14 +74,11 @@ def frame_branch_and_bound(
             "it applies to this instance but runs only when asked, with its budget "
             "(--certificate-boxes N: tens of thousands of boxes bring four classes within 1e-2)"
         )
-    kappa = (problem.depth + 1) / 2 * float(problem.lambda_product) ** (1 / (problem.depth + 1))
+    # the search runs on sum_i x_i^p, at most 3 (the labels'), whatever kappa is, and only its
+    # result is scaled by kappa n^p, in intervals: no box grows as kappa shrinks (the Gram
+    # kind's do), and Problem keeps lambda's product, so kappa, within floating point
     p = 1 / (problem.depth + 1)
-    scale = kappa * problem.counts[0] ** p  # G = n sum_k y_k y_k^T: tr G^p = n^p sum x_i^p
-    if not (math.isfinite(scale) and scale > 0 and math.log(scale) > -230 * p):
-        raise StepSkipped(
-            "its search box (eigenvalues with kappa x^p below the labels' value) is beyond the "
-            f"range of floating point at kappa = {kappa:.3g}"
-        )
+    kappa = (problem.depth + 1) / 2 * float(problem.lambda_product) ** p
     t0 = time.perf_counter()
     gp = GramProblem(4, p, kappa, tuple(problem.counts), "max-margin")
     with frame_proofs.prover(problem.depth, BITS) as leaves:
