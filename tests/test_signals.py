@@ -81,6 +81,12 @@ SEARCH_CHECK = [
     "--width", "20", "--activation", "relu", "--lambda-w", "1e-3", "--lambda-h", "1e-3",
     "--search-starts", "512", "--quiet",
 ]  # fmt: skip
+# an instance whose certificate proves its leaves in worker processes for minutes (the first
+# processes the check starts: its certificate runs before its optimiser)
+CERTIFICATE_CHECK = [
+    "check", "maxmargin-sel", "--classes", "4", "--samples", "1", "--depth", "2", "--width", "4",
+    "--certificate-boxes", "45000", "--quiet",
+]  # fmt: skip
 
 
 @pytest.fixture
@@ -96,8 +102,15 @@ def searching(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, list[psutil.Pr
     yield from _running(SEARCH_CHECK, tmp_path)
 
 
+@pytest.fixture
+def certifying(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, list[psutil.Process], Path]]:
+    """The same, the workers proving the leaves of `frame-branch-and-bound` (which leaves one
+    of the jobs to its search: three jobs make two workers)."""
+    yield from _running(CERTIFICATE_CHECK, tmp_path, jobs=3)
+
+
 def _running(
-    command: list[str], tmp_path: Path
+    command: list[str], tmp_path: Path, jobs: int = 2
 ) -> Iterator[tuple[subprocess.Popen, list[psutil.Process], Path]]:
     folder = tmp_path / "out"
     folder.mkdir()
@@ -106,7 +119,7 @@ def _running(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "NCVERIFY_JOBS": "2"},
+        env={**os.environ, "NCVERIFY_JOBS": str(jobs)},
         start_new_session=True,
     )
     workers: list[psutil.Process] = []
@@ -155,8 +168,11 @@ def test_interrupted_check_exits_cleanly(
     assert _survivors(workers) == []
 
 
-def test_a_check_terminated_in_its_batched_search_leaves_no_worker(searching: tuple) -> None:
-    proc, workers, folder = searching
+@pytest.mark.parametrize("stage", ["searching", "certifying"])
+def test_a_check_terminated_in_its_search_or_certificate_leaves_no_worker(
+    stage: str, request: pytest.FixtureRequest
+) -> None:
+    proc, workers, folder = request.getfixturevalue(stage)
     os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=BOUND)
     assert proc.returncode == 143, err
