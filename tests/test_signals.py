@@ -1,9 +1,10 @@
-"""Signals: no orphaned optimiser workers, interrupts exit 130 / 143 with nothing half-written.
+"""Signals: no orphaned worker processes, interrupts exit 130 / 143 with nothing half-written.
 
 Each test runs the installed `ncverify` in its own session (`start_new_session`), so that a
 signal sent to its process group reaches it and its workers only.  `check` runs on an instance
-whose optimiser runs take minutes, with two worker processes (`NCVERIFY_JOBS=2`); the tests wait
-until the workers exist before sending anything.  No test measures speed: the only times are
+whose optimiser runs take minutes, with two worker processes (`NCVERIFY_JOBS=2`), or whose
+batched search or certificate keeps two workers busy; the tests wait until the workers exist
+before sending anything.  No test measures speed: the only times are
 generous bounds on polling (`scripts/signal_response.py` measures the response times).
 """
 
