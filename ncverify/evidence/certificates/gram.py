@@ -20,7 +20,7 @@ interval arithmetic, and their least is the certificate's bound.
 
 The kind runs only when a check asks for it (`--certificate-boxes N`, at most `N` boxes): a
 certificate at the 1e-10 tolerance of a check takes a few thousand boxes for three classes
-(seconds to a minute; docs/benchmarks-certificates.md).  With the boxes spent, the least bound
+(seconds to a minute; docs/benchmarks-gram.md).  With the boxes spent, the least bound
 of the open ones is what is proven, and the report gives it with its gap.
 
 >>> from ncverify.model.problem import Problem
